@@ -1,0 +1,1 @@
+"""The recipe's Python package: audio, records, prompts, answers, rewards, models, trainer, eval."""

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# GRPO for audio language models on audio question answering.
+#
+#   bash run.sh --stage test                 # set up the environment, run the test suite
+#   bash run.sh --stage prepare              # data and models from the hub
+#   bash run.sh --stage train                # GRPO on AVQA (torchrun + DeepSpeed ZeRO-1)
+#   bash run.sh --stage mmau --stop_stage mmsu
+#   bash run.sh --help                       # every option with its default
+#
+# Ordered stages: prepare < train < mmau < mmsu (--stage X --stop_stage Y runs X..Y).
+# Standalone stages: test, demo. Any option below is overridable as `--name value`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+# ----------------------------------------------------------------------------------------------
+# Options: name, default, help. Every one can be given as --name value.
+# ----------------------------------------------------------------------------------------------
+OPTIONS=(
+  "stage||first stage to run: prepare|train|mmau|mmsu|test|demo"
+  "stop_stage||last stage to run (ordered stages only; default: same as --stage)"
+  "dry_run|false|print the commands a stage would run, run nothing"
+  "overwrite|false|redo finished work instead of skipping it"
+  "python|python3|Python interpreter used to create the environment"
+  "venv|.venv|environment created when the active one does not satisfy requirements.txt"
+  "use_active_env|auto|auto: use an active venv/conda env that satisfies requirements.txt; false: always use --venv"
+  "model|Qwen/Qwen2.5-Omni-7B|hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct"
+  "template|default|prompt template: default|think|new"
+  "data_dir|data|where prepare writes datasets (avqa, mmsu, mmau)"
+  "model_dir|models|where prepare writes model snapshots"
+  "exp_dir|exp|where runs write checkpoints, logs and evaluations"
+  "run_name|grpo|run folder under --exp_dir"
+  "config|conf/grpo.yaml|training recipe (YAML); train.py options override it"
+  "deepspeed|conf/ds_zero1.json|DeepSpeed config (conf/ds_zero3.json offloads to CPU on OOM)"
+  "nproc|8|processes (GPUs) per node"
+  "nnodes|1|number of nodes"
+  "node_rank|0|rank of this node"
+  "master_addr|127.0.0.1|address of node 0"
+  "master_port|29500|port on node 0"
+  "test_args|-m 'not gpu'|arguments for pytest in stage test"
+)
+
+for spec in "${OPTIONS[@]}"; do
+  IFS='|' read -r _name _default _help <<< "$spec"
+  printf -v "$_name" '%s' "$_default"
+done
+extra_args=()   # everything after `--` goes to the stage's Python script
+
+usage() {
+  echo "Usage: bash run.sh --stage STAGE [--stop_stage STAGE] [--name value ...] [-- script args]"
+  echo
+  echo "Options (default in brackets):"
+  for spec in "${OPTIONS[@]}"; do
+    IFS='|' read -r _name _default _help <<< "$spec"
+    printf '  --%-16s %s [%s]\n' "$_name" "$_help" "$_default"
+  done
+}
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [run.sh] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+is_option() {
+  local spec
+  for spec in "${OPTIONS[@]}"; do [[ "${spec%%|*}" == "$1" ]] && return 0; done
+  return 1
+}
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --) shift; extra_args=("$@"); break ;;
+    --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
+    --*)
+      name="${1#--}"; name="${name//-/_}"
+      is_option "$name" || die "unknown option --$name (see bash run.sh --help)"
+      current="${!name}"
+      if [[ ("$current" == "true" || "$current" == "false") && ( $# -eq 1 || "$2" == --* ) ]]; then
+        printf -v "$name" 'true'; shift          # bare boolean flag: --dry_run
+      else
+        [[ $# -ge 2 && "$2" != --* ]] || die "option --$name needs a value"
+        printf -v "$name" '%s' "$2"; shift 2
+      fi ;;
+    *) die "unexpected argument '$1' (options are --name value; see bash run.sh --help)" ;;
+  esac
+done
+
+ORDERED_STAGES=(prepare train mmau mmsu)
+STANDALONE_STAGES=(test demo)
+
+stage_index() {
+  local i
+  for i in "${!ORDERED_STAGES[@]}"; do [[ "${ORDERED_STAGES[$i]}" == "$1" ]] && { echo "$i"; return; }; done
+  echo -1
+}
+
+# Print (always) and run (unless --dry_run) one command.
+run_cmd() {
+  log "+ $(printf '%q ' "$@")"
+  [[ "$dry_run" == "true" ]] || "$@"
+}
+
+# ----------------------------------------------------------------------------------------------
+# Environment: use an active env that satisfies requirements.txt, else create/refresh --venv.
+# ----------------------------------------------------------------------------------------------
+PY=""
+setup_env() {
+  if [[ "$use_active_env" != "false" && -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]]; then
+    local active="${VIRTUAL_ENV:-$CONDA_PREFIX}/bin/python"
+    if [[ -x "$active" ]] && "$active" -m local.envcheck requirements.txt >/dev/null 2>&1; then
+      PY="$active"; log "Environment: using the active environment ($active)"; return
+    fi
+    log "Environment: the active environment does not satisfy requirements.txt; using $venv"
+  fi
+  local stamp="$venv/.requirements.sha256" want
+  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    PY="$venv/bin/python"; return
+  fi
+  command -v "$python" >/dev/null 2>&1 || die "no '$python' found: install Python 3.11 (3.10+) or pass --python /path/to/python3"
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || die "$python is $("$python" -V 2>&1); the recipe needs Python 3.10+ (3.11 tested): pass --python"
+  if [[ "$dry_run" == "true" ]]; then
+    log "+ $python -m venv $venv && $venv/bin/python -m pip install -r requirements.txt"; PY="$venv/bin/python"; return
+  fi
+  if [[ ! -x "$venv/bin/python" ]]; then
+    log "Environment: creating $venv with $("$python" -V 2>&1)"
+    "$python" -m venv "$venv" || die "could not create $venv: install the venv module (e.g. apt-get install python3-venv)"
+  fi
+  "$venv/bin/python" -m pip --version >/dev/null 2>&1 \
+    || die "$venv has no pip: install python3-pip / ensurepip, or delete $venv and re-run"
+  log "Environment: installing requirements.txt into $venv (first run takes a few minutes)"
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt \
+    || die "pip install -r requirements.txt failed (see above); fix it and re-run"
+  echo "$want" > "$stamp"
+  PY="$venv/bin/python"
+}
+
+# ----------------------------------------------------------------------------------------------
+# Stages: each logs "Stage: inputs -> outputs" and makes one call.
+# ----------------------------------------------------------------------------------------------
+not_built() { die "stage $1 is not built yet (tracked in issue $2)"; }
+
+stage_prepare() { not_built prepare 5; }
+stage_train()   { not_built train 4; }
+stage_mmau()    { not_built mmau 6; }
+stage_mmsu()    { not_built mmsu 6; }
+stage_demo()    { not_built demo 7; }
+
+stage_test() {
+  log "Stage test: tests/ -> pytest report"
+  local args
+  eval "args=($test_args)"
+  run_cmd "$PY" -m pytest "${args[@]}" "${extra_args[@]}" tests
+}
+
+# ----------------------------------------------------------------------------------------------
+[[ -n "$stage" ]] || { usage; die "--stage is required"; }
+[[ -n "$stop_stage" ]] || stop_stage="$stage"
+
+if [[ " ${STANDALONE_STAGES[*]} " == *" $stage "* ]]; then
+  [[ "$stop_stage" == "$stage" ]] || die "stage $stage runs alone; drop --stop_stage"
+  stages=("$stage")
+else
+  first=$(stage_index "$stage"); last=$(stage_index "$stop_stage")
+  [[ $first -ge 0 ]] || die "unknown stage '$stage' (stages: ${ORDERED_STAGES[*]} ${STANDALONE_STAGES[*]})"
+  [[ $last -ge 0 ]] || die "unknown stop stage '$stop_stage' (stages: ${ORDERED_STAGES[*]})"
+  [[ $first -le $last ]] || die "--stop_stage $stop_stage comes before --stage $stage"
+  stages=("${ORDERED_STAGES[@]:$first:$((last - first + 1))}")
+fi
+
+setup_env
+for s in "${stages[@]}"; do "stage_$s"; done
+log "Done: ${stages[*]}"

@@ -1,0 +1,85 @@
+"""Test helpers: synthetic audio, tiny checkpoints cached on disk, the audio-reaches check."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cache" / "tests"
+SHARED_DATA = REPO.parent / "shared" / "data"
+MODEL_CONFIGS = SHARED_DATA / "model-configs"
+OFFICIAL_DIR = {"qwen2_5_omni": "Qwen2.5-Omni-7B", "qwen2_audio": "Qwen2-Audio-7B-Instruct"}
+
+
+def tone(seconds: float = 1.0, freq: float = 440.0, sr: int = 16_000, channels: int = 1,
+         amplitude: float = 0.3) -> np.ndarray:
+    """A sine tone, (samples,) or (samples, channels)."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    wave = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return wave if channels == 1 else np.stack([wave] * channels, axis=1)
+
+
+def encode(wave: np.ndarray, sr: int, fmt: str = "WAV") -> bytes:
+    """Encode a waveform to audio-file bytes (WAV, FLAC, OGG)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, sr, format=fmt)
+    return buffer.getvalue()
+
+
+def _source_digest() -> str:
+    """Fixtures are rebuilt whenever the code that builds them changes."""
+    digest = hashlib.sha256()
+    for name in ("local/tiny.py", "local/tokenizers_offline.py"):
+        digest.update((REPO / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False) -> Path:
+    """Build (once, cached under .cache/tests, safe across processes) a tiny checkpoint."""
+    from local.tiny import build_tiny_checkpoint
+
+    name = f"{family}-{vocab}{'-full' if full_omni else ''}-{_source_digest()}"
+    out = CACHE / name
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".done").exists():
+            tmp = CACHE / f"{name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_tiny_checkpoint(family, tmp, vocab=vocab, full_omni=full_omni)  # type: ignore
+            (tmp / ".done").touch()
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+    return out
+
+
+def user_turn(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "audio", "audio": "clip.wav"},
+                                         {"type": "text", "text": text}]}]
+
+
+def processor_inputs(processor: Any, audios: list[np.ndarray], text: str = "How many beeps?"
+                     ) -> dict[str, torch.Tensor]:
+    prompt = processor.apply_chat_template(user_turn(text), tokenize=False,
+                                           add_generation_prompt=True)
+    return dict(processor(text=[prompt] * len(audios), audio=audios, sampling_rate=16_000,
+                          return_tensors="pt", padding=True))
+
+
+def logits_differ(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                  inputs_a: dict[str, torch.Tensor], inputs_b: dict[str, torch.Tensor],
+                  atol: float = 1e-5) -> bool:
+    """True when the model's output depends on the audio: two inputs that differ only in audio
+    give different logits. `forward` maps processor inputs to logits."""
+    with torch.no_grad():
+        return not torch.allclose(forward(inputs_a), forward(inputs_b), atol=atol)
