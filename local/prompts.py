@@ -1,0 +1,67 @@
+"""Prompt templates (worded exactly as the seed) and the one chat-message builder.
+
+Training and evaluation both call `build_messages(build_prompt(...))`, so the model sees the same
+text in both. `{choices}` renders as a Python list repr (``['3', 'One', '4', '2']``) as the seed
+did; its published numbers depend on it.
+
+Example:
+    >>> from local.prompts import build_messages, build_prompt
+    >>> text = build_prompt("Who speaks?", ["Man", "Woman"], "new")
+    >>> text
+    "Who speaks?Select one option from the provided choices.['Man', 'Woman']"
+    >>> build_messages(text)[0]["content"][0]
+    {'type': 'audio', 'audio': 'audio'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+TEMPLATES: dict[str, str] = {
+    "default": (
+        "{question} Please choose the answer from the following options: {choices}. "
+        "Output the final answer in <answer> </answer>."
+    ),
+    "think": (
+        "{question} Please choose the answer from the following options: {choices}. "
+        "Output the thinking process in <think> </think> and final answer in <answer> </answer>."
+    ),
+    "new": "{question}Select one option from the provided choices.{choices}",
+}
+
+AUDIO_PLACEHOLDER = "audio"  # the audio part's reference; the waveform travels separately
+
+
+def build_prompt(question: str, choices: Sequence[str], template: str = "default") -> str:
+    """The user text for one question: `TEMPLATES[template]` with `{choices}` as a list repr."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; choose one of "
+                         f"{sorted(TEMPLATES)} (option --template).")
+    if isinstance(choices, str):
+        raise TypeError("choices must be a list of option strings, not one string.")
+    return TEMPLATES[template].format(question=question, choices=str([str(c) for c in choices]))
+
+
+def build_messages(prompt_text: str, audio: Any = AUDIO_PLACEHOLDER) -> list[dict[str, Any]]:
+    """One user turn: the audio part, then the text. No system message (the template's applies).
+
+    Dicts are built fresh with no None-valued keys: Qwen chat templates test ``'audio' in
+    content``, and rows coming back from `datasets` carry every key (``audio: None`` on the text
+    part), which would count the audio twice.
+    """
+    if audio is None:
+        raise ValueError("audio reference is None; pass a placeholder string (the waveform is "
+                         "given to the processor separately).")
+    return [{
+        "role": "user",
+        "content": [
+            {"type": "audio", "audio": audio},
+            {"type": "text", "text": str(prompt_text)},
+        ],
+    }]
+
+
+def record_messages(record: Any, template: str = "default") -> list[dict[str, Any]]:
+    """`build_messages(build_prompt(...))` for a `local.records.Record` (audio ref = its id)."""
+    return build_messages(build_prompt(record.question, record.choices, template), record.id)
