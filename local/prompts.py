@@ -65,3 +65,19 @@ def build_messages(prompt_text: str, audio: Any = AUDIO_PLACEHOLDER) -> list[dic
 def record_messages(record: Any, template: str = "default") -> list[dict[str, Any]]:
     """`build_messages(build_prompt(...))` for a `local.records.Record` (audio ref = its id)."""
     return build_messages(build_prompt(record.question, record.choices, template), record.id)
+
+
+def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages rebuilt fresh without None-valued keys.
+
+    A `datasets` column of messages gives every content part every key (``{"type": "text",
+    "text": ..., "audio": None}``), which Qwen chat templates would count as a second audio.
+    """
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(messages)

@@ -280,6 +280,47 @@ def _open_saved(path: Path) -> Any:
     return datasets.concatenate_datasets([datasets.Dataset.from_file(str(s)) for s in shards])
 
 
+def open_avqa(path: str | Path | Any, split: str = "train") -> tuple[Any, str, str]:
+    """(undecoded split dataset, split name, source label) for AVQA; memory-mapped, no copy."""
+    if isinstance(path, (str, Path)):
+        root = Path(path)
+        folder = root if (root / "state.json").exists() else _resolve_split_dir(root, split)
+        split = folder.name if folder != root else split
+        return _undecoded(_open_saved(folder)), split, f"AVQA {split} ({root})"
+    ds = path
+    if isinstance(ds, dict):  # a DatasetDict: pick the split, "validation" <-> "val"
+        name = next((n for n in (split, _SPLIT_ALIASES.get(split)) if n in ds), None)
+        if name is None:
+            raise KeyError(f"AVQA DatasetDict has no split {split!r} (has {list(ds)}).")
+        ds, split = ds[name], name
+    return _undecoded(ds), split, f"AVQA {split}"
+
+
+def avqa_record(row: dict[str, Any], index: int, split: str,
+                audio: str | bytes | None | Any = ...) -> Record:
+    """The Record of AVQA row `index` (question parsed, answer as option text).
+
+    `audio` defaults to the row's own cell; pass None to validate the text alone.
+    """
+    for key in ("question", "answer"):
+        if key not in row:
+            raise RecordError(f"column {key!r} missing; is this AVQA-processed?")
+    if not isinstance(row["question"], str) or not isinstance(row["answer"], str):
+        raise RecordError("question and answer must be strings.")
+    if audio is ...:
+        if "audio" not in row:
+            raise RecordError("column 'audio' missing; is this AVQA-processed?")
+        audio = _audio_from_cell(row["audio"], None)
+        if audio is None:
+            raise RecordError("row carries no audio (neither bytes nor path).")
+    question, choices = parse_avqa_question(row["question"])
+    return Record(
+        id=f"avqa-{split}-{index}", audio=audio, question=question, choices=choices,
+        answer=parse_avqa_answer(row["answer"]),
+        meta={"dataset": "avqa", "split": split, "row": index, "file_name": row.get("file_name")},
+    )
+
+
 def read_avqa(
     path: str | Path | Any,
     split: str = "train",
@@ -299,41 +340,13 @@ def read_avqa(
     """
     _check_errors(errors)
     report = report if report is not None else ReadReport()
-    if isinstance(path, (str, Path)):
-        root = Path(path)
-        folder = root if (root / "state.json").exists() else _resolve_split_dir(root, split)
-        split = folder.name if folder != root else split
-        ds = _open_saved(folder)
-        report.source = report.source or f"AVQA {split} ({root})"
-    else:
-        ds = path
-        if isinstance(ds, dict):  # a DatasetDict: pick the split, "validation" <-> "val"
-            name = next((n for n in (split, _SPLIT_ALIASES.get(split)) if n in ds), None)
-            if name is None:
-                raise KeyError(f"AVQA DatasetDict has no split {split!r} (has {list(ds)}).")
-            ds, split = ds[name], name
-        report.source = report.source or f"AVQA {split}"
-    ds = _undecoded(ds)
+    ds, split, source = open_avqa(path, split)
+    report.source = report.source or source
     for index, row in enumerate(ds):
-        row_id = f"row {index} (file_name {row.get('file_name')!r})"
         try:
-            for key in ("question", "answer", "audio"):
-                if key not in row:
-                    raise RecordError(f"column {key!r} missing; is this AVQA-processed?")
-            if not isinstance(row["question"], str) or not isinstance(row["answer"], str):
-                raise RecordError("question and answer must be strings.")
-            question, choices = parse_avqa_question(row["question"])
-            audio = _audio_from_cell(row["audio"], None)
-            if audio is None:
-                raise RecordError("row carries no audio (neither bytes nor path).")
-            record = Record(
-                id=f"avqa-{split}-{index}", audio=audio, question=question, choices=choices,
-                answer=parse_avqa_answer(row["answer"]),
-                meta={"dataset": "avqa", "split": split, "row": index,
-                      "file_name": row.get("file_name")},
-            )
+            record = avqa_record(row, index, split)
         except (RecordError, TypeError, KeyError) as err:
-            _skip_or_raise(report, errors, row_id, err)
+            _skip_or_raise(report, errors, f"row {index} (file_name {row.get('file_name')!r})", err)
             continue
         report.read += 1
         yield record

@@ -1,0 +1,151 @@
+"""The training dataset: records -> rows TRL's GRPOTrainer consumes, lazily, bad records skipped.
+
+A training row: `id`, `prompt` (chat messages from `local.prompts`), one of `audio_bytes` /
+`audio_path` / `audio_array` (+ `sampling_rate`), and the reward columns `answer`, `choices`.
+
+AVQA (55 GB of embedded audio) is never copied: the text columns are checked once, bad rows are
+skipped with a count (`errors="skip"`) or stop the run (`errors="raise"`), rows without audio
+bytes are found from the Arrow column lengths without reading the audio, and the rows are built
+on access with `Dataset.with_transform`.
+
+Example:
+    >>> ds, report = build_train_dataset("data/avqa", "avqa", template="default")  # doctest: +SKIP
+    >>> sorted(ds[0])                                                             # doctest: +SKIP
+    ['answer', 'audio_bytes', 'audio_path', 'choices', 'id', 'prompt', 'sampling_rate']
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+from tqdm.auto import tqdm
+
+from local.records import (
+    ReadReport,
+    Record,
+    RecordError,
+    avqa_record,
+    open_avqa,
+    read_mmau,
+    read_mmsu,
+)
+
+logger = logging.getLogger(__name__)
+FORMATS = ("avqa", "mmau", "mmsu")
+
+
+def training_row(record: Record, template: str) -> dict[str, Any]:
+    """The row TRL gets for one record (the audio travels beside the prompt, never inside it)."""
+    from local.prompts import build_messages, build_prompt
+
+    audio = record.audio
+    return {
+        "id": record.id,
+        "prompt": build_messages(build_prompt(record.question, record.choices, template)),
+        "audio_bytes": audio if isinstance(audio, bytes) else None,
+        "audio_path": audio if isinstance(audio, str) else None,
+        "audio_array": audio if isinstance(audio, np.ndarray) else None,
+        "sampling_rate": record.sampling_rate,
+        "answer": record.answer,
+        "choices": list(record.choices),
+    }
+
+
+def _has_audio(ds: datasets.Dataset) -> list[bool]:
+    """Per row: does the undecoded audio cell carry bytes or a path? Read from Arrow lengths."""
+    column = ds.with_format("arrow")[:]["audio"] if len(ds) else None
+    if column is None:
+        return []
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    present = np.zeros(len(ds), dtype=bool)
+    for field in ("bytes", "path"):
+        values = column.field(field)
+        lengths = pc.fill_null(pc.binary_length(values) if field == "bytes"
+                               else pc.utf8_length(values), 0)
+        present |= np.asarray(lengths.to_numpy(zero_copy_only=False)) > 0
+    return present.tolist()
+
+
+def _avqa_dataset(path: str | Path, split: str, template: str, errors: str,
+                  report: ReadReport, limit: int | None) -> datasets.Dataset:
+    ds, split, source = open_avqa(path, split)
+    report.source = source
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    text = ds.select_columns([c for c in ("question", "answer", "file_name")
+                              if c in ds.column_names])
+    has_audio = _has_audio(ds) if "audio" in ds.column_names else [False] * len(ds)
+    keep = []
+    for index, row in enumerate(tqdm(text, desc=f"checking {source}", unit="row",
+                                     mininterval=5)):
+        try:
+            avqa_record(row, index, split, audio=None)
+            if not has_audio[index]:
+                raise RecordError("row carries no audio (neither bytes nor path).")
+        except (RecordError, TypeError, KeyError) as err:
+            reason = f"row {index} (file_name {row.get('file_name')!r}): {err}"
+            if errors == "raise":
+                raise RecordError(f"{source}: {reason} Fix the data, or set "
+                                  "bad_records: skip to train without it.") from err
+            report.skipped += 1
+            report.reasons.append((f"avqa-{split}-{index}", str(err)))
+            continue
+        keep.append(index)
+    report.read = len(keep)
+    # The row number rides along as a small in-memory column; select() is an index mapping over
+    # the memory-mapped audio: nothing is copied.
+    subset = ds.add_column("__row__", list(range(len(ds)))).select(keep)
+
+    def to_rows(batch: dict[str, list]) -> dict[str, list]:
+        rows = [training_row(avqa_record({k: batch[k][i] for k in batch}, row, split), template)
+                for i, row in enumerate(batch["__row__"])]
+        return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+
+    return subset.with_transform(to_rows)
+
+
+def build_train_dataset(
+    path: str | Path,
+    data_format: str = "avqa",
+    *,
+    template: str = "default",
+    split: str = "train",
+    audio_dir: str | Path | None = None,
+    errors: str = "skip",
+    limit: int | None = None,
+) -> tuple[datasets.Dataset, ReadReport]:
+    """Training rows from `path` in `data_format` (avqa | mmau | mmsu), and what was skipped."""
+    if data_format not in FORMATS:
+        raise ValueError(f"unknown train data format {data_format!r}; choose one of {FORMATS}")
+    if errors not in ("skip", "raise"):
+        raise ValueError(f"bad_records must be 'skip' or 'raise', got {errors!r}")
+    report = ReadReport()
+    if data_format == "avqa":
+        ds = _avqa_dataset(path, split, template, errors, report, limit)
+    else:
+        reader = (read_mmau(path, audio_dir, errors=errors, report=report)  # type: ignore[arg-type]
+                  if data_format == "mmau" else
+                  read_mmsu(path, split=split, errors=errors, report=report))  # type: ignore
+        rows = []
+        for record in reader:
+            if record.audio is None or (isinstance(record.audio, str)
+                                        and not Path(record.audio).is_file()):
+                report.skipped += 1
+                report.reasons.append((record.id, "audio file not found"))
+                continue
+            rows.append(training_row(record, template))
+            if limit is not None and len(rows) >= limit:
+                break
+        ds = datasets.Dataset.from_list(rows)
+    if report.skipped:
+        logger.warning("%s: skipped %d bad record(s), e.g. %s", report.source or path,
+                       report.skipped, report.reasons[:3])
+    if len(ds) == 0:
+        raise RecordError(f"{path}: no usable training records ({report.skipped} skipped: "
+                          f"{report.reasons[:3]}). Check the data with `python -m local.validate`.")
+    return ds, report

@@ -1,0 +1,198 @@
+"""AudioGRPOTrainer: the narrowest `trl.GRPOTrainer` subclass that makes the audio reach the model.
+
+TRL 1.16's GRPOTrainer knows images, not audio. Given an audio processor it would tokenize the
+prompts and generate with the features, then compute the policy, old-policy and reference
+log-probs **without** them: the loss trains a text-only model and nothing errors. This subclass
+overrides four TRL internals, each as thin as possible:
+
+| TRL internal                         | why we override it |
+|--------------------------------------|--------------------|
+| `_generate_and_score_completions`    | decode each row's clip (`local.audio`), build the batch once (`local.collate`: Omni padded to the longest clip), keep it for the passes below, and return `input_features` / `feature_attention_mask` row-aligned in the rollout batch TRL shuffles and splits |
+| `_tokenize_prompts`                  | hand TRL the prompt ids and audio features of that batch (instead of letting the processor fetch audio by itself) so generation sees the audio |
+| `_compute_loss`                      | make the policy forward of the loss see its rows' audio |
+| `_get_per_token_logps_and_entropies` | feed each forward chunk exactly its own rows' features (policy, old policy, reference); checks every row was fed once |
+
+Placeholder tokens (`<|AUDIO|>`, `<|IMAGE|>`, ...) are suppressed in generation: a sampled one would
+crash the next forward. `forward_audio_in_loss=False` reproduces stock TRL (audio at generation
+only) so tests can show the difference.
+
+Example:
+    >>> trainer = AudioGRPOTrainer(model=loaded.model, processing_class=loaded.processor,
+    ...     family=loaded.family, reward_funcs=[...], args=grpo_config,
+    ...     train_dataset=dataset)                                          # doctest: +SKIP
+    >>> trainer.train()                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from trl import GRPOTrainer
+
+from local.audio import AudioError
+from local.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
+from local.prompts import clean_messages
+from local.models import ModelFamily
+
+logger = logging.getLogger(__name__)
+
+PLACEHOLDER_TOKENS = ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>", "<|audio_bos|>", "<|audio_eos|>",
+                      "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>")
+
+
+def placeholder_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the multimodal placeholder tokens this tokenizer knows (never to be sampled)."""
+    ids = tokenizer.convert_tokens_to_ids(list(PLACEHOLDER_TOKENS))
+    unknown = tokenizer.unk_token_id
+    return sorted({i for i in ids if i is not None and i != unknown})
+
+
+class _AudioRowFeeder:
+    """Calls `model` with the audio rows that belong to each chunk TRL forwards, in order.
+
+    TRL's log-prob loop forwards rows [0, b), [b, 2b), ... of one batch; the feeder hands each call
+    the features of exactly those rows and, at the end, checks that every row was used once.
+    """
+
+    def __init__(self, model: Any, audio: dict[str, torch.Tensor], dtype: torch.dtype | None):
+        self.model, self.audio, self.dtype, self.cursor = model, audio, dtype, 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        rows = kwargs["input_ids"].shape[0]
+        chunk = {k: v[self.cursor:self.cursor + rows] for k, v in self.audio.items()}
+        if chunk["input_features"].shape[0] != rows:
+            raise RuntimeError(f"audio rows {self.cursor}:{self.cursor + rows} requested but the "
+                               f"batch has {self.audio['input_features'].shape[0]}")
+        if self.dtype is not None:
+            chunk["input_features"] = chunk["input_features"].to(self.dtype)
+        self.cursor += rows
+        return self.model(**kwargs, **chunk)
+
+    def check_consumed(self) -> None:
+        total = self.audio["input_features"].shape[0]
+        if self.cursor != total:
+            raise RuntimeError(f"log-prob pass fed {self.cursor} audio rows for a batch of {total}")
+
+
+class AudioGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose rollouts and every log-prob pass carry each row's own audio."""
+
+    def __init__(
+        self,
+        *args: Any,
+        family: ModelFamily,
+        max_audio_duration_in_seconds: float | None = None,
+        forward_audio_in_loss: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.family = family
+        self.max_audio_duration_in_seconds = max_audio_duration_in_seconds
+        self.forward_audio_in_loss = forward_audio_in_loss
+        self._rollout_batch: dict[str, torch.Tensor] | None = None
+        self._logp_audio: dict[str, torch.Tensor] | None = None
+        self.audio_stats = {"clips": 0, "truncated": 0}
+
+        model = kwargs.get("model", args[0] if args else None)
+        processor = kwargs["processing_class"]
+        grpo_args = kwargs.get("args")
+        if grpo_args is not None:
+            suppress = placeholder_token_ids(processor.tokenizer)
+            extra = dict(grpo_args.generation_kwargs or {})
+            extra["suppress_tokens"] = sorted(set(extra.get("suppress_tokens", [])) | set(suppress))
+            grpo_args.generation_kwargs = extra
+        # TRL reads `config.image_token_id` for any processor; Qwen2-Audio has none. Lend it the
+        # audio token id for TRL's set-up (our suppress list replaces TRL's) and take it back.
+        config = getattr(model, "config", None)
+        lent = config is not None and not hasattr(config, "image_token_id")
+        if lent:
+            config.image_token_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            if lent:
+                del config.image_token_id
+
+    # -- rollouts ---------------------------------------------------------------------------
+    def _decode_rows(self, inputs: list[dict[str, Any]]) -> list[np.ndarray]:
+        """Each row's clip, decoded once per distinct row id (G rows share one prompt)."""
+        cache: dict[str, np.ndarray] = {}
+        clips = []
+        for row in inputs:
+            key = str(row.get("id"))
+            if key not in cache:
+                source = next((row[k] for k in ("audio_array", "audio_bytes", "audio_path")
+                               if row.get(k) is not None), None)
+                if source is None:
+                    raise AudioError(f"{key}: the training row carries no audio; the dataset "
+                                     "builder should have skipped it (see local/train_data.py).")
+                if isinstance(source, list):
+                    source = np.asarray(source, dtype=np.float32)
+                clip = load_clip(source, family=self.family, sampling_rate=row.get("sampling_rate"),
+                                 max_duration_s=self.max_audio_duration_in_seconds, name=key)
+                self.audio_stats["clips"] += 1
+                self.audio_stats["truncated"] += int(clip.truncated)
+                cache[key] = clip.array
+            clips.append(cache[key])
+        return clips
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        texts = [render_prompt(self.processing_class, clean_messages(row["prompt"]))
+                 for row in inputs]
+        batch = encode_batch(self.processing_class, self.family, texts, self._decode_rows(inputs))
+        device = self.accelerator.device
+        self._rollout_batch = {k: v.to(device) for k, v in batch.items()}
+        audio = {k: self._rollout_batch[k] for k in AUDIO_KEYS}
+        try:
+            with self._audio_for_logps(audio):  # old-policy and reference passes inside
+                output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._rollout_batch = None
+        output.update(audio)  # row-aligned: TRL shuffles and splits it with the other rows
+        if self.audio_stats["truncated"]:
+            self._metrics["train"]["audio/truncated_clips"].append(self.audio_stats["truncated"])
+        return output
+
+    def _tokenize_prompts(self, prompts: list[Any]) -> tuple[list[list[int]], None, dict]:
+        batch = self._rollout_batch
+        if batch is None or batch["input_ids"].shape[0] != len(prompts):
+            raise RuntimeError("_tokenize_prompts called outside a rollout of AudioGRPOTrainer")
+        prompt_ids = [ids[mask.bool()].tolist()
+                      for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        return prompt_ids, None, {k: batch[k] for k in AUDIO_KEYS}
+
+    # -- log-prob passes ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _audio_for_logps(self, audio: dict[str, torch.Tensor] | None) -> Iterator[None]:
+        previous, self._logp_audio = self._logp_audio, audio
+        try:
+            yield
+        finally:
+            self._logp_audio = previous
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        audio = {k: inputs[k] for k in AUDIO_KEYS} if AUDIO_KEYS[0] in inputs else None
+        with self._audio_for_logps(audio):
+            return super()._compute_loss(model, inputs)
+
+    def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor,
+                                           *args: Any, **kwargs: Any) -> Any:
+        audio = self._logp_audio
+        if audio is None or not self.forward_audio_in_loss:
+            return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
+        if audio["input_features"].shape[0] != input_ids.shape[0]:
+            raise RuntimeError(f"{input_ids.shape[0]} sequences but audio for "
+                               f"{audio['input_features'].shape[0]} rows")
+        feeder = _AudioRowFeeder(model, audio, self._feature_dtype())
+        result = super()._get_per_token_logps_and_entropies(feeder, input_ids, *args, **kwargs)
+        feeder.check_consumed()
+        return result
+
+    def _feature_dtype(self) -> torch.dtype | None:
+        model = self.accelerator.unwrap_model(self.model)
+        dtype = getattr(model, "dtype", None)
+        return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None

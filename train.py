@@ -1,0 +1,113 @@
+"""GRPO training of an audio language model on audio question answering.
+
+Reads `conf/grpo.yaml` (the seed's recipe) and command-line overrides, loads the policy by
+`config.model_type`, builds the training rows, and trains with `AudioGRPOTrainer`. The run
+folder (`--output_dir`) gets the resolved config, the command line, `checkpoint-N/` folders
+(processor included) and the completions log; an interrupted run resumes from its last complete
+checkpoint unless `--overwrite_output_dir true`.
+
+Example:
+    $ torchrun --nproc_per_node 8 train.py --config conf/grpo.yaml \\
+        --model_name_or_path Qwen/Qwen2.5-Omni-7B --train_data data/avqa \\
+        --output_dir exp/grpo --deepspeed conf/ds_zero1.json
+    $ python train.py --config conf/demo.yaml --model_name_or_path .cache/tiny-omni \\
+        --train_data data/demo/avqa --output_dir exp/demo/run     # CPU
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import transformers
+from accelerate import PartialState
+from trl import get_peft_config
+
+from local.checkpoints import last_resumable_checkpoint, policy_source, write_run_record
+from local.models import load_model_and_processor
+from local.rewards import default_rewards, get_rewards
+from local.train_config import AudioGRPOConfig, parse_args
+from local.train_data import build_train_dataset
+from local.trainer import AudioGRPOTrainer
+
+logger = logging.getLogger("train")
+
+
+def freeze_audio_encoder(model) -> int:
+    """Stop gradients into the audio encoder; returns the number of frozen parameters."""
+    frozen = 0
+    for name, parameter in model.named_parameters():
+        if "audio_tower." in name:
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    if frozen == 0:
+        raise RuntimeError("freeze_audio_encoder: no audio_tower parameters found in the model")
+    return frozen
+
+
+def resolve_rewards(config: AudioGRPOConfig) -> list:
+    names, weights = default_rewards(config.template, robust=config.robust_rewards)
+    if config.reward_funcs:
+        names = list(config.reward_funcs)
+        if config.reward_weights is None and len(names) != len(weights):
+            weights = [1.0] * len(names)
+    if config.reward_weights is None:
+        config.reward_weights = weights
+    return get_rewards(names)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    config, model_args = parse_args(argv)
+    state = PartialState()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if state.is_main_process else logging.WARNING)
+    transformers.utils.logging.set_verbosity(config.get_process_log_level())
+    if not model_args.model_name_or_path:
+        raise SystemExit("train.py: give --model_name_or_path (hub id or checkpoint folder)")
+    run_dir = Path(config.output_dir)
+    resume = None if config.overwrite_output_dir else last_resumable_checkpoint(run_dir)
+    if state.is_main_process:
+        write_run_record(run_dir, config, model_args, argv)
+        logger.info("run folder %s; %s", run_dir,
+                    f"resuming from {resume}" if resume else "starting fresh")
+
+    with state.main_process_first():  # rank 0 writes the thinker folder, the others reuse it
+        source = policy_source(model_args.model_name_or_path, run_dir / "init_thinker",
+                               revision=model_args.model_revision)
+    loaded = load_model_and_processor(source, dtype=config.model_dtype,
+                                      attn_implementation=model_args.attn_implementation,
+                                      revision=None if source != model_args.model_name_or_path
+                                      else model_args.model_revision)
+    if config.freeze_audio_encoder:
+        logger.info("audio encoder frozen: %d parameters", freeze_audio_encoder(loaded.model))
+
+    with state.main_process_first():
+        dataset, report = build_train_dataset(
+            config.train_data, config.train_format, template=config.template,
+            split=config.train_split, audio_dir=config.train_audio_dir,
+            errors=config.bad_records, limit=config.max_train_samples)
+    logger.info("training rows: %s", report.summary())
+
+    reward_funcs = resolve_rewards(config)
+    trainer = AudioGRPOTrainer(
+        model=loaded.model,
+        processing_class=loaded.processor,
+        family=loaded.family,
+        max_audio_duration_in_seconds=config.max_audio_duration_in_seconds,
+        reward_funcs=reward_funcs,
+        args=config,
+        train_dataset=dataset,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    final = run_dir / f"checkpoint-{trainer.state.global_step}"
+    if not final.exists():
+        trainer.save_model(str(final))  # model + processor of the last step (for evaluation)
+    if state.is_main_process:
+        logger.info("done: %d steps; checkpoints in %s", trainer.state.global_step, run_dir)
+    return run_dir
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
