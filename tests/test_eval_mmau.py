@@ -1,0 +1,224 @@
+"""evaluate_mmau.py end to end on CPU: a tiny model, 20 MMAU items, generated audio.
+
+The questions come from the real test-mini file when ../shared/data has it (20 items spread over
+the file), else from a synthetic file of the same shape; the audio is generated and named by each
+item's audio_id.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from local import eval_mmau
+from local.answers import extract_answer
+from local.inference import Generator
+from tests.helpers import REPO, SHARED_DATA, tone
+
+REAL_MMAU = SHARED_DATA / "mmau" / "mmau-test-mini.json"
+N_ITEMS = 20
+FAST = ["--max_new_tokens", "8", "--batch_size", "4", "--dtype", "float32"]
+
+
+def _questions() -> list[dict]:
+    if REAL_MMAU.exists():
+        items = json.loads(REAL_MMAU.read_text())
+        return items[::len(items) // N_ITEMS][:N_ITEMS]
+    tasks = ["sound", "music", "speech"]
+    return [{"id": f"syn-{i}", "audio_id": f"./test-mini-audios/syn-{i}.wav",
+             "question": f"Which tone is clip {i}?", "choices": ["Low", "High", "Rising"],
+             "answer": ["Low", "High", "Rising"][i % 3], "task": tasks[i % 3],
+             "difficulty": ["easy", "medium", "hard"][i % 3], "sub-category": f"sub {i % 4}",
+             "split": "test-mini"} for i in range(N_ITEMS)]
+
+
+def make_mmau(folder: Path) -> tuple[Path, Path]:
+    """A question file and its audio folder (tones of varied length) under `folder`."""
+    items = _questions()
+    audio_dir = folder / "test-mini-audios"
+    audio_dir.mkdir(parents=True)
+    for i, item in enumerate(items):
+        sf.write(audio_dir / Path(item["audio_id"]).name, tone(0.5 + 0.25 * (i % 5), 200 + 40 * i),
+                 16_000)
+    path = folder / "mmau-test-mini.json"
+    path.write_text(json.dumps(items, indent=1))
+    return path, audio_dir
+
+
+def run(model: Path, json_path: Path, audio_dir: Path, out_dir: Path, *extra: str) -> dict:
+    return eval_mmau.main(["--model", str(model), "--mmau_json", str(json_path),
+                           "--mmau_audio_dir", str(audio_dir), "--out_dir", str(out_dir),
+                           *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, Path]:
+    return make_mmau(tmp_path_factory.mktemp("mmau"))
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_omni, data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("full") / "0"
+    run(tiny_omni, *data, out)
+    return out
+
+
+def _predictions(out: Path) -> dict[str, tuple]:
+    return {i["id"]: (i["model_output"], i["response"])
+            for i in json.loads((out / "predictions.json").read_text())}
+
+
+def test_end_to_end_writes_every_file_in_the_official_format(full_run: Path, data) -> None:
+    assert {p.name for p in full_run.iterdir()} >= {"predictions.json", "results.json",
+                                                    "results.md", "partial"}
+    original = json.loads(data[0].read_text())
+    predictions = json.loads((full_run / "predictions.json").read_text())
+    assert len(predictions) == N_ITEMS
+    for item, pred in zip(original, predictions, strict=True):
+        assert {k: pred[k] for k in item} == item  # every original field, unchanged
+        assert pred["response"] is not None and pred["prediction_error"] is None
+        assert pred["model_output"] == extract_answer(pred["response"], "eval")
+    results = json.loads((full_run / "results.json").read_text())
+    assert results["total"] == N_ITEMS and results["no_prediction"] == 0
+    assert results["accuracy"] == pytest.approx(100 * results["correct"] / N_ITEMS)
+    assert set(results["tables"]) == {"overall", "task", "difficulty", "sub-category"}
+    assert sum(r["total"] for r in results["tables"]["task"]) == N_ITEMS
+    markdown = (full_run / "results.md").read_text()
+    assert "Accuracy [mmau]" in markdown and "| task |" in markdown
+
+
+def test_score_only_reproduces_the_run(full_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rescored.json"
+    rescored = eval_mmau.main(["--score_only", str(full_run / "predictions.json"),
+                               "--out", str(out)])
+    original = json.loads((full_run / "results.json").read_text())
+    assert rescored["accuracy"] == original["accuracy"]
+    assert json.loads(out.read_text())["accuracy"] == original["accuracy"]
+    assert out.with_suffix(".md").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_predictions(tiny_omni, data, full_run: Path,
+                                                      tmp_path: Path, monkeypatch) -> None:
+    original_generate = Generator.generate
+    answered: list[str] = []
+
+    def crash_on_third_batch(self, records, *args, **kwargs):
+        if len(answered) >= 8:
+            raise KeyboardInterrupt  # the job is killed
+        answered.extend(r.id for r in records)
+        return original_generate(self, records, *args, **kwargs)
+
+    monkeypatch.setattr(Generator, "generate", crash_on_third_batch)
+    out = tmp_path / "0"
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_omni, *data, out)
+    log = out / "partial" / "rank0.jsonl"
+    assert len(log.read_text().splitlines()) == 8 and not (out / "predictions.json").exists()
+    with open(log, "a") as handle:  # and killed in the middle of writing a line
+        handle.write('{"id": "torn", "respo')
+
+    answered.clear()
+    monkeypatch.setattr(Generator, "generate", lambda self, records, *a, **k: (
+        answered.extend(r.id for r in records), original_generate(self, records, *a, **k))[1])
+    run(tiny_omni, *data, out)
+    assert len(answered) == N_ITEMS - 8  # only what was left
+    assert _predictions(out) == _predictions(full_run)
+
+
+def test_a_finished_run_is_not_redone_unless_overwrite(tiny_omni, data, full_run: Path,
+                                                       tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "0"
+    shutil.copytree(full_run, out)
+    original_generate = Generator.generate
+    answered: list[str] = []
+    monkeypatch.setattr(Generator, "generate", lambda self, records, *a, **k: (
+        answered.extend(r.id for r in records), original_generate(self, records, *a, **k))[1])
+    run(tiny_omni, *data, out)
+    assert answered == []  # nothing left to answer
+    assert _predictions(out) == _predictions(full_run)
+    run(tiny_omni, *data, out, "--overwrite")
+    assert len(answered) == N_ITEMS  # started over
+    assert _predictions(out) == _predictions(full_run)
+
+
+def test_a_different_model_in_the_same_folder_is_refused(tiny_qwen2_audio, data,
+                                                         full_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "0"
+    shutil.copytree(full_run, out)
+    with pytest.raises(SystemExit, match="other settings.*--overwrite"):
+        run(tiny_qwen2_audio, *data, out)
+
+
+def test_bad_items_are_counted_wrong_and_listed(tiny_omni, tmp_path: Path) -> None:
+    json_path, audio_dir = make_mmau(tmp_path)
+    items = json.loads(json_path.read_text())
+    missing, corrupt = items[0], items[1]
+    (audio_dir / Path(missing["audio_id"]).name).unlink()
+    (audio_dir / Path(corrupt["audio_id"]).name).write_bytes(b"RIFF garbage")
+    items[2]["answer"] = "not one of the choices"  # a malformed row: the reader skips it
+    json_path.write_text(json.dumps(items))
+    result = run(tiny_omni, json_path, audio_dir, tmp_path / "out")
+    assert result["total"] == N_ITEMS  # nothing dropped
+    assert set(result["no_prediction_ids"]) == {missing["id"], corrupt["id"], items[2]["id"]}
+    reasons = result["no_prediction_reasons"]
+    assert "not found" in reasons[missing["id"]] and "decode" in reasons[corrupt["id"]]
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert len(predictions) == N_ITEMS
+    assert all(p["model_output"] == "" for p in predictions[:3])  # official script: wrong
+
+
+def test_no_audio_runs_without_any_audio_folder(tiny_omni, data, tmp_path: Path) -> None:
+    result = run(tiny_omni, data[0], tmp_path / "absent", tmp_path / "out", "--no_audio",
+                 "--limit", "6")
+    assert result["total"] == 6 and result["no_prediction"] == 0
+    assert result["settings"]["no_audio"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param("audio_dir", "--mmau_audio_dir .*folder not found", id="missing-audio-dir"),
+        pytest.param("empty_audio_dir", "none of the .* audio files", id="no-audio-files"),
+        pytest.param("model", "--model .*cannot read a model config", id="bad-checkpoint"),
+        pytest.param("json_dict", "expected a JSON list", id="wrong-file"),
+        pytest.param("json_missing", "question file not found", id="no-question-file"),
+    ],
+)
+def test_clear_errors(tiny_omni, data, tmp_path: Path, change: str, message: str) -> None:
+    model, json_path, audio_dir = tiny_omni, *data
+    if change == "audio_dir":
+        audio_dir = tmp_path / "nowhere"
+    elif change == "empty_audio_dir":
+        audio_dir = tmp_path / "empty"
+        audio_dir.mkdir()
+    elif change == "model":
+        model = tmp_path
+    elif change == "json_dict":
+        json_path = tmp_path / "x.json"
+        json_path.write_text('{"not": "a list"}')
+    elif change == "json_missing":
+        json_path = tmp_path / "none.json"
+    with pytest.raises(SystemExit, match=message):
+        run(model, json_path, audio_dir, tmp_path / "out")
+
+
+def test_cli_help_and_score_only_as_a_script(full_run: Path, tmp_path: Path) -> None:
+    help_text = subprocess.run([sys.executable, "evaluate_mmau.py", "--help"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout
+    for option in ("--model", "--template", "--batch_size", "--max_new_tokens", "--no_audio",
+                   "--max_audio_duration_in_seconds", "--score_only", "--overwrite", "--limit"):
+        assert option in help_text
+    out = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, "evaluate_mmau.py", "--score_only",
+                           str(full_run / "predictions.json"), "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "MMAU test-mini accuracy [mmau" in done.stdout
+    assert json.loads(out.read_text())["accuracy"] == \
+        json.loads((full_run / "results.json").read_text())["accuracy"]

@@ -1,0 +1,99 @@
+"""evaluate_mmsu.py end to end on a tiny model: both protocols, each number named by protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+
+from local import eval_mmsu
+from local.inference import Generator
+from local.records import Record
+from tests.helpers import encode, tone
+
+N_ROWS = 8
+
+
+def make_mmsu(folder: Path) -> Path:
+    """An hf-format MMSU parquet: 48 kHz audio, 2- and 4-choice items, one row without audio."""
+    rows = []
+    for i in range(N_ROWS):
+        two = i % 2 == 1
+        rows.append({
+            "audio": None if i == 3 else {"bytes": encode(tone(0.8, 300 + 50 * i, sr=48_000),
+                                                          48_000), "path": f"clip{i}.wav"},
+            "key": f"mmsu-{i}", "question": f"Question {i}: is the tone rising?",
+            "options": ["Yes", "No", "None", "None"] if two else ["a", "b", "c", "d"],
+            "answer_index": i % 2,
+            "category": ["Perception-Phonetics-Pitch-Tone", "Reasoning-Semantics-Meaning-X"][i % 2],
+        })
+    path = folder / "train-00000-of-00001.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    return path
+
+
+def test_letter_prompt_drops_the_none_padding() -> None:
+    record = Record(id="k", audio=None, question="Rising?", choices=["Yes", "No", "None", "None"],
+                    answer="No")
+    asked = eval_mmsu.letter_record(record)
+    assert asked.choices == ["Yes", "No"]
+    assert eval_mmsu.letter_prompt(asked) == ("Rising?\nA. Yes\nB. No\n"
+                                              "Answer with the option's letter (A, B) only.")
+
+
+def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch,
+                                   capsys) -> None:
+    parquet = make_mmsu(tmp_path)
+    original = Generator.generate
+    asked: dict[str, list[str]] = {"exact": [], "letter": []}
+
+    def spy(self, records, template="default", texts=None):
+        prompts = [self.prompt(r, template, t) for r, t in
+                   zip(records, texts or [None] * len(records), strict=True)]
+        asked["letter" if texts else "exact"].extend(prompts)
+        return original(self, records, template, texts)
+
+    monkeypatch.setattr(Generator, "generate", spy)
+    out = tmp_path / "out"
+    result = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(parquet),
+                             "--out_dir", str(out), "--max_new_tokens", "4", "--batch_size", "4",
+                             "--dtype", "float32"])
+    assert result["accuracy_protocol"] == "exact"
+    assert result["accuracy"] == result["protocols"]["exact"]["accuracy"]
+    for protocol in ("exact", "letter"):
+        scored = result["protocols"][protocol]
+        assert scored["total"] == N_ROWS and scored["no_prediction_ids"] == ["mmsu-3"]
+        predictions = json.loads((out / f"predictions_{protocol}.json").read_text())
+        assert [p["id"] for p in predictions] == [f"mmsu-{i}" for i in range(N_ROWS)]
+    assert len(asked["exact"]) == len(asked["letter"]) == N_ROWS
+    assert "['Yes', 'No', 'None', 'None']" in asked["exact"][1]  # seed: padding kept, list repr
+    assert "A. Yes\nB. No\nAnswer with the option's letter (A, B) only." in asked["letter"][1]
+    assert "<|AUDIO|>" in asked["letter"][1]
+    printed = capsys.readouterr().out
+    assert "MMSU accuracy [exact: seed protocol" in printed
+    assert "MMSU accuracy [letter: official MMSU letter protocol" in printed
+    markdown = (out / "results.md").read_text()
+    assert "[exact]" in markdown and "[letter]" in markdown and "| level 2 |" in markdown
+
+    # A rerun resumes both passes: nothing is asked again.
+    asked["exact"].clear()
+    asked["letter"].clear()
+    again = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(parquet),
+                            "--out_dir", str(out), "--max_new_tokens", "4", "--dtype", "float32"])
+    assert asked == {"exact": [], "letter": []}
+    assert again["protocols"] == result["protocols"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--protocols", "exact,bogus"], "choose from exact, letter", id="protocol"),
+        pytest.param(["--mmsu_path", "/nonexistent/mmsu"], "MMSU not found", id="missing-data"),
+    ],
+)
+def test_mmsu_clear_errors(tiny_qwen2_audio, tmp_path: Path, argv: list[str],
+                           message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--out_dir", str(tmp_path), *argv])
