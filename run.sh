@@ -27,6 +27,8 @@ OPTIONS=(
   "template|default|prompt template: default|think|new"
   "data_dir|data|where prepare writes datasets (avqa, mmsu, mmau)"
   "model_dir|models|where prepare writes model snapshots"
+  "sources|avqa mmsu mmau model|what stage prepare fetches (any of: avqa mmsu mmau model)"
+  "revisions||revision pins for prepare, e.g. 'avqa=<commit> model=<commit>' (default: latest)"
   "exp_dir|exp|where runs write checkpoints, logs and evaluations"
   "run_name|grpo|run folder under --exp_dir"
   "config|conf/grpo.yaml|training recipe (YAML); train.py options override it"
@@ -139,7 +141,16 @@ setup_env() {
 # ----------------------------------------------------------------------------------------------
 not_built() { die "stage $1 is not built yet (tracked in issue $2)"; }
 
-stage_prepare() { not_built prepare 5; }
+stage_prepare() {
+  log "Stage prepare: hub -> $data_dir, $model_dir"
+  local srcs pins args
+  read -ra srcs <<< "$sources"
+  read -ra pins <<< "$revisions"
+  args=(--data_dir "$data_dir" --model_dir "$model_dir" --model "$model" --sources "${srcs[@]}")
+  [[ ${#pins[@]} -eq 0 ]] || args+=(--revision "${pins[@]}")
+  [[ "$overwrite" != "true" ]] || args+=(--overwrite)
+  run_cmd "$PY" -m local.prepare "${args[@]}" "${extra_args[@]}"
+}
 stage_train()   { not_built train 4; }
 stage_mmau()    { not_built mmau 6; }
 stage_mmsu()    { not_built mmsu 6; }

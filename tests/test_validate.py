@@ -1,0 +1,214 @@
+"""local.validate: each kind of defect is reported; only unusable datasets fail.
+
+Datasets are built at test time in tmp_path in the real layouts (AVQA save_to_disk with an
+Audio feature, MMSU parquet snapshot, MMAU JSON + audio folder) from tiny generated clips.
+The builders here are shared with tests/test_prepare.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+
+from local import validate
+from tests.helpers import encode, tone
+
+GOOD = 30  # good rows around each defect: 1 bad in 31 is 3.2%, under the 5% threshold
+
+
+def wav(seconds: float = 0.2, sr: int = 16_000, channels: int = 1) -> bytes:
+    return encode(tone(seconds, sr=sr, channels=channels), sr)
+
+
+# ---------------------------------------------------------------------------------- builders
+
+def avqa_row(i: int, question: str | None = None, answer: str = "B. two",
+             audio: bytes | None = None) -> dict:
+    question = question or f"How many dogs bark in the video {i}?\nChoices:\nA. one\nB. two"
+    data = audio if audio is not None else wav()
+    return {"question": question, "answer": answer, "file_name": f"clip{i}.wav",
+            "audio": {"bytes": data, "path": f"clip{i}.wav"}}
+
+
+def save_avqa(root: Path, train: list[dict], val: list[dict] | None = None) -> Path:
+    """A DatasetDict.save_to_disk dump like gijs/avqa-processed (Audio cast, not encoded)."""
+    splits = {"train": datasets.Dataset.from_list(train).cast_column("audio", datasets.Audio())}
+    if val is not None:
+        splits["val"] = datasets.Dataset.from_list(val).cast_column("audio", datasets.Audio())
+    datasets.DatasetDict(splits).save_to_disk(str(root))
+    return root
+
+
+def mmsu_row(i: int, options: list[str] | None = None, answer_index: int = 1,
+             audio: bytes | None = b"") -> dict:
+    data = wav(sr=48_000) if audio == b"" else audio
+    return {"audio": {"bytes": data, "path": f"k{i}.wav"} if data is not None else None,
+            "key": f"k{i}", "question": "Which word is stressed?",
+            "options": options or ["first", "second", "third", "fourth"],
+            "answer_index": answer_index, "category": "Perception-Semantics-Syntax-Word order"}
+
+
+def save_mmsu(root: Path, rows: list[dict]) -> Path:
+    """The hub snapshot layout: data/train-00000-of-00001.parquet."""
+    (root / "data").mkdir(parents=True)
+    ds = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
+    ds.to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+    return root
+
+
+def mmau_item(i: int, **overrides: object) -> dict:
+    item = {"id": f"m{i}", "audio_id": f"./test-mini-audios/m{i}.wav",
+            "question": "Which instrument plays?", "choices": ["Piano", "Violin", "Drums"],
+            "answer": "Violin", "task": "music", "split": "test-mini"}
+    return {**item, **overrides}
+
+
+def save_mmau(root: Path, items: list[dict], skip_audio: tuple[str, ...] = ()) -> Path:
+    """root/mmau-test-mini.json + root/test-mini-audios/<id>.wav; returns the JSON path."""
+    (root / "test-mini-audios").mkdir(parents=True)
+    for item in items:
+        name = Path(item["audio_id"]).name
+        if item["id"] not in skip_audio:
+            (root / "test-mini-audios" / name).write_bytes(wav(sr=44_100))
+    (root / "mmau-test-mini.json").write_text(json.dumps(items))
+    return root / "mmau-test-mini.json"
+
+
+def run_on(kind: str, tmp_path: Path, bad: list[dict], **kwargs: object) -> validate.DatasetCheck:
+    """Build one dataset of `kind` (GOOD good rows + `bad`) and validate it; its check."""
+    report = tmp_path / "report.md"
+    if kind == "avqa":
+        rows = [avqa_row(i) for i in range(GOOD)] + bad
+        (check,) = validate.run(avqa=save_avqa(tmp_path / "avqa", rows), report=report, **kwargs)
+    elif kind == "mmsu":
+        rows = [mmsu_row(i) for i in range(GOOD)] + bad
+        (check,) = validate.run(mmsu=save_mmsu(tmp_path / "mmsu", rows), report=report, **kwargs)
+    else:
+        items = [mmau_item(i) for i in range(GOOD)] + bad
+        missing = tuple(i["id"] for i in bad if i.get("task") == "no-audio-file")
+        path = save_mmau(tmp_path / "mmau", items, skip_audio=missing)
+        (check,) = validate.run(mmau_json=path, mmau_audio_dir=path.parent / "test-mini-audios",
+                                report=report, **kwargs)
+    return check
+
+
+# -------------------------------------------------------------------------------------- tests
+
+@pytest.mark.parametrize("kind", ["avqa", "mmsu", "mmau"])
+def test_clean_dataset_reports_no_defect(kind: str, tmp_path: Path) -> None:
+    check = run_on(kind, tmp_path, [])
+    assert check.usable and check.read == GOOD and check.audio_ok == GOOD
+    assert check.broken == 0
+    assert not {k for k in check.issues if not k.startswith("beyond_window")} - {"none_option"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad", "issue", "ident"),
+    [
+        pytest.param("avqa", avqa_row(30, answer="E. five"), "answer_not_in_choices", "row 30",
+                     id="avqa-answer-not-a-choice"),
+        pytest.param("avqa", avqa_row(30, question="How many dogs?"), "malformed", "row 30",
+                     id="avqa-question-without-choices"),
+        pytest.param("avqa", avqa_row(30, audio=b"not audio at all"), "unreadable_audio",
+                     "avqa-train-30", id="avqa-undecodable-audio"),
+        pytest.param("avqa", avqa_row(30, audio=wav(31, sr=8_000)), "beyond_window_qwen2_audio",
+                     "avqa-train-30", id="avqa-clip-longer-than-30s"),
+        pytest.param("mmsu", mmsu_row(30, ["yes", "no", "None", "None"], 0), "none_option",
+                     "k30", id="mmsu-none-padding-legal"),
+        pytest.param("mmsu", mmsu_row(30, answer_index=7), "answer_not_in_choices", "k30",
+                     id="mmsu-answer-index-out-of-range"),
+        pytest.param("mmsu", mmsu_row(30, audio=None), "missing_audio", "k30",
+                     id="mmsu-row-without-audio"),
+        pytest.param("mmau", mmau_item(30, choices=["Piano", "Piano", "Violin"]),
+                     "duplicate_choices", "m30", id="mmau-duplicate-choices-legal"),
+        pytest.param("mmau", mmau_item(30, answer="Flute"), "answer_not_in_choices", "m30",
+                     id="mmau-answer-not-a-choice"),
+        pytest.param("mmau", mmau_item(30, question=""), "malformed", "m30",
+                     id="mmau-empty-question"),
+        pytest.param("mmau", mmau_item(30, task="no-audio-file"), "missing_audio", "m30",
+                     id="mmau-audio-file-missing"),
+    ],
+)
+def test_each_defect_is_reported(kind: str, bad: dict, issue: str, ident: str,
+                                 tmp_path: Path) -> None:
+    check = run_on(kind, tmp_path, [bad])
+    assert check.issues.get(issue) == 1, check.issues
+    assert any(ident in example for example in check.examples[issue])
+    assert check.usable  # one bad row in 31 is under the threshold: reported, not fatal
+    text = (tmp_path / "report.md").read_text()
+    assert issue in text and ident in text
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert summary["datasets"][0]["issues"][issue] == 1
+
+
+def test_durations_rates_and_channels_are_reported(tmp_path: Path) -> None:
+    bad = [avqa_row(30, audio=wav(0.5, sr=44_100, channels=2)),
+           avqa_row(31, audio=wav(301, sr=1_000))]
+    check = run_on("avqa", tmp_path, bad)
+    assert check.rates == {16_000: GOOD, 44_100: 1, 1_000: 1}
+    assert check.channels == {1: GOOD + 1, 2: 1}
+    assert check.issues["beyond_window_qwen2_audio"] == 1  # the 301 s clip
+    assert check.issues["beyond_window_qwen2_5_omni"] == 1
+    assert max(check.durations) == pytest.approx(301)
+
+
+@pytest.mark.parametrize(
+    ("bad_rows", "max_bad_fraction", "usable"),
+    [
+        pytest.param(1, 0.05, True, id="1-of-31-under-5pct"),
+        pytest.param(3, 0.05, False, id="3-of-33-over-5pct"),
+        pytest.param(3, 0.2, True, id="3-of-33-under-a-raised-threshold"),
+    ],
+)
+def test_threshold_decides_usable(bad_rows: int, max_bad_fraction: float, usable: bool,
+                                  tmp_path: Path) -> None:
+    bad = [avqa_row(30 + i, audio=b"junk") for i in range(bad_rows)]
+    check = run_on("avqa", tmp_path, bad, max_bad_fraction=max_bad_fraction)
+    assert check.usable is usable
+    if not usable:
+        assert "avqa-train-30" in check.verdict  # names the first offending records
+
+
+def test_nothing_decodes_is_unusable_and_cli_exits_nonzero(tmp_path: Path) -> None:
+    path = save_avqa(tmp_path / "avqa", [avqa_row(i, audio=b"junk") for i in range(4)])
+    report = tmp_path / "out" / "validation.md"
+    status = validate.main(["--avqa", str(path), "--report", str(report), "--num_workers", "1"])
+    assert status == 1
+    summary = json.loads(report.with_suffix(".json").read_text())
+    assert summary["usable"] is False
+    assert "no audio could be decoded" in summary["datasets"][0]["verdict"]
+
+
+def test_missing_dataset_is_unusable_without_a_traceback(tmp_path: Path) -> None:
+    (check,) = validate.run(mmsu=tmp_path / "nowhere", report=tmp_path / "r.md")
+    assert not check.usable and "not found" in check.verdict
+
+
+def test_good_data_exits_zero(tmp_path: Path) -> None:
+    path = save_avqa(tmp_path / "avqa", [avqa_row(i) for i in range(3)],
+                     [avqa_row(i) for i in range(2)])
+    report = tmp_path / "validation.md"
+    assert validate.main(["--avqa", str(path), "--report", str(report),
+                          "--model_family", "qwen2_audio", "--num_workers", "1"]) == 0
+    text = report.read_text()
+    assert "avqa/train" in text and "avqa/val" in text and "window 30 s" in text
+
+
+def test_avqa_is_sampled_evenly_with_real_row_numbers(tmp_path: Path) -> None:
+    rows = [avqa_row(i) for i in range(10)]
+    rows[9] = avqa_row(9, answer="Z. none")  # the last row is always in the sample
+    path = save_avqa(tmp_path / "avqa", rows)
+    (check,) = validate.run(avqa=path, report=tmp_path / "r.md", avqa_max_items=4)
+    assert check.sampled and (check.rows, check.checked) == (10, 4)
+    assert check.read == 3 and check.audio_ok == 3
+    assert check.examples["answer_not_in_choices"][0].startswith("row 9 ")
+
+
+def test_parallel_decoding_gives_the_same_counts(tmp_path: Path) -> None:
+    bad = [avqa_row(30, audio=b"junk"), avqa_row(31, audio=wav(0.3, sr=22_050))]
+    one = run_on("avqa", tmp_path / "a", bad, num_workers=1)
+    two = run_on("avqa", tmp_path / "b", bad, num_workers=2)
+    assert (one.issues, one.rates, one.audio_ok) == (two.issues, two.rates, two.audio_ok)
