@@ -13,7 +13,8 @@ by the reader, or audio missing/unreadable). Below that, training skips bad rows
 scores them wrong, as DESIGN.md says; above it the download or conversion went wrong.
 
 AVQA is ~55 GB, so by default 2,000 evenly spaced rows per split are checked (text and audio),
-`--avqa_max_items 0` checks all; MMSU and MMAU are checked in full (`--max_items` caps them).
+`--avqa_max_items 0` checks all; MMSU and MMAU are checked in full (`--max_items` caps the
+clips decoded: MMAU evenly spaced, MMSU the first N, as it is streamed).
 
 Example:
     python -m local.validate --avqa data/avqa --mmsu data/mmsu \\
@@ -86,10 +87,11 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def check_records(check: DatasetCheck, records: Iterable[Record], report: ReadReport,
                   decode_ids: set[str] | None, num_workers: int, total: int | None,
-                  rename: Callable[[str], str] = str) -> None:
+                  rename: Callable[[str], str] = str, max_decoded: int | None = None) -> None:
     """Fill `check` from the records a reader yields (and its ReadReport, once exhausted).
 
-    `rename` maps the reader's row names to the ones reported (e.g. sampled -> real rows).
+    `rename` maps the reader's row names to the ones reported (e.g. sampled -> real rows);
+    `max_decoded` caps how many clips are decoded (the first ones).
     """
     win = windows()
 
@@ -101,6 +103,8 @@ def check_records(check: DatasetCheck, records: Iterable[Record], report: ReadRe
             if "None" in rec.choices:
                 check.add("none_option", rec.id)
             if decode_ids is not None and rec.id not in decode_ids:
+                continue
+            if max_decoded is not None and check.read > max_decoded:
                 continue
             if rec.audio is None or (isinstance(rec.audio, str) and not Path(rec.audio).exists()):
                 check.add("missing_audio", rec.id)
@@ -168,12 +172,17 @@ def _renumber(records: Iterable[Record], picked: list[int] | None, split: str
 
 
 def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCheck:
+    """MMSU, streamed (its clips are not all held in memory); `max_items`: the first N decoded."""
     from local.records import read_mmsu
 
     check = DatasetCheck("mmsu")
     report = ReadReport()
-    records = list(read_mmsu(path, report=report))
-    return _check_list(check, records, report, max_items, num_workers)
+    records = read_mmsu(path, report=report)
+    check_records(check, records, report, None, num_workers, None, max_decoded=max_items)
+    check.rows = check.read + check.skipped
+    check.sampled = bool(max_items) and check.read > max_items
+    check.checked = min(check.rows, max_items) if check.sampled and max_items else check.rows
+    return check
 
 
 def check_mmau(json_path: Path, audio_dir: Path, max_items: int | None,

@@ -212,3 +212,10 @@ def test_parallel_decoding_gives_the_same_counts(tmp_path: Path) -> None:
     one = run_on("avqa", tmp_path / "a", bad, num_workers=1)
     two = run_on("avqa", tmp_path / "b", bad, num_workers=2)
     assert (one.issues, one.rates, one.audio_ok) == (two.issues, two.rates, two.audio_ok)
+
+
+@pytest.mark.parametrize("kind", ["mmsu", "mmau"])
+def test_max_items_caps_the_decoded_clips(kind: str, tmp_path: Path) -> None:
+    check = run_on(kind, tmp_path, [], max_items=5)
+    assert check.sampled and check.checked == 5 and check.rows == GOOD
+    assert check.audio_ok == 5 and check.read == GOOD  # every question checked, 5 clips decoded
