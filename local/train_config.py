@@ -36,8 +36,10 @@ class AudioGRPOConfig(GRPOConfig):
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt (G)."})
     per_device_train_batch_size: int = field(default=4, metadata={
         "help": "Completions per device per micro-step (TRL counts completions: 1 prompt x 4)."})
-    gradient_accumulation_steps: int = field(default=2, metadata={"help": "Micro-steps per update."})
-    max_completion_length: int = field(default=1024, metadata={"help": "Max new tokens per rollout."})
+    gradient_accumulation_steps: int = field(default=2, metadata={
+        "help": "Micro-steps per update."})
+    max_completion_length: int = field(default=1024, metadata={
+        "help": "Max new tokens per rollout."})
     num_iterations: int = field(default=1, metadata={"help": "Updates per rollout batch."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "Learning-rate schedule."})

@@ -5,12 +5,15 @@ prompts and generate with the features, then compute the policy, old-policy and 
 log-probs **without** them: the loss trains a text-only model and nothing errors. This subclass
 overrides four TRL internals, each as thin as possible:
 
-| TRL internal                         | why we override it |
-|--------------------------------------|--------------------|
-| `_generate_and_score_completions`    | decode each row's clip (`local.audio`), build the batch once (`local.collate`: Omni padded to the longest clip), keep it for the passes below, and return `input_features` / `feature_attention_mask` row-aligned in the rollout batch TRL shuffles and splits |
-| `_tokenize_prompts`                  | hand TRL the prompt ids and audio features of that batch (instead of letting the processor fetch audio by itself) so generation sees the audio |
-| `_compute_loss`                      | make the policy forward of the loss see its rows' audio |
-| `_get_per_token_logps_and_entropies` | feed each forward chunk exactly its own rows' features (policy, old policy, reference); checks every row was fed once |
+- `_generate_and_score_completions`: decode each row's clip (`local.audio`), build the batch
+  once (`local.collate`: Omni padded to the longest clip), keep it for the passes below, and
+  return `input_features` / `feature_attention_mask` row-aligned in the rollout batch, which TRL
+  shuffles and splits together with the other per-row tensors.
+- `_tokenize_prompts`: hand TRL that batch's prompt ids and audio features (instead of letting
+  the processor fetch audio by itself), so generation sees the audio.
+- `_compute_loss`: make the loss's policy forward see its rows' audio.
+- `_get_per_token_logps_and_entropies`: feed each forward chunk exactly its own rows' features
+  (policy, old policy, reference) and check that every row was fed once.
 
 Placeholder tokens (`<|AUDIO|>`, `<|IMAGE|>`, ...) are suppressed in generation: a sampled one would
 crash the next forward. `forward_audio_in_loss=False` reproduces stock TRL (audio at generation
@@ -36,8 +39,8 @@ from trl import GRPOTrainer
 
 from local.audio import AudioError
 from local.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
-from local.prompts import clean_messages
 from local.models import ModelFamily
+from local.prompts import clean_messages
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +164,8 @@ class AudioGRPOTrainer(GRPOTrainer):
         batch = self._rollout_batch
         if batch is None or batch["input_ids"].shape[0] != len(prompts):
             raise RuntimeError("_tokenize_prompts called outside a rollout of AudioGRPOTrainer")
-        prompt_ids = [ids[mask.bool()].tolist()
-                      for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        rows = zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        prompt_ids = [ids[mask.bool()].tolist() for ids, mask in rows]
         return prompt_ids, None, {k: batch[k] for k in AUDIO_KEYS}
 
     # -- log-prob passes ----------------------------------------------------------------------
