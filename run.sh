@@ -39,6 +39,9 @@ OPTIONS=(
   "master_addr|127.0.0.1|address of node 0"
   "master_port|29500|port on node 0"
   "test_args|-m 'not gpu'|arguments for pytest in stage test"
+  "checkpoints||steps evaluated by mmau/mmsu besides step 0, e.g. \"100 200\" (default: every checkpoint-N of the run)"
+  "eval_batch_size|8|prompts per generate call in mmau/mmsu"
+  "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the seed)"
 )
 
 for spec in "${OPTIONS[@]}"; do
@@ -152,8 +155,24 @@ stage_prepare() {
   run_cmd "$PY" -m local.prepare "${args[@]}" "${extra_args[@]}"
 }
 stage_train()   { not_built train 4; }
-stage_mmau()    { not_built mmau 6; }
-stage_mmsu()    { not_built mmsu 6; }
+# Evaluation: step 0 (--model) and each checkpoint-N of the run, then one summary across steps.
+eval_steps() {  # bench, then that evaluator's data options
+  local bench=$1; shift
+  local launch=("$PY")
+  [[ "$nproc" -le 1 ]] || launch=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
+  local args=(--template "$template" --batch_size "$eval_batch_size" --max_new_tokens "$eval_max_new_tokens" "$@")
+  [[ "$overwrite" != "true" ]] || args+=(--overwrite)
+  run_cmd "${launch[@]}" -m local.eval_steps --bench "$bench" --model "$model" \
+    --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints" -- "${args[@]}" "${extra_args[@]}"
+}
+stage_mmau() {
+  log "Stage mmau: $model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md"
+  eval_steps mmau --mmau_json "$data_dir/mmau/mmau-test-mini.json" --mmau_audio_dir "$data_dir/mmau/test-mini-audios"
+}
+stage_mmsu() {
+  log "Stage mmsu: $model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md"
+  eval_steps mmsu --mmsu_path "$data_dir/mmsu"
+}
 stage_demo()    { not_built demo 7; }
 
 stage_test() {

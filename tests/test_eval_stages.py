@@ -1,0 +1,156 @@
+"""run.sh stages mmau/mmsu: the command they expand to, the steps they evaluate, the summary,
+and (slow) a real run through run.sh and a 2-process data-parallel run on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local import eval_mmau
+from local.eval_steps import steps
+from local.eval_summary import write_summary
+from tests.helpers import REPO
+from tests.test_eval_mmau import N_ITEMS, make_mmau
+
+
+def run_sh(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VIRTUAL_ENV": "", "CONDA_PREFIX": ""}
+    return subprocess.run(["bash", "run.sh", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _command(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if "local.eval_steps" in line)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "absent"),
+    [
+        pytest.param(["--stage", "mmau"],
+                     ["Stage mmau: Qwen/Qwen2.5-Omni-7B (step 0)",
+                      "-m torch.distributed.run --standalone --nproc_per_node 8 -m "
+                      "local.eval_steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir "
+                      "exp/grpo --checkpoints '' -- --template default --batch_size 8 "
+                      "--max_new_tokens 2048 --mmau_json data/mmau/mmau-test-mini.json "
+                      "--mmau_audio_dir data/mmau/test-mini-audios"], ["--overwrite"],
+                     id="mmau-defaults"),
+        pytest.param(["--stage", "mmsu", "--nproc", "1", "--checkpoints", "100 200",
+                      "--overwrite", "--", "--limit", "5"],
+                     ["Stage mmsu:", "python -m local.eval_steps --bench mmsu",
+                      "--checkpoints 100\\ 200", "--mmsu_path data/mmsu --overwrite --limit 5"],
+                     ["torch.distributed.run"], id="mmsu-one-process-overrides"),
+        pytest.param(["--stage", "mmau", "--template", "think", "--eval_batch_size", "2",
+                      "--eval_max_new_tokens", "16", "--run_name", "r1", "--data_dir", "/d"],
+                     ["--template think --batch_size 2 --max_new_tokens 16",
+                      "--run_dir exp/r1", "--mmau_json /d/mmau/mmau-test-mini.json"], [],
+                     id="options-reach-the-evaluator"),
+    ],
+)
+def test_dry_run_expands_to_one_eval_call(args: list[str], expected: list[str],
+                                          absent: list[str]) -> None:
+    result = run_sh("--dry_run", *args)
+    assert result.returncode == 0, result.stderr
+    for text in expected:
+        assert text in result.stderr, text
+    command = _command(result.stderr)
+    for text in absent:
+        assert text not in command, text
+
+
+def test_steps_are_step_zero_then_checkpoints_by_number(tmp_path: Path) -> None:
+    for name in ["checkpoint-20", "checkpoint-100", "checkpoint-5", "checkpoint-x", "other"]:
+        (tmp_path / name).mkdir()
+    (tmp_path / "checkpoint-7").write_text("a file, not a checkpoint")
+    assert [s for s, _ in steps("base", tmp_path)] == [0, 5, 20, 100]
+    assert steps("base", tmp_path, "100 20") == [(0, "base"), (20, str(tmp_path / "checkpoint-20")),
+                                                 (100, str(tmp_path / "checkpoint-100"))]
+    with pytest.raises(SystemExit, match="checkpoint-300 not found"):
+        steps("base", tmp_path, "20 300")
+    assert steps("base", tmp_path / "no-run-yet") == [(0, "base")]
+
+
+def _results(folder: Path, step: int, protocols: dict[str, float]) -> None:
+    entries = {p: {"protocol": p, "accuracy": acc, "correct": int(acc), "total": 100,
+                   "no_prediction": 1} for p, acc in protocols.items()}
+    data = next(iter(entries.values())) if len(entries) == 1 else \
+        {"benchmark": "MMSU", "protocols": entries}
+    (folder / str(step)).mkdir(parents=True)
+    (folder / str(step) / "results.json").write_text(json.dumps(
+        {**data, "settings": {"model": f"m{step}"}}))
+
+
+@pytest.mark.parametrize(
+    ("protocols", "header"),
+    [
+        pytest.param({"mmau": 50.0}, "| step | model | accuracy (%) [mmau] |", id="mmau"),
+        pytest.param({"exact": 40.0, "letter": 60.0},
+                     "| step | model | accuracy (%) [exact] | accuracy (%) [letter] |", id="mmsu"),
+    ],
+)
+def test_summary_table_and_plot(tmp_path: Path, protocols: dict, header: str) -> None:
+    for step in (100, 0, 20):
+        _results(tmp_path, step, {p: a + step / 10 for p, a in protocols.items()})
+    (tmp_path / "notes").mkdir()
+    path = write_summary(tmp_path)
+    lines = path.read_text().splitlines()
+    assert any(line.startswith(header) for line in lines)
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0", "| 20", "| 100"]
+    assert f"{list(protocols.values())[0] + 2:.2f}" in rows[1]
+    assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_without_results_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="run the evaluation first"):
+        write_summary(tmp_path)
+
+
+@pytest.mark.slow
+def test_stage_mmau_end_to_end_through_run_sh(tiny_omni: Path, tmp_path: Path) -> None:
+    make_mmau(tmp_path / "data" / "mmau")
+    run_dir = tmp_path / "exp" / "r"
+    run_dir.mkdir(parents=True)
+    shutil.copytree(tiny_omni, run_dir / "checkpoint-5")
+    result = run_sh("--stage", "mmau", "--nproc", "1", "--model", str(tiny_omni),
+                    "--exp_dir", str(tmp_path / "exp"), "--run_name", "r",
+                    "--data_dir", str(tmp_path / "data"), "--eval_max_new_tokens", "4",
+                    "--eval_batch_size", "4", "--", "--dtype", "float32", "--limit", "6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    eval_dir = run_dir / "eval" / "mmau"
+    for step in ("0", "5"):
+        results = json.loads((eval_dir / step / "results.json").read_text())
+        assert results["total"] == 6 and (eval_dir / step / "predictions.json").exists()
+    summary = (eval_dir / "summary.md").read_text()
+    assert "| 0 |" in summary and "| 5 |" in summary
+    assert (eval_dir / "summary.png").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_shard_and_merge_to_the_single_process_predictions(
+        tiny_omni: Path, tmp_path: Path) -> None:
+    json_path, audio_dir = make_mmau(tmp_path / "data")
+    common = ["--model", str(tiny_omni), "--mmau_json", str(json_path), "--mmau_audio_dir",
+              str(audio_dir), "--max_new_tokens", "6", "--batch_size", "1", "--dtype", "float32"]
+    eval_mmau.main([*common, "--out_dir", str(tmp_path / "single")])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "evaluate_mmau.py", *common, "--out_dir",
+                           str(tmp_path / "dp")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = [(tmp_path / "dp" / "partial" / f"rank{r}.jsonl").read_text().splitlines()
+            for r in (0, 1)]
+    assert [len(lines) for lines in logs] == [N_ITEMS // 2, N_ITEMS // 2]
+    assert done.stdout.count("MMAU test-mini accuracy") == 1  # rank 0 alone reports
+
+    def predictions(folder: str) -> list:
+        items = json.loads((tmp_path / folder / "predictions.json").read_text())
+        return [(i["id"], i["model_output"], i["response"]) for i in items]
+
+    assert predictions("dp") == predictions("single")
