@@ -122,8 +122,11 @@ def clear(out_dir: str | Path, names: list[str]) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def check_settings(out_dir: str | Path, settings: dict[str, Any]) -> None:
-    """Refuse to mix predictions made with different settings; record them on first use."""
+def check_settings(out_dir: str | Path, settings: dict[str, Any], write: bool = True) -> None:
+    """Refuse to mix predictions made with different settings; record them (if `write`).
+
+    Every rank checks (so all stop together); only rank 0 writes.
+    """
     path = Path(out_dir) / SETTINGS_FILE
     if path.exists():
         previous = json.loads(path.read_text(encoding="utf-8"))
@@ -132,4 +135,5 @@ def check_settings(out_dir: str | Path, settings: dict[str, Any]) -> None:
             details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             raise SystemExit(f"{out_dir} holds predictions made with other settings ({details}). "
                              "Pass --overwrite to start over, or another --out_dir.")
-    atomic_write_json(path, settings)
+    if write:
+        atomic_write_json(path, settings)

@@ -36,6 +36,7 @@ from local.eval_run import (
     prediction_fields,
     run_settings,
     setup_logging,
+    truncated_count,
 )
 from local.inference import init_distributed
 from local.records import ReadReport, RecordError, read_mmau
@@ -141,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if args.overwrite:
             clear(out_dir, FINAL_FILES)
+    dist.barrier()  # no rank reads the folder before rank 0 has cleared it
     raw, records = _load(args)
     generator = generator_factory(args, dist)
     by_id = predict(generator, records, out_dir, dist, batch_size=args.batch_size,
@@ -152,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     atomic_write_json(out_dir / "predictions.json", items)
     result = score_predictions(items)
     result["settings"] = run_settings(args, mmau_json=str(args.mmau_json), limit=args.limit)
+    result["audio_truncated"] = truncated_count(by_id)
     write_results(result, out_dir / "results.json", f"{BENCHMARK}: {args.model}")
     return public(result)
 

@@ -40,6 +40,7 @@ from local.eval_run import (
     prediction_fields,
     run_settings,
     setup_logging,
+    truncated_count,
 )
 from local.inference import init_distributed
 from local.records import ReadReport, Record, read_mmsu
@@ -180,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             clear(out_dir, finals)
             for p in PROTOCOLS:
                 clear(out_dir / p, [])
+    dist.barrier()  # no rank reads the folder before rank 0 has cleared it
     records, report = _records(args)
     generator = generator_factory(args, dist)
     results: dict[str, dict[str, Any]] = {}
@@ -194,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             items = protocol_items(records, report, protocol, by_id)
             atomic_write_json(out_dir / f"predictions_{protocol}.json", items)
             results[protocol] = score_protocol(items, protocol)
+            results[protocol]["audio_truncated"] = truncated_count(by_id)
     if not dist.is_main:
         return None
     return write_all(results, out_dir / "results.json", f"{BENCHMARK}: {args.model}",

@@ -124,8 +124,8 @@ def predict(make_generator: Callable[[], Generator], records: Sequence[Record],
     `make_generator` is called (once, cache it) only if this rank has items left, so a finished
     step does not load its model again.
     """
-    if dist.is_main and settings is not None:
-        check_settings(work_dir, settings)
+    if settings is not None:
+        check_settings(work_dir, settings, write=dist.is_main)
     dist.barrier()
     mine = shard(records, dist.rank, dist.world_size)
     done = read_logs(work_dir)
@@ -154,6 +154,11 @@ def predict(make_generator: Callable[[], Generator], records: Sequence[Record],
                        generator.max_audio_seconds or 0)
     dist.barrier()
     return read_logs(work_dir) if dist.is_main else None
+
+
+def truncated_count(by_id: dict[str, dict[str, Any]]) -> int:
+    """How many logged items had their clip cut to --max_audio_duration_in_seconds."""
+    return sum(bool(entry.get("audio_truncated")) for entry in by_id.values())
 
 
 def prediction_fields(entry: dict[str, Any] | None) -> dict[str, Any]:

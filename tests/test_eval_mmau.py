@@ -221,3 +221,10 @@ def test_cli_help_and_score_only_as_a_script(full_run: Path, tmp_path: Path) -> 
     assert "MMAU test-mini accuracy [mmau" in done.stdout
     assert json.loads(out.read_text())["accuracy"] == \
         json.loads((full_run / "results.json").read_text())["accuracy"]
+
+
+def test_clips_over_the_audio_limit_are_cut_and_counted(tiny_omni, data, tmp_path: Path) -> None:
+    # Clips last 0.5, 0.75, 1.0, 1.25, 1.5 s: four of the first five are over 0.6 s.
+    result = run(tiny_omni, *data, tmp_path / "out", "--limit", "5",
+                 "--max_audio_duration_in_seconds", "0.6")
+    assert result["audio_truncated"] == 4 and result["total"] == 5
