@@ -16,10 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
+import torch
 import transformers
 from accelerate import PartialState
 from trl import get_peft_config
@@ -57,8 +59,18 @@ def resolve_rewards(config: AudioGRPOConfig) -> list:
     return get_rewards(names)
 
 
+def _finished(checkpoint: Path, max_steps: int) -> bool:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return max_steps > 0 and state.get("global_step", 0) >= max_steps
+
+
 def main(argv: list[str] | None = None) -> Path:
     config, model_args = parse_args(argv)
+    _ = config.device  # sets up torch.distributed before the model is built
+    if config.deepspeed:  # ZeRO-3 partitions at load time: DeepSpeed's comm must be up (CPU too)
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=config.ddp_backend or None)
     state = PartialState()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if state.is_main_process else logging.WARNING)
@@ -67,6 +79,11 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit("train.py: give --model_name_or_path (hub id or checkpoint folder)")
     run_dir = Path(config.output_dir)
     resume = None if config.overwrite_output_dir else last_resumable_checkpoint(run_dir)
+    if resume is not None and _finished(resume, config.max_steps):
+        if state.is_main_process:
+            logger.info("run already finished at %s; nothing to do (--overwrite_output_dir true "
+                        "starts over)", resume)
+        return run_dir
     if state.is_main_process:
         write_run_record(run_dir, config, model_args, argv)
         logger.info("run folder %s; %s", run_dir,
@@ -109,5 +126,15 @@ def main(argv: list[str] | None = None) -> Path:
     return run_dir
 
 
+def _shutdown() -> None:
+    """A clean exit for every rank (gloo/DeepSpeed abort the process otherwise)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    finally:
+        _shutdown()

@@ -1,0 +1,116 @@
+"""train.py under torchrun: 2 CPU processes (gloo) with DeepSpeed ZeRO-1 and ZeRO-3, and resume.
+
+Slow (a minute per run): each run starts two Python processes that load torch, DeepSpeed and a
+tiny model. They use the same launch line `run.sh --stage train` prints (see test_run_sh).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from local.checkpoints import complete_checkpoints
+from local.demo_data import write_demo_data
+from local.models import load_model_and_processor
+from tests.helpers import CACHE, REPO, tiny_checkpoint
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def _launch(out: Path, deepspeed: str, max_steps: int, port: int) -> list[str]:
+    data = write_demo_data(CACHE / "demo-data-small", n_train=32, n_eval=8)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    return [torchrun, "--nproc_per_node", "2", "--master_port", str(port), "train.py",
+            "--config", "conf/demo.yaml", "--model_name_or_path",
+            str(tiny_checkpoint("qwen2_5_omni")), "--train_data", str(data / "avqa"),
+            "--output_dir", str(out), "--deepspeed", deepspeed, "--ddp_backend", "gloo",
+            "--per_device_train_batch_size", "4", "--max_steps", str(max_steps),
+            "--save_steps", "2"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc), so a kill reaches torchrun's workers."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.parametrize("deepspeed,port", [("conf/ds_zero1.json", 29631),
+                                            ("conf/ds_zero3.json", 29632)],
+                         ids=["zero1", "zero3"])
+def test_two_process_run_saves_a_loadable_checkpoint(tmp_path, deepspeed: str, port: int):
+    out = tmp_path / "run"
+    result = subprocess.run(_launch(out, deepspeed, 2, port), cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in complete_checkpoints(out, resumable=True)] == ["checkpoint-2"]
+    assert (out / "resolved_config.yaml").exists() and (out / "command.txt").exists()
+    loaded = load_model_and_processor(str(out / "checkpoint-2"), dtype="float32")
+    initial = load_model_and_processor(str(tiny_checkpoint("qwen2_5_omni")), dtype="float32")
+    saved, start = loaded.model.state_dict(), initial.model.state_dict()
+    assert saved.keys() == start.keys()
+    for key, value in saved.items():  # full tensors came back (ZeRO-3 gathers them on save)
+        assert value.shape == start[key].shape and torch.isfinite(value).all(), key
+    assert type(loaded.processor).__name__ == "Qwen2_5OmniProcessor"
+
+
+def test_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    steps = 40  # long enough to be killed mid-run
+    process = subprocess.Popen(_launch(out, "conf/ds_zero1.json", steps, 29633), cwd=REPO,
+                               env=_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 480
+    while not complete_checkpoints(out, resumable=True) and time.time() < deadline:
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.5)
+    for pid in _descendants(process.pid):  # mid-run, every rank at once, as a node failure
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+    time.sleep(1)
+    done = complete_checkpoints(out, resumable=True)
+    assert done, "no checkpoint before the deadline"
+    last_step = int(done[-1].name.split("-")[1])
+    assert last_step < steps, "the run finished before it could be killed"
+    # An interrupted save (no trainer_state.json) must be passed over on resume.
+    partial = out / f"checkpoint-{last_step + 1}"
+    partial.mkdir(exist_ok=True)
+    (partial / "model.safetensors").write_bytes(b"")
+
+    result = subprocess.run(_launch(out, "conf/ds_zero1.json", steps, 29634), cwd=REPO,
+                            env=_env(), capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = [line for line in result.stderr.splitlines() if "resuming from" in line]
+    assert resumed and resumed[0].endswith(f"resuming from {done[-1]}"), (resumed, done)
+    state = json.loads((out / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps
+    logged = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged == list(range(1, steps + 1)), logged  # to the checkpoint, then the next steps
+
+    again = subprocess.run(_launch(out, "conf/ds_zero1.json", steps, 29635), cwd=REPO,
+                           env=_env(), capture_output=True, text=True, timeout=540)
+    assert again.returncode == 0 and "already finished" in again.stderr  # a re-run is a no-op
