@@ -32,7 +32,7 @@ OPTIONS=(
   "exp_dir|exp|where runs write checkpoints, logs and evaluations"
   "run_name|grpo|run folder under --exp_dir"
   "config|conf/grpo.yaml|training recipe (YAML); train.py options override it"
-  "deepspeed|conf/ds_zero1.json|DeepSpeed config (conf/ds_zero3.json offloads to CPU on OOM)"
+  "deepspeed|conf/ds_zero1.json|DeepSpeed config (conf/ds_zero3.json offloads to CPU on OOM; none: plain DDP)"
   "nproc|8|processes (GPUs) per node"
   "nnodes|1|number of nodes"
   "node_rank|0|rank of this node"
@@ -154,7 +154,16 @@ stage_prepare() {
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
   run_cmd "$PY" -m local.prepare "${args[@]}" "${extra_args[@]}"
 }
-stage_train()   { not_built train 4; }
+stage_train() {
+  log "Stage train: $model, $data_dir/avqa, $config -> $exp_dir/$run_name/checkpoint-N"
+  local args=(--config "$config" --model_name_or_path "$model" --template "$template"
+              --train_data "$data_dir/avqa" --output_dir "$exp_dir/$run_name")
+  [[ -z "$deepspeed" || "$deepspeed" == "none" ]] || args+=(--deepspeed "$deepspeed")
+  [[ "$overwrite" != "true" ]] || args+=(--overwrite_output_dir true)
+  run_cmd "$PY" -m torch.distributed.run --nnodes "$nnodes" --node_rank "$node_rank" \
+    --nproc_per_node "$nproc" --master_addr "$master_addr" --master_port "$master_port" \
+    train.py "${args[@]}" "${extra_args[@]}"
+}
 # Evaluation: step 0 (--model) and each checkpoint-N of the run, then one summary across steps.
 eval_steps() {  # bench, then that evaluator's data options
   local bench=$1; shift

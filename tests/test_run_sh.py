@@ -59,3 +59,32 @@ def test_dry_run_prints_the_test_command_and_runs_nothing() -> None:
 def test_options_accept_both_spellings(form: list[str]) -> None:
     result = run_sh("--stage", "test", "--dry_run", *form)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param([], "-m torch.distributed.run --nnodes 1 --node_rank 0 --nproc_per_node 8 "
+                     "--master_addr 127.0.0.1 --master_port 29500 train.py --config "
+                     "conf/grpo.yaml --model_name_or_path Qwen/Qwen2.5-Omni-7B --template "
+                     "default --train_data data/avqa --output_dir exp/grpo --deepspeed "
+                     "conf/ds_zero1.json", id="defaults-8-gpus-zero1"),
+        pytest.param(["--nnodes", "2", "--node_rank", "1", "--master_addr", "10.0.0.1",
+                      "--deepspeed", "conf/ds_zero3.json", "--model",
+                      "Qwen/Qwen2-Audio-7B-Instruct", "--template", "think", "--run_name", "qa",
+                      "--", "--learning_rate", "5e-7"],
+                     "--nnodes 2 --node_rank 1 --nproc_per_node 8 --master_addr 10.0.0.1 "
+                     "--master_port 29500 train.py --config conf/grpo.yaml --model_name_or_path "
+                     "Qwen/Qwen2-Audio-7B-Instruct --template think --train_data data/avqa "
+                     "--output_dir exp/qa --deepspeed conf/ds_zero3.json --learning_rate 5e-7",
+                     id="multi-node-zero3-passthrough"),
+        pytest.param(["--deepspeed", "none", "--overwrite"], "--output_dir exp/grpo "
+                     "--overwrite_output_dir true", id="no-deepspeed-overwrite"),
+    ],
+)
+def test_train_dry_run_prints_the_launch_line(args: list[str], expected: str) -> None:
+    result = run_sh("--stage", "train", "--dry_run", *args)
+    assert result.returncode == 0, result.stderr
+    assert "Stage train:" in result.stderr
+    launch = next(line for line in result.stderr.splitlines() if "torch.distributed.run" in line)
+    assert expected in launch, launch

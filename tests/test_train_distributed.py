@@ -1,7 +1,7 @@
 """train.py under torchrun: 2 CPU processes (gloo) with DeepSpeed ZeRO-1 and ZeRO-3, and resume.
 
 Slow (a minute per run): each run starts two Python processes that load torch, DeepSpeed and a
-tiny model. They use the same launch line `run.sh --stage train` prints (see test_run_sh).
+tiny model. They go through `bash run.sh --stage train`, the launch the README documents.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _launch(out: Path, deepspeed: str, max_steps: int, port: int) -> list[str]:
+    """The README's launch (`run.sh --stage train`) on 2 CPU processes over gloo."""
     data = write_demo_data(CACHE / "demo-data-small", n_train=32, n_eval=8)
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    return [torchrun, "--nproc_per_node", "2", "--master_port", str(port), "train.py",
-            "--config", "conf/demo.yaml", "--model_name_or_path",
-            str(tiny_checkpoint("qwen2_5_omni")), "--train_data", str(data / "avqa"),
-            "--output_dir", str(out), "--deepspeed", deepspeed, "--ddp_backend", "gloo",
-            "--per_device_train_batch_size", "4", "--max_steps", str(max_steps),
-            "--save_steps", "2"]
+    return ["bash", "run.sh", "--stage", "train", "--config", "conf/demo.yaml",
+            "--model", str(tiny_checkpoint("qwen2_5_omni")), "--data_dir", str(data),
+            "--exp_dir", str(out.parent), "--run_name", out.name, "--deepspeed", deepspeed,
+            "--nproc", "2", "--master_port", str(port), "--",
+            "--ddp_backend", "gloo", "--per_device_train_batch_size", "4",
+            "--max_steps", str(max_steps), "--save_steps", "2"]
 
 
 def _descendants(pid: int) -> list[int]:
@@ -55,7 +55,9 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # run.sh uses the active environment (this one) when it satisfies requirements.txt.
+    return {**os.environ, "VIRTUAL_ENV": sys.prefix, "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": "1"}
 
 
 @pytest.mark.parametrize("deepspeed,port", [("conf/ds_zero1.json", 29631),
