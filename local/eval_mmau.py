@@ -39,7 +39,8 @@ from local.eval_run import (
     truncated_count,
 )
 from local.inference import init_distributed
-from local.records import ReadReport, RecordError, read_mmau
+from local.readers import read_mmau
+from local.records import ReadReport, RecordError
 
 logger = logging.getLogger(__name__)
 BENCHMARK = "MMAU test-mini"

@@ -43,7 +43,8 @@ from local.eval_run import (
     truncated_count,
 )
 from local.inference import init_distributed
-from local.records import ReadReport, Record, read_mmsu
+from local.readers import read_mmsu
+from local.records import ReadReport, Record
 from local.scoring import mmsu_breakdown
 
 logger = logging.getLogger(__name__)

@@ -25,15 +25,8 @@ import numpy as np
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
-from local.records import (
-    ReadReport,
-    Record,
-    RecordError,
-    avqa_record,
-    open_avqa,
-    read_mmau,
-    read_mmsu,
-)
+from local.readers import avqa_record, open_avqa, read_mmau, read_mmsu
+from local.records import ReadReport, Record, RecordError
 
 logger = logging.getLogger(__name__)
 FORMATS = ("avqa", "mmau", "mmsu")

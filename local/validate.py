@@ -139,10 +139,10 @@ def check_records(check: DatasetCheck, records: Iterable[Record], report: ReadRe
 
 def check_avqa(root: Path, split: str, max_items: int | None, num_workers: int) -> DatasetCheck:
     """AVQA split: `max_items` evenly spaced rows (None or 0: all), text and audio."""
-    from local.records import _open_saved, _resolve_split_dir, read_avqa
+    from local.readers import open_avqa, read_avqa
 
     check = DatasetCheck(f"avqa/{split}")
-    ds = _open_saved(_resolve_split_dir(root, split))
+    ds, split, _ = open_avqa(root, split)
     check.rows = len(ds)
     picked = sample_indices(len(ds), max_items)
     if picked is not None:
@@ -173,7 +173,7 @@ def _renumber(records: Iterable[Record], picked: list[int] | None, split: str
 
 def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCheck:
     """MMSU, streamed (its clips are not all held in memory); `max_items`: the first N decoded."""
-    from local.records import read_mmsu
+    from local.readers import read_mmsu
 
     check = DatasetCheck("mmsu")
     report = ReadReport()
@@ -187,7 +187,7 @@ def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCh
 
 def check_mmau(json_path: Path, audio_dir: Path, max_items: int | None,
                num_workers: int) -> DatasetCheck:
-    from local.records import read_mmau
+    from local.readers import read_mmau
 
     check = DatasetCheck("mmau-test-mini")
     report = ReadReport()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from local import prepare
-from local.records import read_avqa, read_mmau, read_mmsu
+from local.readers import read_avqa, read_mmau, read_mmsu
 from tests.helpers import REPO
 from tests.test_validate import avqa_row, mmau_item, mmsu_row, save_avqa, save_mmsu, wav
 

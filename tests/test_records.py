@@ -17,18 +17,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from local.records import (
-    ReadReport,
-    Record,
-    RecordError,
-    from_row,
+from local.readers import (
     parse_avqa_answer,
     parse_avqa_question,
     read_avqa,
     read_mmau,
     read_mmsu,
-    to_rows,
 )
+from local.records import ReadReport, Record, RecordError, from_row, to_rows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MMAU_JSON = SHARED / "data" / "mmau" / "mmau-test-mini.json"
