@@ -25,7 +25,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import string
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from local.eval_run import (
     truncated_count,
 )
 from local.inference import init_distributed
+from local.prompts import build_letter_prompt
 from local.readers import read_mmsu
 from local.records import ReadReport, Record
 from local.scoring import mmsu_breakdown
@@ -50,9 +50,6 @@ from local.scoring import mmsu_breakdown
 logger = logging.getLogger(__name__)
 BENCHMARK = "MMSU"
 PROTOCOLS = ("exact", "letter")
-LETTER_PROMPT = "{question}\n{options}\nAnswer with the option's letter ({letters}) only."
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Evaluate an audio LM on MMSU with the seed's exact-text protocol and the "
@@ -74,21 +71,8 @@ def letter_record(record: Record) -> Record:
 
 
 def letter_prompt(record: Record) -> str:
-    """The official-style letter question for `record` (choices already without padding).
-
-    >>> rec = Record(id="k", audio=None, question="Is it rising?", choices=["Yes", "No"],
-    ...              answer="No")
-    >>> print(letter_prompt(rec))
-    Is it rising?
-    A. Yes
-    B. No
-    Answer with the option's letter (A, B) only.
-    """
-    letters = string.ascii_uppercase[:len(record.choices)]
-    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(letters, record.choices,
-                                                                        strict=True))
-    return LETTER_PROMPT.format(question=record.question, options=options,
-                                letters=", ".join(letters))
+    """The official MMSU letter-answer prompt for a record (see `local.prompts`)."""
+    return build_letter_prompt(record.question, record.choices)
 
 
 def score_protocol(items: Sequence[dict[str, Any]], protocol: str) -> dict[str, Any]:

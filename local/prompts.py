@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,9 @@ TEMPLATES: dict[str, str] = {
     "new": "{question}Select one option from the provided choices.{choices}",
 }
 
+# The official MMSU protocol scores an option letter; its evaluation asks for one with this prompt.
+LETTER_TEMPLATE = "{question}\n{options}\nAnswer with the option's letter ({letters}) only."
+
 AUDIO_PLACEHOLDER = "audio"  # the audio part's reference; the waveform travels separately
 
 
@@ -41,6 +45,21 @@ def build_prompt(question: str, choices: Sequence[str], template: str = "default
     if isinstance(choices, str):
         raise TypeError("choices must be a list of option strings, not one string.")
     return TEMPLATES[template].format(question=question, choices=str([str(c) for c in choices]))
+
+
+def build_letter_prompt(question: str, choices: Sequence[str]) -> str:
+    """The letter-answer prompt (MMSU's official protocol): options listed as "A. text".
+
+    >>> print(build_letter_prompt("Is it rising?", ["Yes", "No"]))
+    Is it rising?
+    A. Yes
+    B. No
+    Answer with the option's letter (A, B) only.
+    """
+    letters = string.ascii_uppercase[:len(choices)]
+    options = "\n".join(f"{letter}. {choice}"
+                        for letter, choice in zip(letters, choices, strict=True))
+    return LETTER_TEMPLATE.format(question=question, options=options, letters=", ".join(letters))
 
 
 def build_messages(prompt_text: str, audio: Any = AUDIO_PLACEHOLDER) -> list[dict[str, Any]]:
