@@ -64,8 +64,10 @@ def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False) -
 
 
 def user_turn(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [{"type": "audio", "audio": "clip.wav"},
-                                         {"type": "text", "text": text}]}]
+    """The recipe's one user turn (audio part, then text), from the one builder."""
+    from local.prompts import build_messages
+
+    return build_messages(text)
 
 
 def processor_inputs(processor: Any, audios: list[np.ndarray], text: str = "How many beeps?"
