@@ -8,6 +8,9 @@ The class is chosen by ``config.model_type`` (never by a path substring):
 | qwen2_5_omni (full)     | its thinker: Qwen2_5OmniThinkerForConditionalGeneration (no talker) |
 | qwen2_5_omni_thinker    | Qwen2_5OmniThinkerForConditionalGeneration    |
 
+A LoRA checkpoint (`adapter_config.json`, as `--use_peft` training saves) loads its base model,
+applies the adapter and merges it, so evaluation treats it like any other checkpoint.
+
 Example:
     >>> from local.models import load_model_and_processor
     >>> loaded = load_model_and_processor(".cache/tiny-omni")            # doctest: +SKIP
@@ -17,7 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,6 +102,11 @@ def load_model_and_processor(
     revision: str | None = None,
 ) -> LoadedModel:
     """Load the policy (thinker only for Omni) and its processor from a folder or hub id."""
+    adapter = Path(name_or_path) / "adapter_config.json"
+    if adapter.is_file() and not (Path(name_or_path) / "config.json").is_file():
+        return _load_lora_checkpoint(Path(name_or_path), dtype=dtype,
+                                     attn_implementation=attn_implementation,
+                                     device_map=device_map)
     from transformers import (
         Qwen2_5OmniThinkerForConditionalGeneration,
         Qwen2AudioForConditionalGeneration,
@@ -124,3 +134,22 @@ def load_model_and_processor(
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load {name_or_path!r} as {family.name}: {error}") from error
     return LoadedModel(model=model, processor=processor, family=family)
+
+
+def _load_lora_checkpoint(folder: Path, **kwargs: Any) -> LoadedModel:
+    """Base model + the LoRA adapter in `folder`, merged; the folder's processor if it has one."""
+    from peft import PeftModel
+
+    base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{folder}: adapter_config.json names no base model "
+                             "(base_model_name_or_path); cannot rebuild the policy.")
+    loaded = load_model_and_processor(base, **kwargs)
+    try:
+        merged = PeftModel.from_pretrained(loaded.model, str(folder)).merge_and_unload()
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot apply the LoRA adapter in {folder}: {error}") from error
+    processor = loaded.processor
+    if (folder / "processor_config.json").is_file() or (folder / "tokenizer_config.json").is_file():
+        processor = AutoProcessor.from_pretrained(str(folder))
+    return LoadedModel(model=merged, processor=processor, family=loaded.family)

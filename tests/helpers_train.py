@@ -46,12 +46,14 @@ def synthetic_rows(n: int, seed: int = 0) -> datasets.Dataset:
 
 
 def make_trainer(family: str, output_dir: Path, *, rows: int = 8, reward=vowel_reward,
-                 forward_audio_in_loss: bool = True, **overrides: Any) -> AudioGRPOTrainer:
+                 forward_audio_in_loss: bool = True, peft_config: Any = None,
+                 **overrides: Any) -> AudioGRPOTrainer:
     loaded = load_model_and_processor(str(tiny_checkpoint(family)), dtype="float32")
     return AudioGRPOTrainer(
         model=loaded.model, processing_class=loaded.processor, family=loaded.family,
         reward_funcs=[reward], args=small_config(output_dir, **overrides),
-        train_dataset=synthetic_rows(rows), forward_audio_in_loss=forward_audio_in_loss)
+        train_dataset=synthetic_rows(rows), forward_audio_in_loss=forward_audio_in_loss,
+        peft_config=peft_config)
 
 
 def audio_encoder_state(model: Any) -> dict[str, Any]:
