@@ -88,3 +88,21 @@ def test_train_dry_run_prints_the_launch_line(args: list[str], expected: str) ->
     assert "Stage train:" in result.stderr
     launch = next(line for line in result.stderr.splitlines() if "torch.distributed.run" in line)
     assert expected in launch, launch
+
+
+def test_missing_python_gets_an_actionable_message(tmp_path) -> None:
+    """No environment yet and no interpreter: say what to install, not a stack of errors."""
+    result = run_sh("--stage", "test", "--venv", str(tmp_path / "venv"),
+                    "--python", "/no/such/python3")
+    assert result.returncode != 0
+    assert "no '/no/such/python3' found" in result.stderr and "Python 3.11" in result.stderr
+
+
+def test_an_active_environment_that_satisfies_requirements_is_used() -> None:
+    import sys
+
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix, "CONDA_PREFIX": ""}
+    result = subprocess.run(["bash", "run.sh", "--stage", "test", "--dry_run"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"using the active environment ({sys.prefix}/bin/python)" in result.stderr
