@@ -182,7 +182,12 @@ stage_mmsu() {
   log "Stage mmsu: $model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md"
   eval_steps mmsu --mmsu_path "$data_dir/mmsu"
 }
-stage_demo()    { not_built demo 7; }
+stage_demo() {
+  log "Stage demo: generated audio + tiny random model -> $exp_dir/demo/{data,models,run}, $exp_dir/demo/report.md"
+  local args=(--out "$exp_dir/demo")
+  [[ "$overwrite" != "true" ]] || args+=(--overwrite)
+  run_cmd "$PY" -m local.demo "${args[@]}" "${extra_args[@]}"
+}
 
 stage_test() {
   log "Stage test: tests/ -> pytest report"
