@@ -15,6 +15,13 @@ overrides four TRL internals, each as thin as possible:
 - `_get_per_token_logps_and_entropies`: feed each forward chunk exactly its own rows' features
   (policy, old policy, reference) and check that every row was fed once.
 
+With a frozen audio encoder (`freeze_audio_encoder: true`; detected from `requires_grad`, or forced
+with `cache_audio_embeddings`), `_generate_and_score_completions` and `_compute_loss` also attach a
+`local.audio_cache.AudioEncoderCache`: each distinct clip of a rollout goes through the encoder
+once, and its output serves all G completions, generation and every log-prob pass (the reference
+model's tower shares the store when its weights equal the policy's). The cache is emptied at each
+rollout; `audio_cache_stats` counts encoded clips and reused rows.
+
 Placeholder tokens (`<|AUDIO|>`, `<|IMAGE|>`, ...) are suppressed in generation: a sampled one would
 crash the next forward. `forward_audio_in_loss=False` reproduces stock TRL (audio at generation
 only) so tests can show the difference.
@@ -38,6 +45,7 @@ import torch
 from trl import GRPOTrainer
 
 from local.audio import AudioError
+from local.audio_cache import AudioEncoderCache, encoder_is_frozen, find_audio_tower
 from local.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
 from local.models import ModelFamily
 from local.prompts import clean_messages
@@ -91,6 +99,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         family: ModelFamily,
         max_audio_duration_in_seconds: float | None = None,
         forward_audio_in_loss: bool = True,
+        cache_audio_embeddings: bool | None = None,
         **kwargs: Any,
     ) -> None:
         self.family = family
@@ -103,6 +112,9 @@ class AudioGRPOTrainer(GRPOTrainer):
         model = kwargs.get("model", args[0] if args else None)
         processor = kwargs["processing_class"]
         grpo_args = kwargs.get("args")
+        if grpo_args is not None and getattr(grpo_args, "use_vllm", False):
+            raise NotImplementedError("use_vllm: vLLM rollouts would not receive the audio here; "
+                                      "train with HF generation (use_vllm false).")
         if grpo_args is not None:
             suppress = placeholder_token_ids(processor.tokenizer)
             extra = dict(grpo_args.generation_kwargs or {})
@@ -119,6 +131,30 @@ class AudioGRPOTrainer(GRPOTrainer):
         finally:
             if lent:
                 del config.image_token_id
+        self._audio_cache = self._build_audio_cache(cache_audio_embeddings)
+
+    def _build_audio_cache(self, wanted: bool | None) -> AudioEncoderCache | None:
+        """An encoder-output cache when the encoder is frozen (None = decide from requires_grad)."""
+        policy = self.accelerator.unwrap_model(self.model)
+        frozen = encoder_is_frozen(policy)
+        if wanted and not frozen:
+            raise ValueError("cache_audio_embeddings=True needs a frozen audio encoder "
+                             "(freeze_audio_encoder: true); its output changes as it trains")
+        if not (frozen if wanted is None else wanted):
+            return None
+        towers = [find_audio_tower(policy)]
+        if self.ref_model is not None:
+            towers.append(find_audio_tower(self.accelerator.unwrap_model(self.ref_model)))
+        return AudioEncoderCache(towers)
+
+    @property
+    def audio_cache_stats(self) -> dict[str, int]:
+        """Rows seen, clips encoded, rows reused and encoder calls of the cache (empty if off)."""
+        return dict(self._audio_cache.stats) if self._audio_cache is not None else {}
+
+    def _encoder_cache(self) -> contextlib.AbstractContextManager[Any]:
+        cache = self._audio_cache
+        return cache.attach() if cache is not None else contextlib.nullcontext()
 
     # -- rollouts ---------------------------------------------------------------------------
     def _decode_rows(self, inputs: list[dict[str, Any]]) -> list[np.ndarray]:
@@ -150,8 +186,10 @@ class AudioGRPOTrainer(GRPOTrainer):
         device = self.accelerator.device
         self._rollout_batch = {k: v.to(device) for k, v in batch.items()}
         audio = {k: self._rollout_batch[k] for k in AUDIO_KEYS}
-        try:
-            with self._audio_for_logps(audio):  # old-policy and reference passes inside
+        if self._audio_cache is not None:
+            self._audio_cache.clear()  # a new rollout: one encoder pass per distinct clip
+        try:  # old-policy and reference passes inside
+            with self._audio_for_logps(audio), self._encoder_cache():
                 output = super()._generate_and_score_completions(inputs)
         finally:
             self._rollout_batch = None
@@ -179,7 +217,7 @@ class AudioGRPOTrainer(GRPOTrainer):
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
         audio = {k: inputs[k] for k in AUDIO_KEYS} if AUDIO_KEYS[0] in inputs else None
-        with self._audio_for_logps(audio):
+        with self._audio_for_logps(audio), self._encoder_cache():
             return super()._compute_loss(model, inputs)
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor,
