@@ -7,7 +7,6 @@ MMAU uses the real question file from ../shared when present. Bad rows give a cl
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-import soundfile as sf
 
 from local.readers import (
     parse_avqa_answer,
@@ -25,18 +23,10 @@ from local.readers import (
     read_mmsu,
 )
 from local.records import ReadReport, RecordError
+from tests.helpers import SHARED_DATA, encode
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MMAU_JSON = SHARED / "data" / "mmau" / "mmau-test-mini.json"
-
-
-def wav_bytes(seconds: float = 0.05, rate: int = 16_000) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, np.zeros(int(seconds * rate), dtype=np.float32), rate, format="WAV")
-    return buf.getvalue()
-
-
-WAV = wav_bytes()
+MMAU_JSON = SHARED_DATA / "mmau" / "mmau-test-mini.json"
+WAV = encode(np.zeros(800, dtype=np.float32), 16_000)  # 50 ms of silence
 
 # ------------------------------------------------------------------------------------- AVQA
 

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
-import soundfile as sf
 
 from local.records import Record, RecordError, from_row, to_rows
+from tests.helpers import encode
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MMAU_JSON = SHARED / "data" / "mmau" / "mmau-test-mini.json"
-
-
-def wav_bytes(seconds: float = 0.05, rate: int = 16_000) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, np.zeros(int(seconds * rate), dtype=np.float32), rate, format="WAV")
-    return buf.getvalue()
-
-
-WAV = wav_bytes()
+WAV = encode(np.zeros(800, dtype=np.float32), 16_000)  # 50 ms of silence
 
 # ----------------------------------------------------------------------------------- Record
 
