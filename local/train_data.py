@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -49,33 +50,42 @@ def training_row(record: Record, template: str) -> dict[str, Any]:
     }
 
 
-def _has_audio(ds: datasets.Dataset) -> list[bool]:
-    """Per row: does the undecoded audio cell carry bytes or a path? Read from Arrow lengths."""
-    column = ds.with_format("arrow")[:]["audio"] if len(ds) else None
-    if column is None:
-        return []
-    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    present = np.zeros(len(ds), dtype=bool)
-    for field in ("bytes", "path"):
-        values = column.field(field)
-        lengths = pc.fill_null(pc.binary_length(values) if field == "bytes"
-                               else pc.utf8_length(values), 0)
-        present |= np.asarray(lengths.to_numpy(zero_copy_only=False)) > 0
-    return present.tolist()
+def _has_audio(ds: datasets.Dataset) -> np.ndarray:
+    """Per row: does the undecoded audio cell carry audio bytes, or a path to an existing file?
+
+    Byte lengths are read chunk by chunk from the memory-mapped Arrow column, so a 55 GB audio
+    column is never copied into memory; only rows without bytes have their path looked at.
+    """
+    if ds._indices is not None:  # a selection of rows: make the table match its row order
+        ds = ds.flatten_indices()
+    parts = []
+    for chunk in ds.data.column("audio").chunks:
+        names = [f.name for f in chunk.type] if hasattr(chunk.type, "__iter__") else []
+        present = np.zeros(len(chunk), dtype=bool)
+        if "bytes" in names:
+            lengths = pc.fill_null(pc.binary_length(chunk.field("bytes")), 0)
+            present |= np.asarray(lengths.to_numpy(zero_copy_only=False)) > 0
+        if "path" in names:
+            paths = chunk.field("path")
+            for i in np.flatnonzero(~present):  # AVQA embeds bytes; a bare name is no audio
+                path = paths[int(i)].as_py()
+                present[i] = bool(path) and Path(path).is_file()
+        parts.append(present)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
 def _avqa_dataset(path: str | Path, split: str, template: str, errors: str,
                   report: ReadReport, limit: int | None) -> datasets.Dataset:
     ds, split, source = open_avqa(path, split)
     report.source = source
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
+    rows = len(ds) if limit is None else min(limit, len(ds))
     text = ds.select_columns([c for c in ("question", "answer", "file_name")
                               if c in ds.column_names])
-    has_audio = _has_audio(ds) if "audio" in ds.column_names else [False] * len(ds)
+    has_audio = (_has_audio(ds) if "audio" in ds.column_names
+                 else np.zeros(len(ds), dtype=bool))
     keep = []
-    for index, row in enumerate(tqdm(text, desc=f"checking {source}", unit="row",
-                                     mininterval=5)):
+    for index, row in enumerate(tqdm(itertools.islice(text, rows), total=rows,
+                                     desc=f"checking {source}", unit="row", mininterval=5)):
         try:
             avqa_record(row, index, split, audio=None)
             if not has_audio[index]:
