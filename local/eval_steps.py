@@ -1,10 +1,10 @@
 """Evaluate a run's starting model (step 0) and its checkpoints, then one summary across them.
 
 The single call behind `run.sh --stage mmau|mmsu`. Steps: 0 = `--model`, N = `<run_dir>/
-checkpoint-N` (all of them, or those named by `--checkpoints "100 200"`). Each step writes
-`<run_dir>/eval/<bench>/<step>/` through the benchmark's evaluator (resumable: a finished step
-only re-merges its logs); rank 0 then writes `summary.md` and `summary.png`. Arguments after `--`
-go to the evaluator unchanged. Under torchrun every rank runs the same loop.
+checkpoint-N` (every one whose save finished, or those named by `--checkpoints "100 200"`).
+Each step writes `<run_dir>/eval/<bench>/<step>/` through the benchmark's evaluator (resumable:
+a finished step only re-merges its logs); rank 0 then writes `summary.md` and `summary.png`.
+Arguments after `--` go to the evaluator unchanged. Under torchrun every rank runs the same loop.
 
 Example:
     $ python -m local.eval_steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir exp/grpo \\
@@ -16,34 +16,48 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from local import eval_mmau, eval_mmsu
+from local.checkpoints import complete_checkpoints
 from local.eval_summary import write_summary
 from local.inference import init_distributed
 
 logger = logging.getLogger(__name__)
 EVALUATORS = {"mmau": eval_mmau.main, "mmsu": eval_mmsu.main}
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _step(folder: Path) -> int:
+    """The N of a `checkpoint-N` folder (named so by `complete_checkpoints`)."""
+    return int(folder.name.rsplit("-", 1)[1])
 
 
 def steps(model: str, run_dir: Path, checkpoints: str = "") -> list[tuple[int, str]]:
-    """(step, model path) pairs: the starting model first, then checkpoints by step."""
+    """(step, model path) pairs: the starting model first, then checkpoints by step.
+
+    Only checkpoints whose save finished are taken (`local.checkpoints.complete_checkpoints`
+    with the trainer state, which the HF Trainer writes last): a half-written one is passed over,
+    or refused when `checkpoints` names it.
+    """
+    found = {_step(p): p for p in complete_checkpoints(run_dir, resumable=True)}
     if checkpoints.strip():
         wanted = [int(s) for s in checkpoints.replace(",", " ").split()]
-        found = {s: run_dir / f"checkpoint-{s}" for s in wanted}
-        missing = [str(p) for p in found.values() if not p.is_dir()]
-        if missing:
-            raise SystemExit(f"--checkpoints: {', '.join(missing)} not found; list the saved "
-                             f"ones with `ls {run_dir}`.")
-    else:
-        found = {int(m.group(1)): p for p in run_dir.glob("checkpoint-*")
-                 if p.is_dir() and (m := _CHECKPOINT.match(p.name))}
+        bad = [_describe_absent(run_dir / f"checkpoint-{s}") for s in wanted if s not in found]
+        if bad:
+            raise SystemExit(f"--checkpoints: {'; '.join(bad)}. List the saved ones with "
+                             f"`ls {run_dir}`.")
+        found = {s: found[s] for s in wanted}
     return [(0, model), *((s, str(found[s])) for s in sorted(found) if s != 0)]
+
+
+def _describe_absent(folder: Path) -> str:
+    if not folder.is_dir():
+        return f"{folder} not found"
+    return (f"{folder} is incomplete (no weights or no trainer_state.json: its save was "
+            "interrupted; evaluate another step or re-run training to save it again)")
 
 
 def main(argv: Sequence[str] | None = None) -> Path | None:

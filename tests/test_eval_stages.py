@@ -18,6 +18,8 @@ from local.eval_summary import write_summary
 from tests.helpers import REPO
 from tests.test_eval_mmau import N_ITEMS, make_mmau
 
+COMPLETE = ("model.safetensors", "trainer_state.json")  # a finished HF Trainer save
+
 
 def run_sh(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "VIRTUAL_ENV": "", "CONDA_PREFIX": ""}
@@ -63,9 +65,17 @@ def test_dry_run_expands_to_one_eval_call(args: list[str], expected: list[str],
         assert text not in command, text
 
 
+def _checkpoint(run_dir: Path, name: str, files: tuple[str, ...] = COMPLETE) -> Path:
+    folder = run_dir / name
+    folder.mkdir(parents=True)
+    for file in files:
+        (folder / file).write_text("{}")
+    return folder
+
+
 def test_steps_are_step_zero_then_checkpoints_by_number(tmp_path: Path) -> None:
     for name in ["checkpoint-20", "checkpoint-100", "checkpoint-5", "checkpoint-x", "other"]:
-        (tmp_path / name).mkdir()
+        _checkpoint(tmp_path, name)
     (tmp_path / "checkpoint-7").write_text("a file, not a checkpoint")
     assert [s for s, _ in steps("base", tmp_path)] == [0, 5, 20, 100]
     assert steps("base", tmp_path, "100 20") == [(0, "base"), (20, str(tmp_path / "checkpoint-20")),
@@ -74,6 +84,31 @@ def test_steps_are_step_zero_then_checkpoints_by_number(tmp_path: Path) -> None:
         steps("base", tmp_path, "20 300")
     assert steps("base", tmp_path / "no-run-yet") == [(0, "base")]
 
+
+
+# The HF Trainer writes trainer_state.json last (transformers 5.24 trainer.py, _save_checkpoint:
+# save_model, then optimizer/scheduler/RNG, then state.save_to_json): a folder without it is a
+# save that was interrupted, its weights possibly half-written.
+@pytest.mark.parametrize(
+    ("files", "evaluated"),
+    [
+        pytest.param(COMPLETE, True, id="complete"),
+        pytest.param(("model.safetensors",), False, id="weights-but-no-trainer-state"),
+        pytest.param(("model.safetensors.index.json",), False, id="sharded-save-interrupted"),
+        pytest.param(("trainer_state.json",), False, id="no-weights"),
+        pytest.param((), False, id="empty-folder"),
+    ],
+)
+def test_a_half_written_checkpoint_is_not_evaluated(tmp_path: Path, files: tuple[str, ...],
+                                                    evaluated: bool) -> None:
+    _checkpoint(tmp_path, "checkpoint-10")
+    _checkpoint(tmp_path, "checkpoint-20", files)
+    assert [s for s, _ in steps("base", tmp_path)] == ([0, 10, 20] if evaluated else [0, 10])
+    if evaluated:
+        assert steps("base", tmp_path, "20")[-1] == (20, str(tmp_path / "checkpoint-20"))
+    else:  # named explicitly: refused, with the reason
+        with pytest.raises(SystemExit, match="checkpoint-20 .*incomplete"):
+            steps("base", tmp_path, "20")
 
 def _results(folder: Path, step: int, protocols: dict[str, float]) -> None:
     entries = {p: {"protocol": p, "accuracy": acc, "correct": int(acc), "total": 100,
@@ -117,6 +152,7 @@ def test_stage_mmau_end_to_end_through_run_sh(tiny_omni: Path, tmp_path: Path) -
     run_dir = tmp_path / "exp" / "r"
     run_dir.mkdir(parents=True)
     shutil.copytree(tiny_omni, run_dir / "checkpoint-5")
+    (run_dir / "checkpoint-5" / "trainer_state.json").write_text("{}")  # a finished save
     result = run_sh("--stage", "mmau", "--nproc", "1", "--model", str(tiny_omni),
                     "--exp_dir", str(tmp_path / "exp"), "--run_name", "r",
                     "--data_dir", str(tmp_path / "data"), "--eval_max_new_tokens", "4",
