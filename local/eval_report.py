@@ -1,9 +1,10 @@
 """Scored items -> results JSON and markdown, for either benchmark; nothing is ever dropped.
 
-An item counts as "no prediction" (wrong, and listed with its reason) when it has no
-`model_output`, carries a `prediction_error` (unreadable audio, interrupted run), or lacks the
-`answer`/`choices` needed to judge it (a malformed source row). Every other item is judged by
-`local.scoring.judge` with the benchmark's matcher.
+An item counts as "no prediction" (wrong, and listed with its reason) when its `model_output`
+is absent, null or not text (a number, a list: `local.scoring.prediction_problem`), when it
+carries a `prediction_error` (unreadable audio, interrupted run: even beside a `model_output`),
+or when it lacks the `answer`/`choices` needed to judge it (a malformed source row). Every other
+item is judged by `local.scoring.judge` with the benchmark's matcher.
 
 Example:
     >>> items = [{"id": "a", "answer": "Man", "choices": ["Man", "Woman"], "model_output": "Man"},
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from local.scoring import Row, breakdown, judge, render_report
+from local.scoring import Row, breakdown, judge, prediction_problem, render_report
 
 PROTOCOLS = {
     "mmau": "MMAU official token rule (word-token sets of the <answer> content)",
@@ -32,9 +33,7 @@ def _reason(item: dict[str, Any]) -> str | None:
         return item.get("prediction_error") or "malformed item: no answer/choices to judge"
     if item.get("prediction_error"):
         return str(item["prediction_error"])
-    if item.get("model_output") is None:
-        return "no model_output"
-    return None
+    return prediction_problem(item)
 
 
 def judge_all(items: Sequence[dict[str, Any]], match: str) -> tuple[list[dict], dict[str, str]]:

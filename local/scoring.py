@@ -64,10 +64,29 @@ def _group_name(value: Any) -> str:
     return str(value)
 
 
+def prediction_problem(item: dict[str, Any], output_key: str = "model_output") -> str | None:
+    """Why `item[output_key]` is no prediction (absent, null, not text), or None if it is text.
+
+    A list or a number is not a prediction: `str(["Man"])` would read as "man" (and the MMAU
+    official script, which lower-cases the field, crashes on it).
+    """
+    if output_key not in item:
+        return f"no {output_key}"
+    value = item[output_key]
+    if value is None:
+        return f"{output_key} is null"
+    if not isinstance(value, str):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return f"{output_key} is not text ({type(value).__name__}: {shown})"
+    return None
+
+
 def judge(items: Iterable[dict[str, Any]], match: str = "mmau",
           output_key: str = "model_output") -> list[dict[str, Any]]:
     """Copies of `items` with `correct` set by the matcher `match` ("mmau", "exact", "robust",
-    "letter") on `item[output_key]`; a missing or None output gives `correct=None`."""
+    "letter") on `item[output_key]`; an output that is absent, null or not text
+    (`prediction_problem`) gives `correct=None` (no prediction)."""
     if match not in MATCHERS:
         raise ValueError(f"unknown matcher {match!r}; choose one of {sorted(MATCHERS)}.")
     matcher = MATCHERS[match]
@@ -76,9 +95,8 @@ def judge(items: Iterable[dict[str, Any]], match: str = "mmau",
         if "answer" not in item or "choices" not in item:
             raise ValueError(f"item {item.get('id')!r}: needs 'answer' and 'choices' to be "
                              "judged; keep the record's fields in the results.")
-        prediction = item.get(output_key)
-        correct = None if prediction is None else bool(
-            matcher(str(prediction), item["answer"], item["choices"]))
+        correct = None if prediction_problem(item, output_key) else bool(
+            matcher(item[output_key], item["answer"], item["choices"]))
         judged.append({**item, "correct": correct})
     return judged
 

@@ -34,6 +34,11 @@ MMAU_CASES = [
     ("no-key", MISSING, "Man", CHOICES, None, "no model_output: the official script drops it; "
      "we count it wrong"),
     ("null", None, "Man", CHOICES, None, "null model_output: no prediction, counted wrong"),
+    # Not text: the official script crashes on these (it lower-cases model_output); str(["Man"])
+    # would read as "man", so they are no prediction, counted wrong and listed.
+    ("list", ["Man"], "Man", CHOICES, None, "a list is not text"),
+    ("number", 1, "Man", CHOICES, None, "a number is not text"),
+    ("object", {"text": "Man"}, "Man", CHOICES, None, "an object is not text"),
 ]
 
 
@@ -78,6 +83,17 @@ def test_each_official_case(tmp_path, rid, output, answer, choices, expected, wh
     result = eval_mmau.score_predictions([item])
     assert result["correct"] == (expected is True), why
     assert result["no_prediction"] == (expected is None), why
+
+
+@pytest.mark.parametrize(("output", "reason"), [
+    pytest.param(None, "model_output is null", id="null"),
+    pytest.param(["Man"], "model_output is not text (list: ['Man'])", id="list"),
+    pytest.param(3, "model_output is not text (int: 3)", id="number"),
+])
+def test_non_text_output_is_listed_with_its_reason(output, reason: str) -> None:
+    item = {"id": "q", "answer": "Man", "choices": CHOICES, "model_output": output}
+    result = eval_mmau.score_predictions([item])
+    assert result["no_prediction_reasons"] == {"q": reason}
 
 
 def test_malformed_and_errored_items_are_wrong_and_listed(tmp_path) -> None:

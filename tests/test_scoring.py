@@ -97,6 +97,10 @@ def test_mmsu_levels_group_by_category_prefix() -> None:
         pytest.param({"model_output": ""}, "mmau", False, id="empty-output-is-wrong-not-missing"),
         pytest.param({"model_output": None}, "mmau", None, id="none-output-is-no-prediction"),
         pytest.param({}, "mmau", None, id="absent-output-is-no-prediction-not-dropped"),
+        pytest.param({"model_output": ["Man"]}, "mmau", None, id="list-output-is-no-prediction"),
+        pytest.param({"model_output": 1}, "letter", None, id="number-output-is-no-prediction"),
+        pytest.param({"model_output": {"a": "Man"}}, "exact", None, id="object-is-no-prediction"),
+        pytest.param({"model_output": True}, "mmau", None, id="bool-output-is-no-prediction"),
     ],
 )
 def test_judge(item: dict, match: str, expected: bool | None) -> None:
