@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from local import eval_mmau, eval_mmsu
+from tests.helpers import REPO
 
 CHOICES = ["Man", "Woman", "Child", "Robot"]
 
@@ -154,3 +155,16 @@ def test_mmsu_score_only_per_protocol(tmp_path, protocol: str) -> None:
     assert set(scored["tables"]) == {"overall", "level 1", "level 2", "level 3", "level 4"}
     markdown = out.with_suffix(".md").read_text()
     assert f"Accuracy [{protocol}]" in markdown
+
+
+def _readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n{title}\n")
+    return text[start:text.index("\n## ", start)]
+
+
+def test_readme_states_the_no_prediction_policy() -> None:
+    section = " ".join(_readme_section("### mmau, mmsu").split())
+    for needle in ("`prediction_error`", "counted **wrong**", "`no_prediction_ids`",
+                   "`no_prediction_reasons`", "null or not text", 'model_output: ""'):
+        assert needle in section, needle
