@@ -28,7 +28,7 @@ from trl import get_peft_config
 
 from local.checkpoints import last_resumable_checkpoint, policy_source, write_run_record
 from local.models import load_model_and_processor
-from local.rewards import default_rewards, get_rewards
+from local.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train_config import AudioGRPOConfig, parse_args
 from local.train_data import build_train_dataset
 from local.trainer import AudioGRPOTrainer
@@ -49,13 +49,12 @@ def freeze_audio_encoder(model) -> int:
 
 
 def resolve_rewards(config: AudioGRPOConfig) -> list:
-    names, weights = default_rewards(config.template, robust=config.robust_rewards)
-    if config.reward_funcs:
-        names = list(config.reward_funcs)
-        if config.reward_weights is None and len(names) != len(weights):
-            weights = [1.0] * len(names)
-    if config.reward_weights is None:
-        config.reward_weights = weights
+    """The reward functions of the run; sets `config.reward_weights` (matched by reward name)."""
+    names, weights = resolve_reward_weights(
+        config.template, robust=config.robust_rewards, reward_funcs=config.reward_funcs,
+        reward_weights=config.reward_weights)
+    config.reward_weights = weights
+    logger.info("rewards (name=weight): %s", weight_table(names, weights))
     return get_rewards(names)
 
 

@@ -105,16 +105,11 @@ def reward_names_and_weights(config: dict[str, Any]) -> tuple[list[str], list[fl
     ...                           "reward_weights": None, "robust_rewards": False})
     (['accuracy', 'format'], [1.0, 1.0])
     """
-    from local.rewards import default_rewards
+    from local.rewards import resolve_reward_weights
 
-    names, weights = default_rewards(config["template"], robust=bool(config.get("robust_rewards")))
-    if config.get("reward_funcs"):
-        names = list(config["reward_funcs"])
-        if len(names) != len(weights):
-            weights = [1.0] * len(names)
-    if config.get("reward_weights") is not None:
-        weights = [float(w) for w in config["reward_weights"]]
-    return names, weights
+    return resolve_reward_weights(config["template"], robust=bool(config.get("robust_rewards")),
+                                  reward_funcs=config.get("reward_funcs"),
+                                  reward_weights=config.get("reward_weights"))
 
 
 def _commit() -> str:

@@ -190,6 +190,50 @@ def default_rewards(template: str, robust: bool = False) -> tuple[list[str], lis
     return list(names), list(weights)
 
 
+def resolve_reward_weights(
+    template: str,
+    *,
+    robust: bool = False,
+    reward_funcs: Sequence[str] | None = None,
+    reward_weights: Sequence[float] | None = None,
+) -> tuple[list[str], list[float]]:
+    """The rewards a run uses and their weights: the one resolution train.py and the demo share.
+
+    Names: `reward_funcs` if given, else the template's defaults (`robust` swaps in the
+    `*_robust` variants). Weights: `reward_weights` if given (one per name); else each name keeps
+    its template's default weight **by name** (a `*_robust` variant takes its plain name's), and
+    a name the template does not weight gets 1.0.
+
+    >>> resolve_reward_weights("think", reward_funcs=["format_think", "format_answer", "accuracy"])
+    (['format_think', 'format_answer', 'accuracy'], [0.1, 0.1, 0.8])
+    >>> resolve_reward_weights("default", reward_funcs=["accuracy", "format_think"])
+    (['accuracy', 'format_think'], [1.0, 1.0])
+    """
+    names, weights = default_rewards(template, robust=robust)
+    plain_names, plain_weights = default_rewards(template, robust=False)
+    by_name = dict(zip(plain_names, plain_weights, strict=True))
+    by_name.update({f"{n}_robust": w for n, w in zip(plain_names, plain_weights, strict=True)})
+    if reward_funcs:
+        names = list(reward_funcs)
+        weights = [by_name.get(name, 1.0) for name in names]
+    get_rewards(names)  # unknown names fail here, with the list of known ones
+    if reward_weights is not None:
+        if len(reward_weights) != len(names):
+            raise ValueError(f"{len(reward_weights)} reward_weights for {len(names)} rewards "
+                             f"{names}: give one weight per reward, in the same order.")
+        weights = [float(w) for w in reward_weights]
+    return names, [float(w) for w in weights]
+
+
+def weight_table(names: Sequence[str], weights: Sequence[float]) -> str:
+    """A one-line name -> weight table for the log.
+
+    >>> weight_table(["accuracy", "format"], [1.0, 0.5])
+    'accuracy=1, format=0.5'
+    """
+    return ", ".join(f"{n}={w:g}" for n, w in zip(names, weights, strict=True))
+
+
 def get_rewards(names: Sequence[str]) -> list[RewardFn]:
     """The reward functions for `names`, with a clear error for an unknown name."""
     unknown = [n for n in names if n not in REWARDS]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from local.rewards import REWARDS, completion_text, default_rewards, get_rewards
+from local.rewards import (
+    REWARDS,
+    completion_text,
+    default_rewards,
+    get_rewards,
+    resolve_reward_weights,
+)
 
 VOICES = ["Man", "Woman", "Child", "Robot"]
 DUPES = ["zero", "zero", "seven", "one"]
@@ -205,3 +211,49 @@ def test_unknown_names_are_clear() -> None:
 )
 def test_completion_text(completion: object, text: str) -> None:
     assert completion_text(completion) == text
+
+
+@pytest.mark.parametrize(
+    ("template", "funcs", "weights", "expected"),
+    [
+        pytest.param("think", ["format_think", "format_answer", "accuracy"], None,
+                     [0.1, 0.1, 0.8], id="think-reordered-keeps-weights-by-name"),
+        pytest.param("think", ["accuracy"], None, [0.8], id="think-subset-by-name"),
+        pytest.param("think", ["format_answer_robust", "accuracy_robust"], None, [0.1, 0.8],
+                     id="robust-variant-takes-plain-names-weight"),
+        pytest.param("default", ["accuracy", "format_think"], None, [1.0, 1.0],
+                     id="name-the-template-does-not-weight-gets-1"),
+        pytest.param("new", ["format", "accuracy_mmau"], None, [1.0, 1.0], id="new-template"),
+        pytest.param("think", ["format_think", "accuracy"], [0.3, 0.7], [0.3, 0.7],
+                     id="explicit-weights-win"),
+        pytest.param("think", None, None, [0.8, 0.1, 0.1], id="template-defaults"),
+    ],
+)
+def test_reward_weights_follow_names_not_positions(template, funcs, weights, expected) -> None:
+    names, resolved = resolve_reward_weights(template, reward_funcs=funcs, reward_weights=weights)
+    assert names == (funcs or default_rewards(template)[0])
+    assert resolved == expected
+
+
+def test_reward_weight_resolution_errors_are_clear() -> None:
+    with pytest.raises(ValueError, match="one weight per reward"):
+        resolve_reward_weights("default", reward_funcs=["accuracy"], reward_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="available"):
+        resolve_reward_weights("default", reward_funcs=["accurracy"])
+
+
+def test_train_resolves_rewards_by_name_and_logs_the_table(caplog) -> None:
+    """train.py's resolution (what TRL then weights the rewards with) and its log line."""
+    import logging
+
+    import train
+    from local.train_config import parse_args
+
+    config, _ = parse_args(["--output_dir", "exp/test", "--use_cpu", "true", "--template",
+                            "think", "--reward_funcs", "format_think", "format_answer",
+                            "accuracy"])
+    with caplog.at_level(logging.INFO, logger="train"):
+        funcs = train.resolve_rewards(config)
+    assert [f.__name__ for f in funcs] == ["format_think", "format_answer", "accuracy"]
+    assert config.reward_weights == [0.1, 0.1, 0.8]
+    assert "format_think=0.1, format_answer=0.1, accuracy=0.8" in caplog.text
