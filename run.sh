@@ -154,9 +154,17 @@ stage_prepare() {
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
   run_cmd "$PY" -m local.prepare "${args[@]}" "${extra_args[@]}"
 }
+# The model as train/mmau/mmsu load it: $model_dir/<name> when stage prepare made it (links into
+# the HF cache prepare used, so a --cache_dir given to prepare need not be given again), else
+# --model as given (a hub id resolved through the default cache, or a local folder).
+model_source() {
+  local name=${model##*/}
+  if [[ ! -d "$model" && -f "$model_dir/$name/.done" ]]; then echo "$model_dir/$name"; else echo "$model"; fi
+}
 stage_train() {
-  log "Stage train: $model, $data_dir/avqa, $config -> $exp_dir/$run_name/checkpoint-N"
-  local args=(--config "$config" --model_name_or_path "$model" --template "$template"
+  local src; src=$(model_source)
+  log "Stage train: $src, $data_dir/avqa, $config -> $exp_dir/$run_name/checkpoint-N"
+  local args=(--config "$config" --model_name_or_path "$src" --template "$template"
               --train_data "$data_dir/avqa" --output_dir "$exp_dir/$run_name")
   [[ -z "$deepspeed" || "$deepspeed" == "none" ]] || args+=(--deepspeed "$deepspeed")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite_output_dir true)
@@ -171,15 +179,15 @@ eval_steps() {  # bench, then that evaluator's data options
   [[ "$nproc" -le 1 ]] || launch=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
   local args=(--template "$template" --batch_size "$eval_batch_size" --max_new_tokens "$eval_max_new_tokens" "$@")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
-  run_cmd "${launch[@]}" -m local.eval_steps --bench "$bench" --model "$model" \
+  run_cmd "${launch[@]}" -m local.eval_steps --bench "$bench" --model "$(model_source)" \
     --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints" -- "${args[@]}" "${extra_args[@]}"
 }
 stage_mmau() {
-  log "Stage mmau: $model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md"
+  log "Stage mmau: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md"
   eval_steps mmau --mmau_json "$data_dir/mmau/mmau-test-mini.json" --mmau_audio_dir "$data_dir/mmau/test-mini-audios"
 }
 stage_mmsu() {
-  log "Stage mmsu: $model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md"
+  log "Stage mmsu: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md"
   eval_steps mmsu --mmsu_path "$data_dir/mmsu"
 }
 stage_demo() {

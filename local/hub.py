@@ -4,10 +4,12 @@ Everything here turns the expected failures (offline, not cached, gated, disk fu
 revision) into a `SourceError` whose message is ONE actionable line naming the source and how
 to supply it, so `prepare` can print one line per missing source and never a stack trace.
 
-Downloads go through `huggingface_hub.snapshot_download` into the Hugging Face cache, so they
-resume after an interruption and honour HF_HOME / HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and
-HF_HUB_OFFLINE. The prepared folders under data/ and models/ are trees of symlinks into that
-cache (nothing is copied).
+Downloads go through `huggingface_hub.snapshot_download` into the Hugging Face cache and honour
+HF_HOME / HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE. After an interruption a
+re-run keeps every file that finished and fetches the rest; a file cut off midway starts over
+(huggingface_hub 2.4 writes each file to a process-unique temporary file and deletes it on
+failure: `file_download._download_to_tmp_and_move`). The prepared folders under data/ and
+models/ are trees of symlinks into that cache (nothing is copied).
 
 Example:
     >>> from local.hub import Source, hub_snapshot
@@ -93,9 +95,12 @@ def _describe(src: Source) -> str:
 def hub_snapshot(src: Source, cache_dir: str | Path | None = None) -> Path:
     """Download (or find in the cache) a whole repo snapshot; its folder in the HF cache.
 
-    Online: a dry run lists what is missing, the free disk is checked, then the files are
-    fetched (resuming partial ones). Offline (HF_HUB_OFFLINE=1) or unreachable: the cached
-    snapshot for the revision is used, or a SourceError says what to do.
+    Online: a dry run lists what is missing, the free disk is checked, then the missing files
+    are fetched (finished files are kept across runs; a file cut off midway starts over).
+    Offline (HF_HUB_OFFLINE=1), unreachable, or refused by the hub: the cached snapshot for the
+    revision is used, or a SourceError says what to do, telling "unreachable" from "no such
+    repository" (401/404: a typo, or a private repo without HF_TOKEN) and "gated" (accept the
+    licence page).
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -112,11 +117,19 @@ def hub_snapshot(src: Source, cache_dir: str | Path | None = None) -> Path:
     kwargs = {"repo_id": src.repo_id, "repo_type": src.repo_type, "revision": src.revision,
               "cache_dir": str(cache)}
     local_only = _offline()
+    refused: BaseException | None = None  # the hub's answer when it refused the dry run
     try:
         if not local_only:
             try:
                 plan = snapshot_download(**kwargs, dry_run=True)
-            except DryRunError:  # hub unreachable: fall back to what the cache holds
+            except DryRunError as err:
+                # huggingface_hub 2.4 wraps every failure of the dry run's listing into
+                # DryRunError, chaining the cause (`_snapshot_download.py`: `raise DryRunError(
+                # ...) from api_call_error`): a connection error means unreachable, an
+                # HfHubHTTPError means the hub answered (401/404, gated, 5xx). Either way the
+                # cache may still hold the snapshot; if not, the cause picks the message.
+                if isinstance(err.__cause__, HfHubHTTPError):
+                    refused = err.__cause__
                 local_only = True
             else:
                 need = sum(f.file_size or 0 for f in plan if f.will_download)
@@ -138,6 +151,8 @@ def hub_snapshot(src: Source, cache_dir: str | Path | None = None) -> Path:
         raise SourceError(f"{what}: revision {src.revision!r} does not exist; fix "
                           f"--revision {src.key}=REV, or pass {src.option} PATH.") from None
     except LocalEntryNotFoundError:
+        if refused is not None:
+            raise SourceError(_refusal(src, what, refused)) from None
         reason = "HF_HUB_OFFLINE=1" if _offline() else "the hub is unreachable"
         raise SourceError(f"{what}: not in the Hugging Face cache {cache} and {reason}; "
                           + HOW_TO.format(option=src.option) + ".") from None
@@ -147,6 +162,29 @@ def hub_snapshot(src: Source, cache_dir: str | Path | None = None) -> Path:
     except OSError as err:  # disk full, permissions, ... while writing the cache
         raise SourceError(f"{what}: cannot write the download to {cache} ({err}); free space or "
                           f"set HF_HOME to a writable disk, or pass {src.option} PATH.") from None
+
+
+def _refusal(src: Source, what: str, err: BaseException) -> str:
+    """One line for a hub that answered the listing with an error and has no cached copy."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    page = f"https://huggingface.co/{'datasets/' if src.repo_type == 'dataset' else ''}" \
+        f"{src.repo_id}"
+    if isinstance(err, GatedRepoError):
+        return (f"{what}: the repository is gated and your token has no access: accept its "
+                f"licence on {page} while logged in, set HF_TOKEN (or run `hf auth login`), "
+                f"or pass {src.option} PATH.")
+    if isinstance(err, RepositoryNotFoundError):
+        return (f"{what}: the hub has no repository {src.repo_id!r} visible to you (HTTP "
+                f"{_status(err)}): check the id for a typo; if it is private, set HF_TOKEN; "
+                f"or pass {src.option} PATH.")
+    return (f"{what}: the hub answered with an error (HTTP {_status(err)}: {_first_line(err)}) "
+            f"and the cache holds no copy; retry later, or pass {src.option} PATH.")
+
+
+def _status(err: BaseException) -> str:
+    response = getattr(err, "response", None)
+    return str(getattr(response, "status_code", "?"))
 
 
 def _first_line(err: BaseException) -> str:

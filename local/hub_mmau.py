@@ -1,11 +1,14 @@
-"""MMAU test-mini for `local.prepare`: the audio folder and the question file.
+"""MMAU test-mini for `local.prepare`: the question file and the audio folder.
 
-`data/mmau/test-mini-audios` comes from the hub dataset gamma-lab-umd/MMAU-test-mini (or a
-local archive/folder, --mmau_audio): an archive is extracted, parquet shards are converted,
-loose audio files are symlinked (`local.hub_unpack`, atomic). `data/mmau/mmau-test-mini.json`
-is downloaded from the MMAU project's GitHub repository (or copied from --mmau_json), checked to
-be the question list, and its sha256 recorded in `data/mmau/manifest.json`. Each half is
-atomic and skipped when present; `data/mmau/.done` is written after both.
+`data/mmau/mmau-test-mini.json` is downloaded from the MMAU project's GitHub repository (or
+copied from --mmau_json), checked to be the question list, and its sha256 recorded in
+`data/mmau/manifest.json`. `data/mmau/test-mini-audios` comes from the hub dataset
+gamma-lab-umd/MMAU-test-mini (or a local archive/folder, --mmau_audio): the hub's
+`test_mini.parquet` is converted, each clip written as the file the question file's `audio_id`
+names for its id (`local.hub_unpack`); an archive is extracted, loose audio files are
+symlinked. Then the two halves are joined: items whose audio file is missing, and audio files
+no item names, are counted and logged (and kept in the manifest). Each half is atomic and
+skipped when present; `data/mmau/.done` is written after both.
 
 Example:
     >>> from local.hub_mmau import prepare_mmau
@@ -43,7 +46,7 @@ KNOWN_MMAU_JSON = {"9f18fda99f8dbc2bc5ecd6323fb5063309f54969810b5c6f1caeb3b8d904
 
 
 def prepare_mmau(args: argparse.Namespace, src: Source, errors: list[str]) -> None:
-    """data/mmau: the audio folder and the question file (with its sha256 in manifest.json)."""
+    """data/mmau: the question file (sha256 in manifest.json), then the audio folder."""
     dest = Path(args.data_dir) / "mmau"
     audio_dir, json_path = dest / "test-mini-audios", dest / "mmau-test-mini.json"
     wanted = {"source": str(Path(args.mmau_audio).resolve()) if args.mmau_audio else src.repo_id,
@@ -54,22 +57,25 @@ def prepare_mmau(args: argparse.Namespace, src: Source, errors: list[str]) -> No
     manifest: dict[str, Any] = {}
     failed = False
     try:
-        if args.overwrite or not audio_dir.is_dir():
-            folder = (local_path(args.mmau_audio, src.option, "mmau audio") if args.mmau_audio
-                      else hub_snapshot(src, args.cache_dir))
-            manifest["audio"] = {"source": str(folder), "how": build_audio_dir(folder, audio_dir)}
-            logger.info("mmau audio: %s -> %s", manifest["audio"]["how"], audio_dir)
-    except (SourceError, UnpackError) as err:
-        errors.append(f"mmau audio: {err}" if isinstance(err, UnpackError) else str(err))
-        failed = True
-    try:
         if args.overwrite or not json_path.is_file():
             manifest["questions"] = fetch_questions(args, json_path)
     except SourceError as err:
         errors.append(str(err))
         failed = True
+    names = audio_names(json_path) if json_path.is_file() else {}
+    try:
+        if args.overwrite or not audio_dir.is_dir():
+            folder = (local_path(args.mmau_audio, src.option, "mmau audio") if args.mmau_audio
+                      else hub_snapshot(src, args.cache_dir))
+            manifest["audio"] = {"source": str(folder),
+                                 "how": build_audio_dir(folder, audio_dir, names)}
+            logger.info("mmau audio: %s -> %s", manifest["audio"]["how"], audio_dir)
+    except (SourceError, UnpackError) as err:
+        errors.append(f"mmau audio: {err}" if isinstance(err, UnpackError) else str(err))
+        failed = True
     if failed:
         return
+    manifest["join"] = join_report(names, audio_dir)
     old = json.loads((dest / "manifest.json").read_text()) if (dest / "manifest.json").is_file() \
         else {}
     manifest = {**old, **manifest}
@@ -77,6 +83,35 @@ def prepare_mmau(args: argparse.Namespace, src: Source, errors: list[str]) -> No
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, dest / "manifest.json")
     mark_done(dest, {**wanted, "how": "audio folder + question file (see manifest.json)"})
+
+
+def audio_names(json_path: Path) -> dict[str, str]:
+    """{item id: audio file name} from the question file (`audio_id`'s base name)."""
+    try:
+        items = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(item["id"]): Path(item["audio_id"]).name for item in items
+            if isinstance(item, dict) and isinstance(item.get("audio_id"), str) and "id" in item}
+
+
+def join_report(names: dict[str, str], audio_dir: Path, shown: int = 5) -> dict[str, Any]:
+    """Questions without an audio file and audio files no question names, counted and logged."""
+    files = {p.name for p in audio_dir.iterdir()} if audio_dir.is_dir() else set()
+    named = set(names.values())
+    no_audio = sorted(i for i, name in names.items() if name not in files)
+    unused = sorted(files - named)
+    if no_audio:
+        logger.warning("mmau: %d of %d questions have no audio file (e.g. %s); validation lists "
+                       "them and evaluation scores them wrong", len(no_audio), len(names),
+                       ", ".join(no_audio[:shown]))
+    if unused:
+        logger.warning("mmau: %d audio files are named by no question (e.g. %s); they are kept "
+                       "but never used", len(unused), ", ".join(unused[:shown]))
+    logger.info("mmau: %d of %d questions have their audio file", len(names) - len(no_audio),
+                len(names))
+    return {"questions": len(names), "audio_files": len(files),
+            "questions_without_audio": no_audio, "audio_without_question": unused}
 
 
 def fetch_questions(args: argparse.Namespace, json_path: Path) -> dict[str, Any]:

@@ -1,21 +1,25 @@
 """Stage prepare: datasets and the model from the hub (or local paths), then validation.
 
-Writes only the layout DESIGN.md names (records.py reads it directly):
+Writes only this layout (local/readers.py reads it directly):
 
 | part | lands at | from |
 |---|---|---|
 | avqa | data/avqa/{train,val} | dataset gijs/avqa-processed (~55 GB; free disk checked first) |
 | mmsu | data/mmsu | dataset yuantuo666/MMSU-full_5k_hf_format.v0 |
-| mmau | data/mmau/test-mini-audios | dataset gamma-lab-umd/MMAU-test-mini (see local.hub_mmau) |
+| mmau | data/mmau/test-mini-audios | dataset gamma-lab-umd/MMAU-test-mini: its test_mini.parquet,
+  each clip written as the file the question file names for its id (see local.hub_mmau) |
 | mmau | data/mmau/mmau-test-mini.json | the MMAU project's GitHub file (sha256 recorded) |
 | model | models/<name> | the --model repo (Qwen2.5-Omni-7B/3B, Qwen2-Audio-7B-Instruct) |
 
-Hub downloads go to the Hugging Face cache (resumable; HF_HOME, HF_ENDPOINT, HF_TOKEN and
-HF_HUB_OFFLINE apply) and data/ + models/ hold symlinks into it: nothing is stored twice. A
+Hub downloads go to the Hugging Face cache (HF_HOME, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE
+apply; a re-run keeps finished files, a file cut off midway starts over) and data/ + models/
+hold symlinks into it: nothing is stored twice; later stages load the model from models/<name>,
+so a --cache_dir given here need not be given again. A
 local path (--avqa, --mmsu, --mmau_audio, --model: symlinked; --mmau_json: copied) replaces a
 download. Each part writes its `.done` marker last and is skipped on re-runs (--overwrite
 redoes it; a changed source or revision pin redoes it too). Missing sources are reported one
-line each, and the exit status is non-zero; validation (local.validate) runs at the end.
+line each, and the exit status is non-zero; validation (local.validate) runs at the end on
+every part that did arrive, even when another failed.
 
 Example:
     python -m local.prepare --data_dir data --model_dir models --model Qwen/Qwen2.5-Omni-7B
@@ -63,6 +67,7 @@ class Context:
     args: argparse.Namespace
     pins: dict[str, str]
     errors: list[str] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # parts that could not be prepared
     family: str | None = None
 
     def source(self, key: str) -> Source:
@@ -129,7 +134,8 @@ def validate(ctx: Context) -> bool:
 
     data = Path(ctx.args.data_dir)
     avqa, mmsu, mmau = data / "avqa", data / "mmsu", data / "mmau"
-    chosen = {k: (data / k).is_dir() and k in ctx.args.sources for k in ("avqa", "mmsu", "mmau")}
+    chosen = {k: (data / k).is_dir() and k in ctx.args.sources and k not in ctx.failed
+              for k in ("avqa", "mmsu", "mmau")}
     if not any(chosen.values()):
         return True
     report = data / "validation.md"
@@ -209,11 +215,14 @@ def main(argv: list[str] | None = None) -> int:
              "model": lambda: prepare_model(ctx)}
     for key in ("model", "avqa", "mmsu", "mmau"):  # model first: its family guides validation
         if key in args.sources:
+            before = len(ctx.errors)
             try:
                 steps[key]()
             except SourceError as err:
                 ctx.errors.append(str(err))
-    if not ctx.errors and not args.no_validate:
+            if len(ctx.errors) > before:
+                ctx.failed.add(key)
+    if not args.no_validate:  # what did arrive is validated even when another part failed
         validate(ctx)
     for line in ctx.errors:
         logger.error("ERROR %s", line)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,28 +21,20 @@ import pytest
 from local import prepare
 from local.readers import read_avqa, read_mmau, read_mmsu
 from tests.helpers import REPO
-from tests.test_validate import avqa_row, mmau_item, mmsu_row, save_avqa, save_mmsu, wav
+from tests.sources import (
+    MAIN,
+    avqa_row,
+    cache_repo,
+    mmau_item,
+    mmsu_row,
+    save_avqa,
+    save_mmsu,
+    wav,
+    write_mmau_hub,
+)
 
-MAIN, PINNED = "a" * 40, "b" * 40
+PINNED = "b" * 40
 MODEL = "Qwen/Qwen2.5-Omni-7B"
-
-
-def cache_repo(cache: Path, repo_type: str, repo_id: str, files: Path, commit: str = MAIN,
-               ref: str | None = "main") -> Path:
-    """Put the files under `files` into the cache as snapshot `commit` (blobs + symlinks)."""
-    storage = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    snap = storage / "snapshots" / commit
-    for src in sorted(p for p in files.rglob("*") if p.is_file()):
-        blob = storage / "blobs" / hashlib.sha256(src.read_bytes()).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, blob)
-        link = snap / src.relative_to(files)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.relpath(blob, link.parent), link)
-    if ref:
-        (storage / "refs").mkdir(parents=True, exist_ok=True)
-        (storage / "refs" / ref).write_text(commit)
-    return snap
 
 
 def mmau_sources(tmp: Path, n: int = 4) -> tuple[Path, Path]:
@@ -64,12 +55,17 @@ def mmau_sources(tmp: Path, n: int = 4) -> tuple[Path, Path]:
 
 @pytest.fixture
 def hub_cache(tmp_path: Path, tiny_omni: Path) -> dict[str, Path]:
-    """A populated cache: AVQA, MMSU, MMAU audio (archive), the model (a tiny Omni)."""
+    """A populated cache in the hub's layouts: AVQA, MMSU, MMAU audio (test_mini.parquet), the
+    model (a tiny Omni)."""
     cache = tmp_path / "hf" / "hub"
     avqa = save_avqa(tmp_path / "src-avqa", [avqa_row(i) for i in range(5)],
                      [avqa_row(i) for i in range(2)])
     mmsu = save_mmsu(tmp_path / "src-mmsu", [mmsu_row(i) for i in range(4)])
-    mmau_dir, questions = mmau_sources(tmp_path)
+    items = [mmau_item(i) for i in range(4)]
+    mmau_dir = tmp_path / "mmau-hub-parquet"
+    write_mmau_hub(mmau_dir, items)
+    questions = tmp_path / "mmau-test-mini.json"
+    questions.write_text(json.dumps(items))
     return {
         "cache": cache,
         "avqa": cache_repo(cache, "dataset", "gijs/avqa-processed", avqa),
@@ -135,7 +131,8 @@ def test_prepare_from_the_cache_then_rerun_skips(tmp_path: Path, hub_cache: dict
     manifest = json.loads((data / "mmau" / "manifest.json").read_text())
     digest = hashlib.sha256(hub_cache["questions"].read_bytes()).hexdigest()
     assert manifest["questions"]["sha256"] == digest
-    assert "extracted 4" in manifest["audio"]["how"]
+    assert "converted 4 clips" in manifest["audio"]["how"]
+    assert manifest["join"]["questions_without_audio"] == []
     model = tmp_path / "models" / "Qwen2.5-Omni-7B"
     assert json.loads((model / ".done").read_text())["family"] == "qwen2_5_omni"
     assert (model / "config.json").is_file()
@@ -218,8 +215,11 @@ def test_incomplete_cached_snapshot_is_one_clear_line(tmp_path: Path,
 def test_interrupted_mmau_finishes_on_rerun_like_a_clean_run(tmp_path: Path) -> None:
     """The audio half finishes, the question half fails: no .done; a re-run completes it."""
     cache = tmp_path / "hub"
-    mmau_dir, questions = mmau_sources(tmp_path)
-    cache_repo(cache, "dataset", "gamma-lab-umd/MMAU-test-mini", mmau_dir)
+    items = [mmau_item(i) for i in range(4)]
+    write_mmau_hub(tmp_path / "mmau-hub", items)
+    questions = tmp_path / "mmau-test-mini.json"
+    questions.write_text(json.dumps(items))
+    cache_repo(cache, "dataset", "gamma-lab-umd/MMAU-test-mini", tmp_path / "mmau-hub")
     base = ["--sources", "mmau", "--no_validate", "--mmau_url", "file:///no/such/file.json"]
     assert prepare.main(args_for(tmp_path / "run", cache, *base)) == 1  # offline: no JSON
     mmau = tmp_path / "run" / "data" / "mmau"

@@ -16,7 +16,7 @@ import pytest
 
 from local import hub, hub_unpack
 from local.hub_unpack import UnpackError, build_audio_dir
-from tests.test_validate import wav
+from tests.sources import mmau_item, wav, write_mmau_hub
 
 NAMES = [f"{i:02d}-clip.wav" for i in range(6)]
 
@@ -55,6 +55,14 @@ def make_parquet(tmp: Path) -> Path:
     return tmp / "snap"
 
 
+def make_hub_parquet(tmp: Path) -> Path:
+    """The hub's MMAU layout (test_mini.parquet, ids in other_attributes), named by item id."""
+    items = [mmau_item(i, id=name[:-4]) for i, name in enumerate(NAMES)]
+    write_mmau_hub(tmp / "hub-snap", items,
+                   payloads={n[:-4]: wav(0.05 + 0.01 * i) for i, n in enumerate(NAMES)})
+    return tmp / "hub-snap"
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
@@ -83,6 +91,8 @@ def interrupt_after(monkeypatch: pytest.MonkeyPatch, module: object, name: str, 
         pytest.param(make_tar, hub_unpack.os, "replace", "extracted 6", id="tar-extraction"),
         pytest.param(make_zip, hub_unpack.os, "replace", "extracted 6", id="zip-extraction"),
         pytest.param(make_parquet, hub_unpack, "open", "converted 6", id="parquet-conversion"),
+        pytest.param(make_hub_parquet, hub_unpack, "open", "converted 6",
+                     id="hub-parquet-conversion"),
     ],
 )
 def test_interrupted_unpack_then_rerun_equals_a_clean_run(

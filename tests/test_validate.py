@@ -2,7 +2,7 @@
 
 Datasets are built at test time in tmp_path in the real layouts (AVQA save_to_disk with an
 Audio feature, MMSU parquet snapshot, MMAU JSON + audio folder) from tiny generated clips.
-The builders here are shared with tests/test_prepare.py.
+The builders are the shared source-layout writers of tests/sources.py.
 """
 
 from __future__ import annotations
@@ -10,71 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import datasets
 import pytest
 
 from local import validate
-from tests.helpers import encode, tone
+from tests.sources import avqa_row, mmau_item, mmsu_row, save_avqa, save_mmau, save_mmsu, wav
 
 GOOD = 30  # good rows around each defect: 1 bad in 31 is 3.2%, under the 5% threshold
-
-
-def wav(seconds: float = 0.2, sr: int = 16_000, channels: int = 1) -> bytes:
-    return encode(tone(seconds, sr=sr, channels=channels), sr)
-
-
-# ---------------------------------------------------------------------------------- builders
-
-def avqa_row(i: int, question: str | None = None, answer: str = "B. two",
-             audio: bytes | None = None) -> dict:
-    question = question or f"How many dogs bark in the video {i}?\nChoices:\nA. one\nB. two"
-    data = audio if audio is not None else wav()
-    return {"question": question, "answer": answer, "file_name": f"clip{i}.wav",
-            "audio": {"bytes": data, "path": f"clip{i}.wav"}}
-
-
-def save_avqa(root: Path, train: list[dict], val: list[dict] | None = None) -> Path:
-    """A DatasetDict.save_to_disk dump like gijs/avqa-processed (Audio cast, not encoded)."""
-    splits = {"train": datasets.Dataset.from_list(train).cast_column("audio", datasets.Audio())}
-    if val is not None:
-        splits["val"] = datasets.Dataset.from_list(val).cast_column("audio", datasets.Audio())
-    datasets.DatasetDict(splits).save_to_disk(str(root))
-    return root
-
-
-def mmsu_row(i: int, options: list[str] | None = None, answer_index: int = 1,
-             audio: bytes | None = b"") -> dict:
-    data = wav(sr=48_000) if audio == b"" else audio
-    return {"audio": {"bytes": data, "path": f"k{i}.wav"} if data is not None else None,
-            "key": f"k{i}", "question": "Which word is stressed?",
-            "options": options or ["first", "second", "third", "fourth"],
-            "answer_index": answer_index, "category": "Perception-Semantics-Syntax-Word order"}
-
-
-def save_mmsu(root: Path, rows: list[dict]) -> Path:
-    """The hub snapshot layout: data/train-00000-of-00001.parquet."""
-    (root / "data").mkdir(parents=True)
-    ds = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
-    ds.to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
-    return root
-
-
-def mmau_item(i: int, **overrides: object) -> dict:
-    item = {"id": f"m{i}", "audio_id": f"./test-mini-audios/m{i}.wav",
-            "question": "Which instrument plays?", "choices": ["Piano", "Violin", "Drums"],
-            "answer": "Violin", "task": "music", "split": "test-mini"}
-    return {**item, **overrides}
-
-
-def save_mmau(root: Path, items: list[dict], skip_audio: tuple[str, ...] = ()) -> Path:
-    """root/mmau-test-mini.json + root/test-mini-audios/<id>.wav; returns the JSON path."""
-    (root / "test-mini-audios").mkdir(parents=True)
-    for item in items:
-        name = Path(item["audio_id"]).name
-        if item["id"] not in skip_audio:
-            (root / "test-mini-audios" / name).write_bytes(wav(sr=44_100))
-    (root / "mmau-test-mini.json").write_text(json.dumps(items))
-    return root / "mmau-test-mini.json"
 
 
 def run_on(kind: str, tmp_path: Path, bad: list[dict], **kwargs: object) -> validate.DatasetCheck:
