@@ -36,11 +36,11 @@ from local.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
 from local.models import LoadedModel
 from local.prompts import build_messages, build_prompt
 from local.records import Record
+from local.special_tokens import STOP_TOKENS, token_ids
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 # Placeholders that must never be generated: a sampled one crashes the next forward pass.
 PLACEHOLDER_TOKENS = ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>")
 
@@ -88,17 +88,6 @@ class GenerationSettings:
             "top_k": None if self.greedy or self.top_k == 0 else self.top_k,
         }
         return kwargs
-
-
-def token_ids(tokenizer: Any, tokens: Sequence[str]) -> list[int]:
-    """Ids of special tokens, with an error naming any the tokenizer lacks."""
-    ids = tokenizer.convert_tokens_to_ids(list(tokens))
-    missing = [t for t, i in zip(tokens, ids, strict=True)
-               if i is None or i == tokenizer.unk_token_id]
-    if missing:
-        raise ValueError(f"the tokenizer has no {missing}; is this a Qwen2-Audio/Qwen2.5-Omni "
-                         "checkpoint with its own processor?")
-    return [int(i) for i in ids]
 
 
 # ---------------------------------------------------------------------------------------------

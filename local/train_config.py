@@ -27,6 +27,12 @@ class AudioGRPOConfig(GRPOConfig):
     # --- the seed's optimisation and sampling (TRL's own defaults differ) --------------------
     learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate."})
     beta: float = field(default=0.04, metadata={"help": "KL coefficient (k3 estimator)."})
+    # TRL 1.16 defaults this to True: the k3 term is multiplied by the importance ratio, which
+    # changes the KL gradient even on-policy (trl/trainer/grpo_config.py, use_bias_correction_kl;
+    # applied in grpo_trainer.py's _compute_loss). The reference recipe's loss has no such weight.
+    use_bias_correction_kl: bool = field(default=False, metadata={
+        "help": "Multiply the k3 KL term by the importance ratio (TRL's default; off: the "
+                "reference recipe's -(A*ratio - beta*k3))."})
     loss_type: str = field(default="grpo", metadata={
         "help": "TRL loss: grpo (the seed: per-sequence token mean), dapo, dr_grpo, bnpo, ..."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})

@@ -49,6 +49,7 @@ from local.audio_cache import AudioEncoderCache, encoder_is_frozen, find_audio_t
 from local.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
 from local.models import ModelFamily
 from local.prompts import clean_messages
+from local.special_tokens import STOP_TOKENS, stop_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,13 @@ class AudioGRPOTrainer(GRPOTrainer):
         if grpo_args is not None and getattr(grpo_args, "use_vllm", False):
             raise NotImplementedError("use_vllm: vLLM rollouts would not receive the audio here; "
                                       "train with HF generation (use_vllm false).")
+        stop_ids = stop_token_ids(processor.tokenizer)
+        # TRL ends a completion at every eos id of `model.generation_config` plus the tokenizer's
+        # eos (trl/trainer/grpo_trainer.py, GRPOTrainer.__init__: "Every eos id the model
+        # declares ..."); the real Qwen2.5-Omni generation_config declares none. Declare the
+        # stop tokens evaluation uses, so TRL stops generation and masks the loss at both.
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.eos_token_id = stop_ids
         if grpo_args is not None:
             suppress = placeholder_token_ids(processor.tokenizer)
             extra = dict(grpo_args.generation_kwargs or {})
@@ -131,6 +139,9 @@ class AudioGRPOTrainer(GRPOTrainer):
         finally:
             if lent:
                 del config.image_token_id
+        if not set(stop_ids) <= set(self.eos_token_ids):
+            raise RuntimeError(f"rollouts would not stop at {STOP_TOKENS} (TRL's eos ids: "
+                               f"{self.eos_token_ids}); pass the model as a loaded object.")
         self._audio_cache = self._build_audio_cache(cache_audio_embeddings)
 
     def _build_audio_cache(self, wanted: bool | None) -> AudioEncoderCache | None:

@@ -13,7 +13,7 @@ SEED = {  # DESIGN.md, "The seed, for parity"
     "max_completion_length": 1024, "num_iterations": 1, "weight_decay": 0.0,
     "lr_scheduler_type": "linear", "max_grad_norm": 1.0, "max_steps": 1000, "save_steps": 100,
     "seed": 42, "scale_rewards": "group", "template": "default", "freeze_audio_encoder": False,
-    "bf16": True,
+    "bf16": True, "use_bias_correction_kl": False,
 }
 BASE = ["--output_dir", "exp/test", "--use_cpu", "true"]
 

@@ -1,0 +1,106 @@
+"""AudioGRPOTrainer against the reference recipe (WeST's GRPO example): stop ids and KL gradient.
+
+- Rollouts stop at either stop token (`local.special_tokens.STOP_TOKENS`) even with the real
+  Qwen2.5-Omni generation_config.json, which declares no eos id (the tiny fixtures list both).
+- The loss gradient is the reference recipe's per-token ``-(A * ratio - beta * k3)``, averaged
+  over each completion's tokens, then over completions: no importance weight on the KL term.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from local.collate import AUDIO_KEYS
+from local.models import load_model_and_processor
+from local.special_tokens import STOP_TOKENS, token_ids
+from local.trainer import AudioGRPOTrainer
+from tests.helpers import OFFICIAL_DIR, tiny_checkpoint
+from tests.helpers_train import make_trainer, small_config, synthetic_rows, vowel_reward
+
+G = 4
+
+
+def _rollout(trainer: AudioGRPOTrainer, prompts: int = 2) -> dict:
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); called directly here
+    rows = [trainer.train_dataset[i // G] for i in range(prompts * G)]  # as the sampler yields
+    return trainer._generate_and_score_completions(rows)
+
+
+def test_rollouts_stop_at_endoftext_with_the_real_omni_generation_config(
+        tmp_path: Path, model_configs: Path) -> None:
+    family = "qwen2_5_omni"
+    checkpoint = tmp_path / "tiny-omni-real-generation-config"
+    shutil.copytree(tiny_checkpoint(family), checkpoint)
+    shutil.copy(model_configs / OFFICIAL_DIR[family] / "generation_config.json", checkpoint)
+    loaded = load_model_and_processor(str(checkpoint), dtype="float32")
+    tokenizer = loaded.processor.tokenizer
+    im_end, endoftext = token_ids(tokenizer, STOP_TOKENS)
+    declared = loaded.model.generation_config.eos_token_id
+    assert endoftext not in (declared if isinstance(declared, list) else [declared])  # the trap
+
+    trainer = AudioGRPOTrainer(
+        model=loaded.model, processing_class=loaded.processor, family=loaded.family,
+        reward_funcs=[vowel_reward], args=small_config(tmp_path / "run", beta=0.0),
+        train_dataset=synthetic_rows(2))
+    assert {im_end, endoftext} <= set(trainer.eos_token_ids)
+    # A policy that emits <|endoftext|> first: each completion is that one token, nothing after.
+    trainer.model.lm_head.register_forward_hook(
+        lambda module, args, logits: logits.index_fill(-1, torch.tensor([endoftext]), 1e4))
+    out = _rollout(trainer)
+    assert (out["completion_ids"][:, 0] == endoftext).all()
+    assert out["completion_mask"].sum(dim=1).tolist() == [1] * 2 * G
+
+
+def _logps(trainer: AudioGRPOTrainer, out: dict) -> torch.Tensor:
+    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    with trainer._audio_for_logps({k: out[k] for k in AUDIO_KEYS}):
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, mask, out["completion_ids"].shape[1])
+    return logps
+
+
+def _gradient(trainer: AudioGRPOTrainer, loss: torch.Tensor) -> torch.Tensor:
+    trainer.model.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("family", ["qwen2_audio", "qwen2_5_omni"])
+def test_loss_gradient_is_the_reference_recipes_formula(tmp_path: Path, family: str) -> None:
+    """Policy nudged off the reference: TRL's loss gradient with the recipe's defaults equals the
+    gradient of -(A * ratio - beta * k3), k3 = exp(ref - logp) - (ref - logp) - 1, ratio =
+    exp(logp - logp.detach()), token mean per completion then mean over completions."""
+    beta = 0.04
+    trainer = make_trainer(family, tmp_path, rows=2, beta=beta)
+    torch.manual_seed(0)
+    out = _rollout(trainer)
+    with torch.no_grad():  # nudge the policy off the reference
+        for parameter in trainer.model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    out["advantages"] = torch.tensor([1.0, -1.0, 0.5, -0.5, 0.3, -0.3, 0.0, 0.0])
+    trl = _gradient(trainer, trainer._compute_loss(trainer.model, out))
+
+    mask = out["completion_mask"].float()
+    advantages, ref = out["advantages"].unsqueeze(1), out["ref_per_token_logps"]
+
+    def formula(kl_weight_is_ratio: bool) -> torch.Tensor:
+        logps = _logps(trainer, out)
+        ratio = torch.exp(logps - logps.detach())
+        k3 = torch.exp(ref - logps) - (ref - logps) - 1
+        kl = k3 * ratio if kl_weight_is_ratio else k3
+        per_token = -(advantages * ratio - beta * kl)
+        return ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean(), (k3 * mask).sum()
+
+    loss, k3_sum = formula(kl_weight_is_ratio=False)
+    assert k3_sum / mask.sum() > 0.005  # the policy is off the reference: the KL term matters
+    reference = _gradient(trainer, loss)
+    torch.testing.assert_close(trl, reference, rtol=1e-4, atol=1e-6)
+    # Teeth: TRL's use_bias_correction_kl (its own default) gives a different gradient.
+    corrected = _gradient(trainer, formula(kl_weight_is_ratio=True)[0])
+    assert (corrected - reference).norm() > 1e-3 * reference.norm()
