@@ -64,6 +64,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help="score an existing predictions file, no model needed")
     add("--out", type=Path, default=None, metavar="RESULTS.json",
         help="results file for --score_only (default: results.json beside PRED.json)")
+    add("--no_question_check", action="store_true",
+        help="with --score_only: score the file as it is, without checking it against the "
+        "benchmark's question set (extra, duplicated and missing items then go unnoticed; the "
+        "results say so)")
 
 
 def generation_settings(args: argparse.Namespace) -> GenerationSettings:

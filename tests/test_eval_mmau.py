@@ -93,12 +93,13 @@ def test_end_to_end_writes_every_file_in_the_official_format(full_run: Path, dat
     assert "Accuracy [mmau]" in markdown and "| task |" in markdown
 
 
-def test_score_only_reproduces_the_run(full_run: Path, tmp_path: Path) -> None:
+def test_score_only_reproduces_the_run(full_run: Path, data, tmp_path: Path) -> None:
     out = tmp_path / "rescored.json"
     rescored = eval_mmau.main(["--score_only", str(full_run / "predictions.json"),
-                               "--out", str(out)])
+                               "--mmau_json", str(data[0]), "--out", str(out)])
     original = json.loads((full_run / "results.json").read_text())
     assert rescored["accuracy"] == original["accuracy"]
+    assert rescored["question_check"]["matched"] == N_ITEMS
     assert json.loads(out.read_text())["accuracy"] == original["accuracy"]
     assert out.with_suffix(".md").exists()
 
@@ -173,6 +174,32 @@ def test_bad_items_are_counted_wrong_and_listed(tiny_omni, tmp_path: Path) -> No
     assert all(p["model_output"] == "" for p in predictions[:3])  # official script: wrong
 
 
+def test_duplicate_ids_in_the_question_file_are_counted_wrong_and_listed(
+        tiny_omni, tmp_path: Path, monkeypatch) -> None:
+    json_path, audio_dir = make_mmau(tmp_path)
+    a, b, c, d = json.loads(json_path.read_text())[:4]
+    dup = {**a, "answer": a["choices"][-1]}  # same id, another answer: never scored with a's reply
+    bad = {**c, "id": d["id"], "answer": "not one of the choices"}  # malformed, then d: same id
+    json_path.write_text(json.dumps([a, b, dup, bad, d]))
+    original_generate = Generator.generate
+    answered: list[str] = []
+    monkeypatch.setattr(Generator, "generate", lambda self, records, *x, **k: (
+        answered.extend(r.id for r in records), original_generate(self, records, *x, **k))[1])
+    result = run(tiny_omni, json_path, audio_dir, tmp_path / "out")
+    assert result["total"] == 5
+    # The first item with an id is the question; every later one is a duplicate, counted wrong.
+    reasons = result["no_prediction_reasons"]
+    assert set(reasons) == {f"{a['id']} (item 2)", f"{d['id']} (item 3)", f"{d['id']} (item 4)"}
+    assert "duplicate id" in reasons[f"{a['id']} (item 2)"]
+    assert "not one of the choices" in reasons[f"{d['id']} (item 3)"]
+    assert "duplicate id" in reasons[f"{d['id']} (item 4)"]
+    assert answered == [a["id"], b["id"]]  # nothing is generated for a duplicate
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [p["id"] for p in predictions] == [a["id"], b["id"], a["id"], d["id"], d["id"]]
+    assert [p["model_output"] == "" for p in predictions] == [False, False, True, True, True]
+    assert all(p["response"] is None and p["prediction_error"] for p in predictions[2:])
+
+
 def test_no_audio_runs_without_any_audio_folder(tiny_omni, data, tmp_path: Path) -> None:
     result = run(tiny_omni, data[0], tmp_path / "absent", tmp_path / "out", "--no_audio",
                  "--limit", "6")
@@ -188,6 +215,7 @@ def test_no_audio_runs_without_any_audio_folder(tiny_omni, data, tmp_path: Path)
         pytest.param("model", "--model .*cannot read a model config", id="bad-checkpoint"),
         pytest.param("json_dict", "expected a JSON list", id="wrong-file"),
         pytest.param("json_missing", "question file not found", id="no-question-file"),
+        pytest.param("json_empty", "--mmau_json .*holds no questions", id="empty-question-file"),
     ],
 )
 def test_clear_errors(tiny_omni, data, tmp_path: Path, change: str, message: str) -> None:
@@ -204,19 +232,23 @@ def test_clear_errors(tiny_omni, data, tmp_path: Path, change: str, message: str
         json_path.write_text('{"not": "a list"}')
     elif change == "json_missing":
         json_path = tmp_path / "none.json"
+    elif change == "json_empty":
+        json_path = tmp_path / "empty.json"
+        json_path.write_text("[]")
     with pytest.raises(SystemExit, match=message):
         run(model, json_path, audio_dir, tmp_path / "out")
 
 
-def test_cli_help_and_score_only_as_a_script(full_run: Path, tmp_path: Path) -> None:
+def test_cli_help_and_score_only_as_a_script(full_run: Path, data, tmp_path: Path) -> None:
     help_text = eval_mmau.build_parser().format_help()
     for option in ("--model", "--template", "--batch_size", "--max_new_tokens", "--no_audio",
-                   "--max_audio_duration_in_seconds", "--score_only", "--overwrite", "--limit"):
+                   "--max_audio_duration_in_seconds", "--score_only", "--overwrite", "--limit",
+                   "--no_question_check"):
         assert option in help_text
     out = tmp_path / "r.json"
     done = subprocess.run([sys.executable, "evaluate_mmau.py", "--score_only",
-                           str(full_run / "predictions.json"), "--out", str(out)], cwd=REPO,
-                          capture_output=True, text=True)
+                           str(full_run / "predictions.json"), "--mmau_json", str(data[0]),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "MMAU test-mini accuracy [mmau" in done.stdout
     assert json.loads(out.read_text())["accuracy"] == \

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from local import eval_mmau, eval_mmsu
+from local.eval_report import reconcile
 from tests.helpers import REPO
 
 CHOICES = ["Man", "Woman", "Child", "Robot"]
@@ -43,10 +44,23 @@ MMAU_CASES = [
 ]
 
 
-def _write(tmp_path: Path, items: list[dict]) -> Path:
-    path = tmp_path / "predictions.json"
+def _write(tmp_path: Path, items: list[dict], name: str = "predictions.json") -> Path:
+    path = tmp_path / name
     path.write_text(json.dumps(items))
     return path
+
+
+OUTPUTS = ("model_output", "response", "prediction_error")
+
+
+def _score_only(tmp_path: Path, predictions: list[dict], questions: list[dict] | None = None,
+                *extra: str) -> dict:
+    """MMAU --score_only against a question file (by default the predictions' own items)."""
+    if questions is None:
+        questions = [{k: v for k, v in p.items() if k not in OUTPUTS} for p in predictions]
+    return eval_mmau.main(["--score_only", str(_write(tmp_path, predictions)), "--mmau_json",
+                           str(_write(tmp_path, questions, "questions.json")),
+                           "--out", str(tmp_path / "RESULTS.json"), *extra])
 
 
 def _mmau_items() -> list[dict]:
@@ -61,9 +75,8 @@ def _mmau_items() -> list[dict]:
 
 
 def test_score_only_follows_the_official_rule_and_counts_missing_as_wrong(tmp_path) -> None:
-    out = tmp_path / "RESULTS.json"
-    eval_mmau.main(["--score_only", str(_write(tmp_path, _mmau_items())), "--out", str(out)])
-    results = json.loads(out.read_text())
+    _score_only(tmp_path, _mmau_items())
+    results = json.loads((tmp_path / "RESULTS.json").read_text())
     correct = [c[0] for c in MMAU_CASES if c[4] is True]
     missing = [c[0] for c in MMAU_CASES if c[4] is None]
     assert results["total"] == len(MMAU_CASES)  # nothing dropped
@@ -116,6 +129,7 @@ def test_malformed_and_errored_items_are_wrong_and_listed(tmp_path) -> None:
         pytest.param('{"id": 1}', "expected a JSON list", id="object-not-list"),
         pytest.param("[1, 2]", "expected a JSON list", id="list-of-numbers"),
         pytest.param("not json", "not valid JSON", id="not-json"),
+        pytest.param("[]", "holds no predictions", id="empty-predictions"),
     ],
 )
 def test_score_only_rejects_wrong_files(tmp_path, content: str, message: str) -> None:
@@ -123,6 +137,101 @@ def test_score_only_rejects_wrong_files(tmp_path, content: str, message: str) ->
     path.write_text(content)
     with pytest.raises(SystemExit, match=message):
         eval_mmau.main(["--score_only", str(path)])
+
+
+def _q(i: int, **fields) -> dict:
+    return {"id": f"q{i}", "answer": "Man", "choices": CHOICES, "task": "speech", **fields}
+
+
+QUESTIONS = [_q(i) for i in range(4)]
+RIGHT = [{**q, "model_output": "Man"} for q in QUESTIONS]
+
+# (predictions, correct, total, question_check lists expected non-empty, why). The question set
+# is QUESTIONS (4 items); the official evaluation.py would score each file as it is.
+RECONCILE_CASES = [
+    pytest.param(RIGHT, 4, 4, {}, id="clean"),
+    pytest.param([*RIGHT, {**_q(9), "model_output": "Man"}], 4, 4, {"extra_ids": ["q9"]},
+                 id="extra-id-listed-and-ignored"),  # official: 5/5
+    pytest.param([*RIGHT, {**RIGHT[0], "model_output": "Robot"}], 4, 4,
+                 {"duplicate_ids": ["q0"]}, id="duplicate-listed-first-counted-once"),  # 5/5
+    pytest.param(RIGHT[:3], 3, 4, {"missing_ids": ["q3"]},
+                 id="missing-counted-wrong"),  # official: 3/3
+    pytest.param([{k: v for k, v in p.items() if k != "id"} for p in RIGHT[:1]] + RIGHT[1:], 3, 4,
+                 {"extra_ids": ["(no id: entry 0)"], "missing_ids": ["q0"]}, id="no-id"),
+    pytest.param([{**p, "answer": "Robot"} for p in RIGHT], 4, 4, {},
+                 id="answer-comes-from-the-question-file"),
+]
+
+
+@pytest.mark.parametrize(("predictions", "correct", "total", "found"), RECONCILE_CASES)
+def test_score_only_checks_predictions_against_the_question_set(
+        tmp_path, predictions: list[dict], correct: int, total: int, found: dict) -> None:
+    result = _score_only(tmp_path, predictions, QUESTIONS)
+    assert (result["correct"], result["total"]) == (correct, total)
+    check = result["question_check"]
+    for key in ("extra_ids", "duplicate_ids", "missing_ids", "duplicate_question_ids"):
+        assert check[key] == found.get(key, []), key
+    assert result["no_prediction_ids"] == check["missing_ids"]
+    assert all(result["no_prediction_reasons"][i] == "missing from the predictions file"
+               for i in check["missing_ids"])
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    for ids in found.values():
+        assert all(i in markdown for i in ids)
+    assert json.loads((tmp_path / "RESULTS.json").read_text())["question_check"] == check
+
+
+def test_score_only_duplicate_question_ids_are_each_counted_wrong(tmp_path) -> None:
+    questions = [*QUESTIONS, {**QUESTIONS[1], "answer": "Robot"}]
+    result = _score_only(tmp_path, RIGHT, questions)
+    assert (result["correct"], result["total"]) == (4, 5)
+    assert result["question_check"]["duplicate_question_ids"] == ["q1"]
+    assert list(result["no_prediction_reasons"]) == ["q1 (item 4)"]
+    assert "duplicate id in the question file" in result["no_prediction_reasons"]["q1 (item 4)"]
+
+
+def test_score_only_needs_the_question_file_or_an_explicit_opt_out(tmp_path, capsys) -> None:
+    predictions = str(_write(tmp_path, [*RIGHT, RIGHT[0]]))
+    absent = str(tmp_path / "absent.json")
+    with pytest.raises(SystemExit, match="question file .*absent.json is not found.*"
+                                         "--no_question_check"):
+        eval_mmau.main(["--score_only", predictions, "--mmau_json", absent])
+    result = eval_mmau.main(["--score_only", predictions, "--mmau_json", absent,
+                             "--no_question_check"])
+    assert result["total"] == 5  # the file as it is, and the results say so
+    assert "--no_question_check" in result["question_check"]
+    assert "--no_question_check" in capsys.readouterr().out
+    assert "--no_question_check" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("predictions", "questions", "message"),
+    [
+        pytest.param(RIGHT, [], "--mmau_json .*holds no questions", id="empty-question-file"),
+        pytest.param([], QUESTIONS, "--score_only .*holds no predictions", id="empty-predictions"),
+        pytest.param([{**p, "id": f"other-{i}"} for i, p in enumerate(RIGHT)], QUESTIONS,
+                     "none of its 4 predictions has the id of a question", id="other-benchmark"),
+    ],
+)
+def test_score_only_refuses_what_cannot_be_scored(tmp_path, predictions, questions,
+                                                  message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        _score_only(tmp_path, predictions, questions)
+
+
+@pytest.mark.parametrize(
+    ("question_ids", "predictions", "expected"),
+    [
+        pytest.param(["a", "b"], ["a", "b"], ([], [], [], []), id="clean"),
+        pytest.param(["a"], ["a", "x", "a"], (["x"], ["a"], [], []), id="extra-and-duplicate"),
+        pytest.param(["a", "b", "a"], ["b"], ([], [], ["a"], ["a"]), id="questions-repeat"),
+        pytest.param(["a", "a"], ["a", "a"], ([], [], [], ["a"]), id="repeat-predicted-twice"),
+    ],
+)
+def test_reconcile(question_ids: list[str], predictions: list[str], expected: tuple) -> None:
+    rec = reconcile(question_ids, [{"id": i, "model_output": i} for i in predictions])
+    assert (rec.extra, rec.duplicates, rec.missing, rec.duplicate_questions) == expected
+    assert [i["id"] for i in rec.items] == question_ids  # one per question, in order
+    assert rec.matched == len(set(question_ids) & set(predictions))
 
 
 MMSU_CHOICES = ["Yes", "No", "None", "None"]
@@ -167,4 +276,12 @@ def test_readme_states_the_no_prediction_policy() -> None:
     section = " ".join(_readme_section("### mmau, mmsu").split())
     for needle in ("`prediction_error`", "counted **wrong**", "`no_prediction_ids`",
                    "`no_prediction_reasons`", "null or not text", 'model_output: ""'):
+        assert needle in section, needle
+
+
+def test_readme_states_the_score_only_question_check() -> None:
+    section = " ".join(_readme_section("### mmau, mmsu").split())
+    for needle in ("listed and ignored", "listed and counted once", "counted wrong",
+                   "`question_check`", "`--no_question_check`", "empty question or predictions "
+                   "file is an error"):
         assert needle in section, needle
