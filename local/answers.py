@@ -9,7 +9,8 @@ Matching, from strict to lenient:
   * `match_robust`: case, spacing and punctuation normalised; an option letter ("B", "(B)",
     "B.", "B. text") accepted by its position in the choices.
   * `match_mmau`: the MMAU benchmark's official token-set rule.
-  * `match_letter`: a letter protocol (the official MMSU scorer asks for a letter).
+  * `match_letter`: MMSU's official letter rule (`mmsu_official_letter` reads the letter from
+    the raw response exactly as the official `mmsu_evaluation.py` does).
 
 Example:
     >>> from local.answers import extract_answer, match_exact, match_mmau, match_robust
@@ -116,16 +117,53 @@ def match_robust(pred: str | None, answer: str, choices: Sequence[str]) -> bool:
     return text is None or normalize(text) == norm_answer
 
 
-def match_letter(pred: str | None, answer: str, choices: Sequence[str]) -> bool:
-    """Letter protocol: the prediction starts with an option letter that points to the answer.
+MMSU_LETTERS = "ABCD"
 
-    >>> match_letter("C", "x", ["a", "b", "x"]), match_letter("x", "x", ["a", "b", "x"])
+
+def mmsu_official_letter(response: object) -> tuple[str | None, bool]:
+    """(letter or None, counted) for a raw response, as MMSU's official scorer reads it.
+
+    The rule of `mmsu_evaluation.py` (dingdongwang/MMSU, commit 217d1d3), reimplemented: the
+    response is stripped and its newlines removed; its first character is the letter if it is
+    one of A-D, else its second-to-last character if that is; the literal "None" and the empty
+    string are counted without a letter (wrong). Everything else is left out of the official
+    denominator (`counted` False): a non-string response (null, a number, a list: the script's
+    `.strip()` fails) and a non-empty response with no letter in either place. Only capital
+    letters count, so a word starting with A-D ("Both", "Answer: C") is read as that letter,
+    as the official script does.
+
+    >>> mmsu_official_letter("B"), mmsu_official_letter("The answer is C.")
+    (('B', True), ('C', True))
+    >>> mmsu_official_letter("Both"), mmsu_official_letter("none of them")
+    (('B', True), (None, False))
+    >>> mmsu_official_letter(None), mmsu_official_letter("None")
+    ((None, False), (None, True))
+    """
+    if not isinstance(response, str):
+        return None, False
+    predict = response.strip().replace("\n", "")
+    if predict == "None" or not predict:
+        return None, True
+    if predict[0] in MMSU_LETTERS:
+        return predict[0], True
+    if len(predict) > 1 and predict[-2] in MMSU_LETTERS:
+        return predict[-2], True
+    return None, False
+
+
+def match_letter(pred: str | None, answer: str, choices: Sequence[str]) -> bool:
+    """MMSU's official letter rule on the raw response: the letter `mmsu_official_letter`
+    reads names a choice whose text is the answer (the official script compares texts, so a
+    duplicate of the answer text counts too). Unreadable responses are wrong.
+
+    >>> match_letter("C", "x", ["a", "b", "x", "d"]), match_letter("x", "x", ["a", "b", "x"])
     (True, False)
     """
-    if pred is None:
+    letter, _ = mmsu_official_letter(pred)
+    if letter is None:
         return False
-    index, _ = _parse_letter(pred, choices)
-    return index is not None and index < len(choices) and choices[index] == answer
+    index = MMSU_LETTERS.index(letter)
+    return index < len(choices) and choices[index] == answer
 
 
 def mmau_tokens(text: str) -> set[str]:

@@ -1,27 +1,35 @@
 """MMSU evaluation under two protocols, each number printed with the protocol that produced it.
 
-* ``exact`` (the seed's): the `--template` prompt (options as a list repr, 'None' padding kept);
-  correct iff the `<answer>` content equals the option text exactly.
-* ``letter`` (the official MMSU scorer's): a letter prompt (options listed as "A. ...", padding
-  'None' options left out); correct iff the response names the answer's letter
-  (`local.answers.match_letter`).
+Options are MMSU's by position everywhere ('None' padding of two-choice items kept, see
+`local.readers`), so option i is letter "ABCD"[i] in both protocols.
+
+* ``exact`` (the reference recipe's, WeST's GRPO example): the `--template` prompt (options as
+  a list repr); correct iff the `<answer>` content equals the option text exactly.
+* ``letter`` (MMSU's official protocol): the official prompt (`local.prompts.
+  build_letter_prompt`), the letter read from the raw response by the official rule
+  (`local.answers.mmsu_official_letter`). Two figures, each labelled: `accuracy` (strict: every
+  item in the denominator, a response with no readable letter counted wrong) and
+  `official_accuracy` / `official_denominator` (what the official `mmsu_evaluation.py` prints:
+  unreadable and null responses left out of the denominator; `local.mmsu_official`).
 
 Each protocol is its own generation pass (different prompts), resumable under
-`<out_dir>/<protocol>/partial/`. Outputs: `predictions_<protocol>.json`, `results.json`
-(`accuracy` = the first protocol's, named by `accuracy_protocol`; every protocol under
-`protocols`) and `results.md`.
+`<out_dir>/<protocol>/partial/`. Outputs: `predictions_<protocol>.json`,
+`predictions_letter.jsonl` (the official scorer's input format: run the official script on it
+to check us), `results.json` (`accuracy` = the first protocol's, named by `accuracy_protocol`;
+every protocol under `protocols`) and `results.md`. `--score_only` reads our predictions JSON
+or the official JSONL format.
 
 Example:
     $ python evaluate_mmsu.py --model Qwen/Qwen2.5-Omni-7B --mmsu_path data/mmsu \\
         --out_dir exp/grpo/eval/mmsu/0
     $ python evaluate_mmsu.py --score_only exp/grpo/eval/mmsu/0/predictions_exact.json \\
         --protocols exact --out results.json
+    $ python evaluate_mmsu.py --score_only official_format.jsonl --protocols letter
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import logging
@@ -29,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from local.answers import extract_answer
 from local.eval_io import atomic_write_json, atomic_write_text, clear
 from local.eval_report import headline, markdown, public, score_items
 from local.eval_run import (
@@ -42,6 +51,13 @@ from local.eval_run import (
     truncated_count,
 )
 from local.inference import init_distributed
+from local.mmsu_official import (
+    is_official_format,
+    items_from_official,
+    official_rows,
+    official_score,
+    read_jsonl,
+)
 from local.prompts import build_letter_prompt
 from local.readers import read_mmsu
 from local.records import ReadReport, Record
@@ -50,34 +66,55 @@ from local.scoring import mmsu_breakdown
 logger = logging.getLogger(__name__)
 BENCHMARK = "MMSU"
 PROTOCOLS = ("exact", "letter")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Evaluate an audio LM on MMSU with the seed's exact-text protocol and the "
-        "official letter protocol; every number is printed with its protocol.")
+        description="Evaluate an audio LM on MMSU with the reference recipe's exact-text "
+        "protocol and the official letter protocol; every number is printed with its protocol.")
     add_common_args(parser)
     parser.add_argument("--mmsu_path", type=Path, default=Path("data/mmsu"),
                         help="MMSU hub snapshot folder (yuantuo666/MMSU-full_5k_hf_format.v0), "
                         "a save_to_disk folder or a parquet file (default: %(default)s)")
     parser.add_argument("--protocols", default="exact,letter",
-                        help="comma-separated, from: exact (seed), letter (official MMSU); the "
-                        "first gives the top-level accuracy (default: %(default)s)")
+                        help="comma-separated, from: exact (the reference recipe's), letter "
+                        "(MMSU's official prompt and letter rule; strict and official figures); "
+                        "the first gives the top-level accuracy (default: %(default)s)")
     return parser
 
 
-def letter_record(record: Record) -> Record:
-    """The record as the letter protocol asks it: 'None' padding options removed."""
-    choices = [c for c in record.choices if c != "None" or c == record.answer]
-    return dataclasses.replace(record, choices=choices)
-
-
 def letter_prompt(record: Record) -> str:
-    """The official MMSU letter-answer prompt for a record (see `local.prompts`)."""
+    """The official MMSU letter prompt for a record (see `local.prompts`)."""
     return build_letter_prompt(record.question, record.choices)
 
 
+def model_output_for(protocol: str, item: dict[str, Any]) -> Any:
+    """What a protocol judges: `letter` the raw response (the official scorer reads it whole),
+    `exact` its `<answer>` content; an item without a raw response keeps its `model_output`."""
+    if "response" not in item:
+        return item.get("model_output")
+    response = item["response"]
+    if protocol == "letter" or not isinstance(response, str):
+        return response
+    return extract_answer(response, "eval")
+
+
 def score_protocol(items: Sequence[dict[str, Any]], protocol: str) -> dict[str, Any]:
-    """One protocol's results: overall and per category level (see local.scoring)."""
-    return score_items(items, match=protocol, tables_fn=mmsu_breakdown)
+    """One protocol's results: overall and per category level (see local.scoring); the letter
+    protocol also gets the official scorer's figures (`local.mmsu_official`)."""
+    judged = [{**item, "model_output": model_output_for(protocol, item)} for item in items]
+    result = score_items(judged, match=protocol, tables_fn=mmsu_breakdown)
+    if protocol == "letter":
+        result.update(official_score(official_rows(judged)))
+    return result
+
+
+def official_line(result: dict[str, Any]) -> str:
+    """The letter protocol's official figure, labelled, for the log and results.md."""
+    return (f"{BENCHMARK} accuracy [letter, as the official mmsu_evaluation.py computes it: "
+            f"unreadable responses left out of the denominator]: "
+            f"{result['official_accuracy']:.2f}% ({result['official_correct']}/"
+            f"{result['official_denominator']}; {len(result['official_left_out'])} left out)")
 
 
 def _protocols(text: str) -> list[str]:
@@ -103,20 +140,54 @@ def write_all(results: dict[str, dict[str, Any]], out: Path, heading: str,
     combined = combine(results, settings)
     atomic_write_json(out, combined)
     atomic_write_text(out.with_suffix(".md"), "\n".join(
-        markdown(r, f"{heading} [{p}]") for p, r in results.items()))
+        markdown(r, f"{heading} [{p}]")
+        + (f"\n**{official_line(r)}**\n" if "official_accuracy" in r else "")
+        for p, r in results.items()))
     for result in results.values():
         print(headline(BENCHMARK, result), flush=True)
+        if "official_accuracy" in result:
+            print(official_line(result), flush=True)
     return combined
 
 
-def score_only(pred_path: Path, out: Path | None, protocols: list[str]) -> dict[str, Any]:
-    """Score a predictions file (MMSU items with model_output) under each protocol."""
+NOT_PREDICTIONS = ("expected this tool's predictions_<protocol>.json (a JSON list of MMSU "
+                   "items with answer, choices and model_output/response) or the official "
+                   "scorer's JSONL (one row per line with choice_a..choice_d, answer_gt, "
+                   "response)")
+
+
+def load_predictions(pred_path: Path) -> list[dict[str, Any]]:
+    """Items from our predictions JSON or the official JSONL; anything else is a clear error."""
     try:
-        items = json.loads(pred_path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as err:
-        raise SystemExit(f"--score_only {pred_path}: cannot read it as JSON ({err}).") from err
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise SystemExit(f"--score_only {pred_path}: expected a JSON list of MMSU items.")
+        text = pred_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SystemExit(f"--score_only {pred_path}: cannot read it ({err}).") from err
+    if not text.strip():
+        raise SystemExit(f"--score_only {pred_path}: the file is empty; {NOT_PREDICTIONS}.")
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, list):
+        if data and all(isinstance(i, dict) for i in data) and any(
+                "answer" in i and ("model_output" in i or "response" in i) for i in data):
+            return data
+        if is_official_format(data):
+            return items_from_official(data)
+    else:
+        try:
+            rows = read_jsonl(pred_path)
+        except ValueError as err:
+            raise SystemExit(f"--score_only {pred_path}: {err} {NOT_PREDICTIONS}.") from err
+        if is_official_format(rows):
+            return items_from_official(rows)
+    raise SystemExit(f"--score_only {pred_path}: not an MMSU predictions file; "
+                     f"{NOT_PREDICTIONS}.")
+
+
+def score_only(pred_path: Path, out: Path | None, protocols: list[str]) -> dict[str, Any]:
+    """Score a predictions file (ours, or the official JSONL format) under each protocol."""
+    items = load_predictions(pred_path)
     results = {p: score_protocol(items, p) for p in protocols}
     return write_all(results, out or pred_path.with_name("results.json"),
                      f"{BENCHMARK}: {pred_path}")
@@ -139,9 +210,10 @@ def protocol_items(records: Sequence[Record], report: ReadReport, protocol: str,
     """Items to score and save: record fields + prediction; malformed rows kept, as wrong."""
     items = []
     for record in records:
-        shown = letter_record(record) if protocol == "letter" else record
-        row = {k: v for k, v in shown.to_json().items() if k not in ("meta",)}
-        items.append({**record.meta, **row, **prediction_fields(by_id.get(record.id))})
+        row = {k: v for k, v in record.to_json().items() if k not in ("meta",)}
+        fields = prediction_fields(by_id.get(record.id))
+        fields["model_output"] = model_output_for(protocol, fields)
+        items.append({**record.meta, **row, **fields})
     items += [{"id": row_id, "prediction_error": f"malformed row: {reason}"}
               for row_id, reason in report.reasons]
     return items
@@ -159,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     dist = init_distributed()
     setup_logging(dist)
     out_dir: Path = args.out_dir
-    finals = ["results.json", "results.md", *(f"predictions_{p}.json" for p in PROTOCOLS)]
+    finals = ["results.json", "results.md", "predictions_letter.jsonl",
+              *(f"predictions_{p}.json" for p in PROTOCOLS)]
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if args.overwrite:
@@ -172,14 +245,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     results: dict[str, dict[str, Any]] = {}
     for protocol in protocols:
         letter = protocol == "letter"
-        asked = [letter_record(r) for r in records] if letter else records
         settings = run_settings(args, mmsu_path=str(args.mmsu_path), protocol=protocol)
-        by_id = predict(generator, asked, out_dir / protocol, dist, batch_size=args.batch_size,
+        by_id = predict(generator, records, out_dir / protocol, dist, batch_size=args.batch_size,
                         template=args.template, settings=settings, desc=f"MMSU [{protocol}]",
                         text_fn=letter_prompt if letter else None)
         if by_id is not None:
             items = protocol_items(records, report, protocol, by_id)
             atomic_write_json(out_dir / f"predictions_{protocol}.json", items)
+            if letter:  # the official scorer's input: `python mmsu_evaluation.py FILE` checks us
+                atomic_write_text(out_dir / "predictions_letter.jsonl", "".join(
+                    json.dumps(row, ensure_ascii=False) + "\n" for row in official_rows(items)))
             results[protocol] = score_protocol(items, protocol)
             results[protocol]["audio_truncated"] = truncated_count(by_id)
     if not dist.is_main:

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +30,12 @@ TEMPLATES: dict[str, str] = {
     "new": "{question}Select one option from the provided choices.{choices}",
 }
 
-# The official MMSU protocol scores an option letter; its evaluation asks for one with this prompt.
-LETTER_TEMPLATE = "{question}\n{options}\nAnswer with the option's letter ({letters}) only."
+# MMSU's official letter protocol: the prompt of its `mmsu_inference.py` (dingdongwang/MMSU),
+# the instruction, the question, then exactly four options A-D (two-choice items keep their
+# padding options, so letters never shift).
+MMSU_LETTER_INSTRUCTION = ("Choose the most suitable answer from options A, B, C, and D. "
+                           "You must respond with only A, B, C, or D.")
+LETTER_TEMPLATE = "{instruction}\n\nQuestion: {question}\n\n{options}"
 
 AUDIO_PLACEHOLDER = "audio"  # the audio part's reference; the waveform travels separately
 
@@ -48,18 +51,27 @@ def build_prompt(question: str, choices: Sequence[str], template: str = "default
 
 
 def build_letter_prompt(question: str, choices: Sequence[str]) -> str:
-    """The letter-answer prompt (MMSU's official protocol): options listed as "A. text".
+    """MMSU's official letter prompt: options A-D by position (missing ones blank, as the
+    official script writes `item.get("choice_c", "")`).
 
-    >>> print(build_letter_prompt("Is it rising?", ["Yes", "No"]))
-    Is it rising?
+    >>> text = build_letter_prompt("Is it rising?", ["Yes", "No", "None", "None"])
+    >>> text.startswith(MMSU_LETTER_INSTRUCTION)
+    True
+    >>> print(text[len(MMSU_LETTER_INSTRUCTION) + 2:])
+    Question: Is it rising?
+    <BLANKLINE>
     A. Yes
     B. No
-    Answer with the option's letter (A, B) only.
+    C. None
+    D. None
     """
-    letters = string.ascii_uppercase[:len(choices)]
-    options = "\n".join(f"{letter}. {choice}"
-                        for letter, choice in zip(letters, choices, strict=True))
-    return LETTER_TEMPLATE.format(question=question, options=options, letters=", ".join(letters))
+    if len(choices) > 4:
+        raise ValueError(f"the MMSU letter prompt has options A-D; got {len(choices)} choices.")
+    padded = [*choices, *[""] * (4 - len(choices))]
+    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip("ABCD", padded,
+                                                                         strict=True))
+    return LETTER_TEMPLATE.format(instruction=MMSU_LETTER_INSTRUCTION, question=question,
+                                  options=options)
 
 
 def build_messages(prompt_text: str, audio: Any = AUDIO_PLACEHOLDER) -> list[dict[str, Any]]:

@@ -208,7 +208,14 @@ def _open_mmsu(source: str | Path | Any, split: str) -> tuple[Any, str]:
     return ds, f"MMSU ({path})"
 
 
-def _mmsu_choices_answer(row: dict[str, Any], drop_none_options: bool) -> tuple[list[str], str]:
+def _mmsu_choices_answer(row: dict[str, Any]) -> tuple[list[str], str, int]:
+    """(choices, answer text, answer index): MMSU's options by position, the one definition.
+
+    hf-format rows: `options` as stored, 'None' padding of two-choice items kept, so option i
+    is letter "ABCD"[i] in every protocol and a real "None" option stays. Official rows:
+    `choice_a`..`choice_d` by position (trailing blank ones dropped, the letter prompt writes
+    them back as blanks, as the official script does) and `answer_gt`, the answer's text.
+    """
     if "options" in row and "answer_index" in row:
         options, index = row["options"], row["answer_index"]
         if not isinstance(options, (list, tuple)) or not options:
@@ -217,14 +224,15 @@ def _mmsu_choices_answer(row: dict[str, Any], drop_none_options: bool) -> tuple[
                 or not 0 <= index < len(options):
             raise RecordError(f"answer_index {index!r} is not a valid index into "
                               f"{len(options)} options.")
-        choices, answer = list(options), options[index]
-        if drop_none_options:
-            choices = [c for i, c in enumerate(choices) if c != "None" or i == index]
-        return choices, answer
+        return list(options), options[index], int(index)
     if "answer_gt" in row and any(k in row for k in _MMSU_CHOICE_KEYS):
-        choices = [row[k] for k in _MMSU_CHOICE_KEYS
-                   if row.get(k) is not None and str(row[k]).strip() != ""]
-        return choices, row["answer_gt"]
+        choices = ["" if row.get(k) is None else str(row[k]) for k in _MMSU_CHOICE_KEYS]
+        while choices and not choices[-1].strip():
+            choices.pop()
+        answer = row["answer_gt"]
+        if answer not in choices:
+            raise RecordError(f"answer_gt {answer!r} is not one of the choices {choices}.")
+        return choices, answer, choices.index(answer)
     raise RecordError("neither hf-format columns (options, answer_index) nor official MMSU "
                       "columns (choice_a..choice_d, answer_gt) are present.")
 
@@ -235,7 +243,6 @@ def _jsonable(value: Any) -> bool:
 
 def read_mmsu(
     path_or_dataset: str | Path | Any,
-    drop_none_options: bool = False,
     *,
     split: str = "train",
     audio_dir: str | Path | None = None,
@@ -245,8 +252,9 @@ def read_mmsu(
     """Yield MMSU records (hf-format or official columns) without decoding any audio.
 
     Sources: a `datasets` object, a save_to_disk folder, or a hub snapshot of parquet files
-    (streamed). Choices are `options` as stored, 'None' padding of two-choice items kept (seed
-    parity) unless `drop_none_options`. `id` is `key` (else `id`, else the row number); every
+    (streamed). Choices are `options` by position, 'None' padding of two-choice items kept
+    (`_mmsu_choices_answer`); `meta["answer_index"]` is the answer's position. `id` is `key`
+    (else `id`, else the row number); every
     other column (category, linguistics_sub_discipline, ...) goes to meta. Relative audio paths
     resolve under `audio_dir`. Items without audio are kept (audio None, listed in
     `report.missing_audio`) so evaluation scores them wrong instead of dropping them.
@@ -264,12 +272,11 @@ def read_mmsu(
         key = row.get("key", row.get("id"))
         row_id = f"row {index} (key {key!r})"
         try:
-            choices, answer = _mmsu_choices_answer(row, drop_none_options)
+            choices, answer, answer_index = _mmsu_choices_answer(row)
             audio = audio_from_cell(row.get("audio", row.get("audio_path")), root)
             meta = {k: v for k, v in row.items() if k not in _MMSU_CONSUMED and _jsonable(v)}
             meta.setdefault("dataset", "mmsu")
-            if "answer_index" in row:
-                meta["answer_index"] = int(row["answer_index"])
+            meta["answer_index"] = answer_index
             record = Record(id=str(key) if key not in (None, "") else f"mmsu-{index}",
                             audio=audio, question=row.get("question"), choices=choices,
                             answer=answer, meta=meta)

@@ -186,11 +186,15 @@ def test_match_mmau_on_the_real_question_file() -> None:
 @pytest.mark.parametrize(
     ("pred", "expected"),
     [
+        # MMSU's official rule (tests/test_mmsu_official.py has the full table)
         pytest.param("C", True, id="bare-letter"),
-        pytest.param("(C) x", True, id="letter-then-text"),
-        pytest.param("c.", True, id="lower-case-with-period"),
+        pytest.param("C. x", True, id="letter-then-text"),
+        pytest.param("(C)", True, id="second-to-last-character"),
+        pytest.param("(C) x", False, id="bracketed-letter-then-text-is-unreadable"),
+        pytest.param("c.", False, id="lower-case-is-no-letter"),
         pytest.param("x", False, id="option-text-is-not-a-letter"),
         pytest.param("A", False, id="wrong-letter"),
+        pytest.param("Answer: C", False, id="first-capital-read-as-A"),
         pytest.param("E", False, id="beyond-choices"),
         pytest.param(None, False, id="no-prediction"),
     ],

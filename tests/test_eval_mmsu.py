@@ -10,7 +10,6 @@ import pytest
 
 from local import eval_mmsu
 from local.inference import Generator
-from local.records import Record
 from tests.helpers import encode, tone
 
 N_ROWS = 8
@@ -32,15 +31,6 @@ def make_mmsu(folder: Path) -> Path:
     path = folder / "train-00000-of-00001.parquet"
     datasets.Dataset.from_list(rows).to_parquet(str(path))
     return path
-
-
-def test_letter_prompt_drops_the_none_padding() -> None:
-    record = Record(id="k", audio=None, question="Rising?", choices=["Yes", "No", "None", "None"],
-                    answer="No")
-    asked = eval_mmsu.letter_record(record)
-    assert asked.choices == ["Yes", "No"]
-    assert eval_mmsu.letter_prompt(asked) == ("Rising?\nA. Yes\nB. No\n"
-                                              "Answer with the option's letter (A, B) only.")
 
 
 def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch,
@@ -69,11 +59,21 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
         assert [p["id"] for p in predictions] == [f"mmsu-{i}" for i in range(N_ROWS)]
     assert len(asked["exact"]) == len(asked["letter"]) == N_ROWS
     assert "['Yes', 'No', 'None', 'None']" in asked["exact"][1]  # seed: padding kept, list repr
-    assert "A. Yes\nB. No\nAnswer with the option's letter (A, B) only." in asked["letter"][1]
+    # the official prompt, padding kept so letters never shift
+    assert ("You must respond with only A, B, C, or D.\n\nQuestion: Question 1: is the tone "
+            "rising?\n\nA. Yes\nB. No\nC. None\nD. None") in asked["letter"][1]
     assert "<|AUDIO|>" in asked["letter"][1]
+    letter = result["protocols"]["letter"]
+    official = [json.loads(line) for line in
+                (out / "predictions_letter.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in official] == [f"mmsu-{i}" for i in range(N_ROWS)]
+    assert official[1]["choice_c"] == "None" and official[1]["answer_gt"] == "No"
+    assert letter["official_denominator"] + len(letter["official_left_out"]) == N_ROWS
+    assert "mmsu-3" in letter["official_left_out"]  # no prediction: the official script skips it
     printed = capsys.readouterr().out
-    assert "MMSU accuracy [exact: seed protocol" in printed
-    assert "MMSU accuracy [letter: official MMSU letter protocol" in printed
+    assert "MMSU accuracy [exact: reference recipe protocol" in printed
+    assert "MMSU accuracy [letter: MMSU letter protocol, strict" in printed
+    assert "as the official mmsu_evaluation.py computes it" in printed
     markdown = (out / "results.md").read_text()
     assert "[exact]" in markdown and "[letter]" in markdown and "| level 2 |" in markdown
 

@@ -193,13 +193,7 @@ def test_read_mmsu_sources(tmp_path: Path, source: object) -> None:
     assert first.meta["category"] == "Perception-Semantics-Syntax-Word order"
     assert first.meta["linguistics_sub_discipline"] == "Phonology"
     assert first.meta["answer_index"] == 1 and "audio" not in first.meta
-    assert second.choices == ["yes", "no", "None", "None"]  # 'None' padding kept by default
-
-
-def test_read_mmsu_drop_none_options() -> None:
-    ds = mmsu_dataset([mmsu_row(options=["yes", "no", "None", "None"], answer_index=1)])
-    (rec,) = read_mmsu(ds, drop_none_options=True)
-    assert rec.choices == ["yes", "no"] and rec.answer == "no"
+    assert second.choices == ["yes", "no", "None", "None"]  # 'None' padding kept, by position
 
 
 @pytest.mark.parametrize(
