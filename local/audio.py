@@ -14,9 +14,10 @@ Example:
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 
@@ -38,7 +39,8 @@ class DecodedAudio:
     original_sampling_rate: int
     original_channels: int
     original_duration_s: float
-    truncated: bool
+    truncated: bool  # cut to max_duration_s on purpose
+    incomplete: str | None = None  # the file is shorter than its header says (`wav_shortfall`)
 
     @property
     def duration_s(self) -> float:
@@ -51,6 +53,57 @@ def _describe(source: AudioSource, name: str | None) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
     return f"<{type(source).__name__} audio>"
+
+
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # written by streaming encoders (e.g. to a pipe): "until EOF"
+
+
+def _wav_data_sizes(handle: BinaryIO) -> tuple[int, int, int] | None:
+    """(declared data bytes, data bytes present, bytes per second) of a RIFF/WAVE stream, or
+    None if it is no WAV, has no data chunk, or declares no size."""
+    handle.seek(0, io.SEEK_END)
+    total = handle.tell()
+    handle.seek(0)
+    head = handle.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, byte_rate = 12, 0
+    while offset + 8 <= total:
+        handle.seek(offset)
+        chunk, size = struct.unpack("<4sI", handle.read(8))
+        if chunk == b"fmt " and size >= 12:
+            byte_rate = struct.unpack("<I", handle.read(12)[8:12])[0]
+        if chunk == b"data":
+            if size in _UNKNOWN_SIZES:
+                return None
+            return size, total - offset - 8, byte_rate
+        offset += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
+def wav_shortfall(source: str | Path | bytes | bytearray, label: str = "audio") -> str | None:
+    """Why a WAV file is incomplete (its data chunk is shorter than the header says), or None.
+
+    libsndfile reads a truncated WAV without an error or a warning (soundfile 0.14, libsndfile
+    1.2.2: only the log in `SoundFile.extra_info` says "data : 32000 (should be 15978)"), so the
+    header's declared data size is compared here with the bytes the file holds. Other formats,
+    and WAVs that declare no size (streamed), give None.
+    """
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as handle:
+            sizes = _wav_data_sizes(handle)
+    else:
+        sizes = _wav_data_sizes(io.BytesIO(source))
+    if sizes is None or sizes[1] >= sizes[0]:
+        return None
+    declared, present, rate = sizes
+
+    def seconds(n: int) -> str:
+        return f" ({n / rate:.2f} s)" if rate else ""
+
+    return (f"{label}: truncated WAV: its header declares {declared} bytes of audio data"
+            f"{seconds(declared)}, the file holds {present}{seconds(present)}; the download or "
+            "copy was cut short, fetch the file again.")
 
 
 def _read(source: AudioSource, label: str) -> tuple[np.ndarray, int]:
@@ -109,15 +162,19 @@ def decode_audio(
 
     `sampling_rate` is required for a raw waveform and ignored for files/bytes (their header says).
     Clips longer than `max_duration_s` are cut (``truncated`` tells the caller, who counts them).
+    A WAV file shorter than its header says decodes to what is there, and ``incomplete`` says
+    what is missing (`wav_shortfall`; validation reports it).
     Errors name the item (`name`, else the path) and say what to do.
     """
     label = _describe(source, name)
+    incomplete = None
     if isinstance(source, np.ndarray):
         if sampling_rate is None:
             raise AudioError(f"{label}: a raw waveform needs its sampling_rate.")
         data, rate = source.astype(np.float32, copy=False), int(sampling_rate)
     elif isinstance(source, (str, Path, bytes, bytearray)):
         data, rate = _read(source, label)
+        incomplete = wav_shortfall(source, label)
     else:
         raise AudioError(f"{label}: unsupported audio source of type {type(source).__name__}; "
                          "give a path, encoded bytes or a numpy waveform.")
@@ -145,6 +202,7 @@ def decode_audio(
         original_channels=int(channels),
         original_duration_s=float(original_duration),
         truncated=truncated,
+        incomplete=incomplete,
     )
 
 

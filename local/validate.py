@@ -2,15 +2,17 @@
 
 For each dataset (AVQA train/val, MMSU, MMAU test-mini) the records are read with the shared
 readers (`local.records`) and their audio probed with the one decoder (`local.audio`):
-counts, unreadable or missing audio, durations (how many clips exceed each model family's
-window: 30 s Qwen2-Audio, 300 s Qwen2.5-Omni), sampling rates and channels, malformed
-questions, answers not among the choices, duplicate choices and 'None' options (both legal,
-only counted). A short markdown report (and a JSON twin) is written.
+counts, unreadable, missing or truncated audio (a WAV shorter than its header says, which
+libsndfile reads without a word), durations (how many clips exceed each model family's window:
+30 s Qwen2-Audio, 300 s Qwen2.5-Omni), sampling rates and channels, malformed questions, answers
+not among the choices, duplicate choices and 'None' options (both legal, only counted). A short
+markdown report (and a JSON twin) is written.
 
 A dataset is UNUSABLE, and the exit status non-zero, when nothing in it can be read, no audio
 decodes, or more than `--max_bad_fraction` (default 5%) of the checked rows are broken (skipped
-by the reader, or audio missing/unreadable). Below that, training skips bad rows and evaluation
-scores them wrong, as DESIGN.md says; above it the download or conversion went wrong.
+by the reader, or audio missing/unreadable/truncated). Below that, training skips bad rows and
+evaluation scores them wrong (the recipe's bad-record policy); above it the download or
+conversion went wrong.
 
 AVQA is ~55 GB, so by default 2,000 evenly spaced rows per split are checked (text and audio),
 `--avqa_max_items 0` checks all; MMSU and MMAU are checked in full (`--max_items` caps the
@@ -55,13 +57,15 @@ def windows() -> dict[str, float]:
 
 
 def probe(item: tuple[str, Any]) -> tuple[str, Any]:
-    """(id, (rate, channels, seconds)) or (id, error text) for one record's audio."""
+    """(id, (rate, channels, seconds, incomplete)) or (id, error text) for one record's audio;
+    `incomplete` says what a WAV shorter than its header lacks (else None)."""
     ident, audio = item
     try:
         clip = decode_audio(audio, name=ident)
     except AudioError as err:
         return ident, str(err)
-    return ident, (clip.original_sampling_rate, clip.original_channels, clip.original_duration_s)
+    return ident, (clip.original_sampling_rate, clip.original_channels, clip.original_duration_s,
+                   clip.incomplete)
 
 
 def sample_indices(total: int, limit: int | None) -> list[int] | None:
@@ -121,7 +125,11 @@ def check_records(check: DatasetCheck, records: Iterable[Record], report: ReadRe
                     check.add("unreadable_audio", ident, result)
                     check.audio_bad += 1
                     continue
-                rate, channels, seconds = result
+                rate, channels, seconds, incomplete = result
+                if incomplete:  # decodes, but part of the clip is missing: a broken row
+                    check.add("truncated_audio", ident, incomplete)
+                    check.audio_bad += 1
+                    continue
                 check.audio_ok += 1
                 check.rates[rate] = check.rates.get(rate, 0) + 1
                 check.channels[channels] = check.channels.get(channels, 0) + 1

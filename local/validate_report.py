@@ -8,6 +8,7 @@ Issue kinds (counted, the first few ids kept as examples):
 | answer_not_in_choices | the answer is not one of the options | yes |
 | missing_audio | the row has no audio, or its file does not exist | yes |
 | unreadable_audio | the audio does not decode | yes |
+| truncated_audio | a WAV file shorter than its header says (decodes, part missing) | yes |
 | duplicate_choices | two options with the same text (legal: MMAU has 27) | no |
 | none_option | a literal 'None' option (legal: MMSU pads two-choice items) | no |
 | beyond_window_FAMILY | longer than the family's window (cut with a count later) | no |
@@ -25,7 +26,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-BROKEN = ("malformed", "answer_not_in_choices", "missing_audio", "unreadable_audio")
+BROKEN = ("malformed", "answer_not_in_choices", "missing_audio", "unreadable_audio",
+          "truncated_audio")
 EXAMPLES = 5
 
 
@@ -40,7 +42,7 @@ class DatasetCheck:
     read: int = 0  # rows the reader turned into records
     skipped: int = 0  # rows the reader rejected (malformed, answer not a choice, no audio)
     audio_ok: int = 0
-    audio_bad: int = 0  # records whose audio is missing or does not decode
+    audio_bad: int = 0  # records whose audio is missing, does not decode, or is truncated
     rates: dict[int, int] = field(default_factory=dict)
     channels: dict[int, int] = field(default_factory=dict)
     durations: list[float] = field(default_factory=list)
@@ -71,7 +73,7 @@ class DatasetCheck:
         elif self.read == 0:
             self.usable, why = False, "no row could be read"
         elif self.audio_ok == 0 and self.audio_bad > 0:
-            self.usable, why = False, "no audio could be decoded"
+            self.usable, why = False, "no audio could be decoded in full"
         elif self.checked and self.broken / self.checked > max_bad_fraction:
             self.usable = False
             why = (f"{self.broken} of {self.checked} checked rows are broken "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,51 @@ def test_bad_audio_names_the_item(tmp_path: Path, make_source, kwargs, message: 
     text = str(error.value)
     assert message in text
     assert kwargs.get("name", str(source)) in text
+
+
+# A WAV whose data chunk is shorter than its header says (an interrupted download or copy):
+# libsndfile 1.2.2 (soundfile 0.14) reads the frames that are there without an error or warning;
+# only its log (SoundFile.extra_info) notes "data : 32000 (should be 15978)". decode_audio
+# compares the header's declared data size with the bytes the file holds and says so.
+WAV_1S = encode(tone(1.0), 16_000)  # PCM_16 mono: 44-byte header, 32000 data bytes
+
+
+def _data_size(data: bytes, size: int) -> bytes:
+    """`data` with the data chunk's declared size replaced (44-byte canonical header)."""
+    assert data[36:40] == b"data"
+    return data[:40] + struct.pack("<I", size) + data[44:]
+
+
+def _with_list_chunk(data: bytes) -> bytes:
+    """`data` with a LIST chunk (metadata, odd size + pad byte) between fmt and data."""
+    payload = b"INFOISFT\x05\x00\x00\x00test\x00"
+    chunk = b"LIST" + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) % 2)
+    body = data[12:36] + chunk + data[36:]
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        pytest.param(WAV_1S, None, id="complete"),
+        pytest.param(WAV_1S[:44 + 16_000], "declares 32000 bytes of audio data (1.00 s), the "
+                     "file holds 16000 (0.50 s)", id="data-cut-in-half"),
+        pytest.param(_with_list_chunk(WAV_1S)[:-8_000], "declares 32000 bytes of audio data "
+                     "(1.00 s), the file holds 24000 (0.75 s)", id="cut-after-a-list-chunk"),
+        pytest.param(WAV_1S[:-1], "holds 31999", id="one-byte-short"),
+        pytest.param(_data_size(WAV_1S, 0xFFFFFFFF), None, id="streamed-size-unknown"),
+        pytest.param(WAV_1S + b"JUNK\x04\x00\x00\x00abcd", None, id="trailing-chunk"),
+        pytest.param(encode(tone(0.5), 16_000, "FLAC"), None, id="flac"),
+        pytest.param(encode(tone(0.5), 16_000, "MP3"), None, id="mp3-named-wav"),
+    ],
+)
+@pytest.mark.parametrize("as_path", [False, True], ids=["bytes", "path"])
+def test_a_truncated_wav_is_flagged(tmp_path: Path, data: bytes, problem: str | None,
+                                    as_path: bool) -> None:
+    source: bytes | Path = _write(tmp_path / "clip.wav", data) if as_path else data
+    clip = decode_audio(source, name="mmau/7")
+    if problem is None:
+        assert clip.incomplete is None
+    else:
+        assert clip.incomplete is not None and problem in clip.incomplete
+        assert clip.incomplete.startswith("mmau/7: truncated WAV")

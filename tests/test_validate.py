@@ -71,6 +71,10 @@ def test_clean_dataset_reports_no_defect(kind: str, tmp_path: Path) -> None:
                      id="mmau-empty-question"),
         pytest.param("mmau", mmau_item(30, task="no-audio-file"), "missing_audio", "m30",
                      id="mmau-audio-file-missing"),
+        pytest.param("avqa", avqa_row(30, audio=wav(1.0)[:-10_000]), "truncated_audio",
+                     "avqa-train-30", id="avqa-wav-shorter-than-its-header"),
+        pytest.param("mmsu", mmsu_row(30, audio=wav(1.0)[:-10_000]), "truncated_audio", "k30",
+                     id="mmsu-wav-shorter-than-its-header"),
     ],
 )
 def test_each_defect_is_reported(kind: str, bad: dict, issue: str, ident: str,
@@ -83,6 +87,20 @@ def test_each_defect_is_reported(kind: str, bad: dict, issue: str, ident: str,
     assert issue in text and ident in text
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["datasets"][0]["issues"][issue] == 1
+
+
+def test_a_truncated_wav_file_is_broken_and_says_what_is_missing(tmp_path: Path) -> None:
+    # libsndfile reads such a file without a word (local/audio.py, wav_shortfall).
+    items = [mmau_item(i) for i in range(GOOD + 1)]
+    path = save_mmau(tmp_path / "mmau", items)
+    clip = path.parent / "test-mini-audios" / "m30.wav"
+    clip.write_bytes(clip.read_bytes()[:-4_000])  # an interrupted copy
+    (check,) = validate.run(mmau_json=path, mmau_audio_dir=clip.parent, report=tmp_path / "r.md")
+    assert check.issues.get("truncated_audio") == 1 and check.broken == 1
+    assert check.audio_ok == GOOD and check.usable  # 1 in 31: reported, under the threshold
+    (example,) = check.examples["truncated_audio"]
+    assert example.startswith("m30: truncated WAV") and "the file holds" in example
+    assert "truncated_audio" in (tmp_path / "r.md").read_text()
 
 
 def test_durations_rates_and_channels_are_reported(tmp_path: Path) -> None:
