@@ -40,12 +40,12 @@ from local.eval_io import atomic_write_json, atomic_write_text, clear
 from local.eval_report import (
     CHECK_SKIPPED,
     check_lines,
+    checked_items,
     duplicate_question_reason,
     headline,
     item_id,
     markdown,
     public,
-    reconcile,
     score_items,
 )
 from local.eval_run import (
@@ -125,27 +125,6 @@ def _question_set(json_path: Path) -> list[dict[str, Any]]:
                       NO_QUESTIONS)
 
 
-_OUTPUTS = ("model_output", "response", "prediction_error")
-
-
-def checked_items(questions: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]],
-                  pred_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One item per question (question fields, the prediction's outputs) and what was found.
-
-    The answer, choices and tables' fields come from the question file, the benchmark's
-    reference; the predictions file gives only `model_output`, `response`, `prediction_error`.
-    """
-    ids = [item_id(q, i) for i, q in enumerate(questions)]
-    rec = reconcile(ids, predictions)
-    if rec.matched == 0:
-        raise SystemExit(f"--score_only {pred_path}: none of its {len(predictions)} predictions "
-                         f"has the id of a question (e.g. {rec.extra[0]!r}); is it a predictions "
-                         "file of this benchmark, scored against the right --mmau_json?")
-    items = [{**item, **{k: v for k, v in question.items() if k not in _OUTPUTS}}
-             for question, item in zip(questions, rec.items, strict=True)]
-    return items, rec.summary()
-
-
 def score_only(pred_path: Path, out: Path | None, json_path: Path | None) -> dict[str, Any]:
     """Score an existing predictions file (official format); writes RESULTS.json and .md.
 
@@ -158,7 +137,8 @@ def score_only(pred_path: Path, out: Path | None, json_path: Path | None) -> dic
     if json_path is None:
         items, check = predictions, CHECK_SKIPPED
     else:
-        items, check = checked_items(_question_set(json_path), predictions, pred_path)
+        items, check = checked_items(_question_set(json_path), predictions, pred_path,
+                                     "--mmau_json")
     for line in check_lines(check):
         logger.warning("%s: %s", pred_path, line)
     result = {**score_predictions(items), "question_check": check}

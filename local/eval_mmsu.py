@@ -39,7 +39,15 @@ from typing import Any
 
 from local.answers import extract_answer
 from local.eval_io import atomic_write_json, atomic_write_text, clear
-from local.eval_report import headline, markdown, public, score_items
+from local.eval_report import (
+    CHECK_SKIPPED,
+    check_lines,
+    checked_items,
+    headline,
+    markdown,
+    public,
+    score_items,
+)
 from local.eval_run import (
     add_common_args,
     check_args,
@@ -156,8 +164,9 @@ NOT_PREDICTIONS = ("expected this tool's predictions_<protocol>.json (a JSON lis
                    "response)")
 
 
-def load_predictions(pred_path: Path) -> list[dict[str, Any]]:
-    """Items from our predictions JSON or the official JSONL; anything else is a clear error."""
+def load_predictions(pred_path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """(items, is the official format) from our predictions JSON or the official JSONL;
+    anything else is a clear error."""
     try:
         text = pred_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -171,24 +180,61 @@ def load_predictions(pred_path: Path) -> list[dict[str, Any]]:
     if isinstance(data, list):
         if data and all(isinstance(i, dict) for i in data) and any(
                 "answer" in i and ("model_output" in i or "response" in i) for i in data):
-            return data
+            return data, False
         if is_official_format(data):
-            return items_from_official(data)
+            return items_from_official(data), True
     else:
         try:
             rows = read_jsonl(pred_path)
         except ValueError as err:
             raise SystemExit(f"--score_only {pred_path}: {err} {NOT_PREDICTIONS}.") from err
         if is_official_format(rows):
-            return items_from_official(rows)
+            return items_from_official(rows), True
     raise SystemExit(f"--score_only {pred_path}: not an MMSU predictions file; "
                      f"{NOT_PREDICTIONS}.")
 
 
-def score_only(pred_path: Path, out: Path | None, protocols: list[str]) -> dict[str, Any]:
-    """Score a predictions file (ours, or the official JSONL format) under each protocol."""
-    items = load_predictions(pred_path)
-    results = {p: score_protocol(items, p) for p in protocols}
+OFFICIAL_AS_IS = ("the official scorer's format, scored as the official script scores it: as "
+                  "it is, not checked against the question set")
+
+
+def _question_set(mmsu_path: Path) -> list[dict[str, Any]]:
+    """MMSU's questions for --score_only (no audio decoded), or a clear error naming the opt-out."""
+    report = ReadReport()
+    try:
+        records = list(read_mmsu(mmsu_path, report=report))
+    except FileNotFoundError as err:
+        raise SystemExit(
+            f"--score_only checks the predictions against MMSU's question set, but {err} Pass "
+            "--mmsu_path PATH, or --no_question_check to score the file as it is (extra, "
+            "duplicated and missing items then go unnoticed).") from err
+    questions = [{**r.meta, **{k: v for k, v in r.to_json().items() if k != "meta"}}
+                 for r in records]
+    questions += [{"id": row_id, "prediction_error": f"malformed row: {reason}"}
+                  for row_id, reason in report.reasons]
+    if not questions:
+        raise SystemExit(f"--mmsu_path {mmsu_path}: no MMSU questions; nothing to score.")
+    return questions
+
+
+def score_only(pred_path: Path, out: Path | None, protocols: list[str],
+               mmsu_path: Path | None) -> dict[str, Any]:
+    """Score a predictions file (ours, or the official JSONL format) under each protocol.
+
+    Our format is checked against the question set read from `mmsu_path` (extra ids ignored,
+    duplicates counted once, missing ids counted wrong; None: scored as it is, and the results
+    say so). The official format is scored as the official script scores it, as it is.
+    """
+    items, official = load_predictions(pred_path)
+    if official:
+        check: dict[str, Any] | str = OFFICIAL_AS_IS
+    elif mmsu_path is None:
+        check = CHECK_SKIPPED
+    else:
+        items, check = checked_items(_question_set(mmsu_path), items, pred_path, "--mmsu_path")
+    for line in check_lines(check):
+        logger.warning("%s: %s", pred_path, line)
+    results = {p: {**score_protocol(items, p), "question_check": check} for p in protocols}
     return write_all(results, out or pred_path.with_name("results.json"),
                      f"{BENCHMARK}: {pred_path}")
 
@@ -227,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     protocols = _protocols(args.protocols)
     if args.score_only is not None:
         logging.basicConfig(level=logging.INFO)
-        return score_only(args.score_only, args.out, protocols)
+        return score_only(args.score_only, args.out, protocols,
+                          None if args.no_question_check else args.mmsu_path)
     dist = init_distributed()
     setup_logging(dist)
     out_dir: Path = args.out_dir

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from local.scoring import Row, breakdown, judge, prediction_problem, render_report
@@ -146,6 +147,28 @@ def reconcile(question_ids: Sequence[str], predictions: Sequence[dict[str, Any]]
             rec.items.append({"id": ident, "model_output": None,
                               "prediction_error": MISSING_PREDICTION})
     return rec
+
+
+_OUTPUTS = ("model_output", "response", "prediction_error")
+
+
+def checked_items(questions: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]],
+                  pred_path: Path, question_option: str
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One item per question (question fields, the prediction's outputs) and what was found.
+
+    The answer, choices and tables' fields come from the question file, the benchmark's
+    reference; the predictions file gives only `model_output`, `response`, `prediction_error`.
+    """
+    ids = [item_id(q, i) for i, q in enumerate(questions)]
+    rec = reconcile(ids, predictions)
+    if rec.matched == 0:
+        raise SystemExit(f"--score_only {pred_path}: none of its {len(predictions)} predictions "
+                         f"has the id of a question (e.g. {rec.extra[0]!r}); is it a predictions "
+                         f"file of this benchmark, scored against the right {question_option}?")
+    items = [{**item, **{k: v for k, v in question.items() if k not in _OUTPUTS}}
+             for question, item in zip(questions, rec.items, strict=True)]
+    return items, rec.summary()
 
 
 def check_lines(check: dict[str, Any] | str) -> list[str]:

@@ -184,3 +184,41 @@ def test_letter_prompt_is_the_official_template() -> None:
         "Choose the most suitable answer from options A, B, C, and D. You must respond with "
         "only A, B, C, or D.\n\nQuestion: Which word is stressed?\n\n"
         "A. first\nB. second\nC. \nD. ")
+
+
+# ------------------------------------------------------- --score_only and the question set
+
+def test_score_only_checks_our_predictions_against_the_question_set(tmp_path: Path) -> None:
+    mmsu = save_mmsu(tmp_path / "mmsu", [mmsu_row(i, answer_index=1) for i in range(4)])
+    predictions = [
+        {"id": "k0", "answer": "second", "choices": [], "response": "<answer>second</answer>"},
+        {"id": "k0", "answer": "second", "choices": [], "response": "<answer>first</answer>"},
+        {"id": "k2", "answer": "x", "choices": ["x"], "response": "<answer>second</answer>"},
+        {"id": "k3", "answer": "second", "choices": [], "response": "<answer>third</answer>"},
+        {"id": "k9", "answer": "second", "choices": [], "response": "<answer>second</answer>"},
+    ]
+    path = tmp_path / "predictions_exact.json"
+    path.write_text(json.dumps(predictions))
+    result = eval_mmsu.main(["--score_only", str(path), "--protocols", "exact",
+                             "--mmsu_path", str(mmsu)])
+    exact = result["protocols"]["exact"]
+    # answers and choices come from the question set: k2's own "x" is not trusted
+    assert (exact["correct"], exact["total"]) == (2, 4)
+    check = exact["question_check"]
+    assert (check["extra_ids"], check["duplicate_ids"], check["missing_ids"]) == (
+        ["k9"], ["k0"], ["k1"])
+    assert exact["no_prediction_ids"] == ["k1"]
+
+    with pytest.raises(SystemExit, match="--no_question_check"):
+        eval_mmsu.main(["--score_only", str(path), "--mmsu_path", str(tmp_path / "none")])
+    unchecked = eval_mmsu.main(["--score_only", str(path), "--protocols", "exact",
+                                "--no_question_check"])
+    assert unchecked["protocols"]["exact"]["total"] == 5
+    assert "not checked" in unchecked["protocols"]["exact"]["question_check"]
+
+
+def test_official_format_is_scored_as_it_is(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "official.jsonl", table_rows())
+    result = eval_mmsu.main(["--score_only", str(path), "--protocols", "letter",
+                             "--mmsu_path", str(tmp_path / "no-such-folder")])
+    assert result["protocols"]["letter"]["question_check"] == eval_mmsu.OFFICIAL_AS_IS
