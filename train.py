@@ -20,32 +20,21 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
 from accelerate import PartialState
-from trl import get_peft_config
+from trl import ModelConfig, get_peft_config
 
 from local.checkpoints import last_resumable_checkpoint, policy_source, write_run_record
-from local.models import load_model_and_processor
+from local.models import LoadedModel, load_model_and_processor
 from local.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train_config import AudioGRPOConfig, parse_args
 from local.train_data import build_train_dataset
 from local.trainer import AudioGRPOTrainer
 
 logger = logging.getLogger("train")
-
-
-def freeze_audio_encoder(model) -> int:
-    """Stop gradients into the audio encoder; returns the number of frozen parameters."""
-    frozen = 0
-    for name, parameter in model.named_parameters():
-        if "audio_tower." in name:
-            parameter.requires_grad_(False)
-            frozen += parameter.numel()
-    if frozen == 0:
-        raise RuntimeError("freeze_audio_encoder: no audio_tower parameters found in the model")
-    return frozen
 
 
 def resolve_rewards(config: AudioGRPOConfig) -> list:
@@ -56,6 +45,23 @@ def resolve_rewards(config: AudioGRPOConfig) -> list:
     config.reward_weights = weights
     logger.info("rewards (name=weight): %s", weight_table(names, weights))
     return get_rewards(names)
+
+
+def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: LoadedModel,
+                  dataset: Any) -> AudioGRPOTrainer:
+    """The trainer of a run: rewards resolved by name, the encoder frozen after PEFT wrapping
+    (`freeze_audio_encoder`), the bad-record policy applied to clips decoded at rollout time."""
+    return AudioGRPOTrainer(
+        model=loaded.model,
+        processing_class=loaded.processor,
+        family=loaded.family,
+        max_audio_duration_in_seconds=config.max_audio_duration_in_seconds,
+        freeze_audio_encoder=config.freeze_audio_encoder,
+        reward_funcs=resolve_rewards(config),
+        args=config,
+        train_dataset=dataset,
+        peft_config=get_peft_config(model_args),
+    )
 
 
 def _finished(checkpoint: Path, max_steps: int) -> bool:
@@ -95,9 +101,6 @@ def main(argv: list[str] | None = None) -> Path:
                                       attn_implementation=model_args.attn_implementation,
                                       revision=None if source != model_args.model_name_or_path
                                       else model_args.model_revision)
-    if config.freeze_audio_encoder:
-        logger.info("audio encoder frozen: %d parameters", freeze_audio_encoder(loaded.model))
-
     with state.main_process_first():
         dataset, report = build_train_dataset(
             config.train_data, config.train_format, template=config.template,
@@ -105,17 +108,7 @@ def main(argv: list[str] | None = None) -> Path:
             errors=config.bad_records, limit=config.max_train_samples)
     logger.info("training rows: %s", report.summary())
 
-    reward_funcs = resolve_rewards(config)
-    trainer = AudioGRPOTrainer(
-        model=loaded.model,
-        processing_class=loaded.processor,
-        family=loaded.family,
-        max_audio_duration_in_seconds=config.max_audio_duration_in_seconds,
-        reward_funcs=reward_funcs,
-        args=config,
-        train_dataset=dataset,
-        peft_config=get_peft_config(model_args),
-    )
+    trainer = build_trainer(config, model_args, loaded, dataset)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = run_dir / f"checkpoint-{trainer.state.global_step}"
     if not final.exists():

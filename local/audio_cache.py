@@ -10,7 +10,9 @@ inside `attach()`: rows are keyed by their features' bytes (after the cast to th
 which the tower does anyway), misses go through the real encoder in one batch, hits are copied
 from the cache. Qwen2-Audio towers take `(batch, mel, 3000)` and a mask; Omni towers take the valid
 frames of all rows concatenated, `(mel, frames)`, with `feature_lens`. Towers with identical
-weights (a frozen policy encoder and the reference model's) share one store. Dropout inside the
+weights (a frozen policy encoder and the reference model's) share one store; the sharing is
+re-checked at each rollout when any tower's weights were written since (a resume loads them after
+the trainer is built). Dropout inside the
 encoder (0 in the official configs) is applied once per clip instead of once per row.
 
 Example:
@@ -48,6 +50,16 @@ def encoder_is_frozen(model: Any) -> bool:
     return not any(p.requires_grad for p in find_audio_tower(model).parameters())
 
 
+def freeze_audio_tower(model: Any) -> int:
+    """Stop gradients into the audio tower, adapters inside it included; returns the parameter
+    count. Call it on the model as trained (after PEFT wrapped it): adapters added later train."""
+    frozen = 0
+    for parameter in find_audio_tower(model).parameters():
+        parameter.requires_grad_(False)
+        frozen += parameter.numel()
+    return frozen
+
+
 def _shard(p: torch.Tensor) -> torch.Tensor:
     return getattr(p, "ds_tensor", p)  # ZeRO-3 keeps a rank's shard there
 
@@ -59,6 +71,41 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         return False
     with torch.no_grad():
         return all(torch.equal(_shard(pa[k]), _shard(pb[k]).to(_shard(pa[k]).device)) for k in pa)
+
+
+def _fingerprint(tower: torch.nn.Module) -> tuple:
+    """Changes whenever a parameter of `tower` is written or replaced (a load, an optimizer step):
+    each tensor's storage and in-place version counter, without reading the weights."""
+    def mark(p: torch.Tensor) -> tuple:
+        try:
+            return p.data_ptr(), p._version
+        except RuntimeError:  # tensors without a version counter: always treated as changed
+            return p.data_ptr(), object()
+
+    return tuple(mark(_shard(p)) for p in tower.parameters())
+
+
+def _on_every_rank(flag: bool, every: bool) -> bool:
+    """`flag` agreed over all ranks (all of them if `every`, else any) when torch.distributed
+    runs: ranks must take the same cached/uncached path, or ZeRO-3's parameter gathers in the
+    encoder's forward would wait for each other forever."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    device = (torch.device("cuda", torch.cuda.current_device())
+              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN if every else dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def tuner_layers(tower: torch.nn.Module) -> list[torch.nn.Module]:
+    """PEFT adapter layers (LoRA, ...) inside the tower."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # no PEFT, no adapters
+        return []
+    return [m for m in tower.modules() if isinstance(m, BaseTunerLayer)]
 
 
 def _digest(row: torch.Tensor, dtype: torch.dtype) -> str:
@@ -74,20 +121,36 @@ class AudioEncoderCache:
     def __init__(self, towers: Sequence[torch.nn.Module]):
         self.towers = list(dict.fromkeys(towers))  # unique, in order
         self._stores: dict[int, dict[str, torch.Tensor]] = {}
-        for i, tower in enumerate(self.towers):
-            twin = next((t for t in self.towers[:i] if same_weights(t, tower)), None)
-            self._stores[id(tower)] = self._stores[id(twin)] if twin is not None else {}
+        self._fingerprints: tuple | None = None
         self.stats: Counter[str] = Counter()
+        self.refresh()
 
     @property
     def shared(self) -> bool:
         """True when every tower reads and writes one store."""
         return len({id(s) for s in self._stores.values()}) == 1
 
+    def refresh(self) -> bool:
+        """Re-decide which towers share a store if any tower's weights changed since the last
+        decision (a resume loads weights after the trainer is built); returns True if it did.
+        Costs a pointer/version scan when nothing changed, a weight comparison when something did.
+        """
+        fingerprints = tuple(_fingerprint(t) for t in self.towers)
+        if not _on_every_rank(fingerprints != self._fingerprints, every=False):
+            return False
+        self._stores = {}
+        for i, tower in enumerate(self.towers):
+            twin = next((t for t in self.towers[:i]
+                         if _on_every_rank(same_weights(t, tower), every=True)), None)
+            self._stores[id(tower)] = self._stores[id(twin)] if twin is not None else {}
+        self._fingerprints = fingerprints
+        return True
+
     def clear(self) -> None:
-        """Forget all cached outputs (call at each new rollout)."""
+        """Forget all cached outputs and re-check the sharing (call at each new rollout)."""
         for store in self._stores.values():
             store.clear()
+        self.refresh()
 
     @contextlib.contextmanager
     def attach(self) -> Iterator[AudioEncoderCache]:
@@ -105,7 +168,6 @@ class AudioEncoderCache:
                 del tower.forward
 
     def _cached_forward(self, tower: torch.nn.Module, original: Any) -> Any:
-        store = self._stores[id(tower)]
         dtype = next(tower.parameters()).dtype
 
         def forward(input_features: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -113,6 +175,7 @@ class AudioEncoderCache:
                 return original(input_features, *args, **kwargs)
             if any(p.requires_grad for p in tower.parameters()) and torch.is_grad_enabled():
                 raise RuntimeError("AudioEncoderCache used on an audio tower that trains")
+            store = self._stores[id(tower)]  # looked up per call: refresh() may regroup
             if kwargs.get("feature_lens") is not None:
                 return self._omni(tower, original, store, dtype, input_features, **kwargs)
             return self._qwen2_audio(original, store, dtype, input_features, **kwargs)

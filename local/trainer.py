@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,7 +46,13 @@ import torch
 from trl import GRPOTrainer
 
 from local.audio import AudioError
-from local.audio_cache import AudioEncoderCache, encoder_is_frozen, find_audio_tower
+from local.audio_cache import (
+    AudioEncoderCache,
+    encoder_is_frozen,
+    find_audio_tower,
+    freeze_audio_tower,
+    tuner_layers,
+)
 from local.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
 from local.models import ModelFamily
 from local.prompts import clean_messages
@@ -62,6 +69,28 @@ def placeholder_token_ids(tokenizer: Any) -> list[int]:
     ids = tokenizer.convert_tokens_to_ids(list(PLACEHOLDER_TOKENS))
     unknown = tokenizer.unk_token_id
     return sorted({i for i in ids if i is not None and i != unknown})
+
+
+_AUDIO_TOWER_MODULES = r"(?:.*\.)?audio_tower(?:\..*)?"
+
+
+def exclude_audio_tower(peft_config: Any) -> None:
+    """Keep a PEFT config's adapters out of the audio tower (`exclude_modules`, kept as given).
+
+    Freezing adapters inside the encoder would not hold: PEFT sets `requires_grad` again on the
+    active adapter whenever adapters are switched back on (TRL does it around every reference
+    pass; peft/tuners/tuners_utils.py, BaseTunerLayer.enable_adapters -> set_adapter).
+    """
+    if not hasattr(peft_config, "exclude_modules"):
+        raise ValueError(f"freeze_audio_encoder: {type(peft_config).__name__} has no "
+                         "exclude_modules, so its adapters cannot be kept out of the encoder.")
+    given = peft_config.exclude_modules
+    patterns = [_AUDIO_TOWER_MODULES]
+    if isinstance(given, str):
+        patterns.append(given)
+    elif given:  # PEFT's list form: a module name, or the last part(s) of one
+        patterns += [rf"(?:.*\.)?{re.escape(name)}" for name in given]
+    peft_config.exclude_modules = "|".join(f"(?:{p})" for p in patterns)
 
 
 class _AudioRowFeeder:
@@ -101,6 +130,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         max_audio_duration_in_seconds: float | None = None,
         forward_audio_in_loss: bool = True,
         cache_audio_embeddings: bool | None = None,
+        freeze_audio_encoder: bool = False,
         **kwargs: Any,
     ) -> None:
         self.family = family
@@ -116,6 +146,8 @@ class AudioGRPOTrainer(GRPOTrainer):
         if grpo_args is not None and getattr(grpo_args, "use_vllm", False):
             raise NotImplementedError("use_vllm: vLLM rollouts would not receive the audio here; "
                                       "train with HF generation (use_vllm false).")
+        if freeze_audio_encoder and kwargs.get("peft_config") is not None:
+            exclude_audio_tower(kwargs["peft_config"])
         stop_ids = stop_token_ids(processor.tokenizer)
         # TRL ends a completion at every eos id of `model.generation_config` plus the tokenizer's
         # eos (trl/trainer/grpo_trainer.py, GRPOTrainer.__init__: "Every eos id the model
@@ -142,7 +174,18 @@ class AudioGRPOTrainer(GRPOTrainer):
         if not set(stop_ids) <= set(self.eos_token_ids):
             raise RuntimeError(f"rollouts would not stop at {STOP_TOKENS} (TRL's eos ids: "
                                f"{self.eos_token_ids}); pass the model as a loaded object.")
+        if freeze_audio_encoder:  # the model as trained, after TRL/PEFT wrapped it
+            self._freeze_audio_encoder()
         self._audio_cache = self._build_audio_cache(cache_audio_embeddings)
+
+    def _freeze_audio_encoder(self) -> None:
+        tower = find_audio_tower(self.model)
+        if tuner_layers(tower):
+            raise ValueError("freeze_audio_encoder: the audio encoder holds PEFT adapters, which "
+                             "PEFT makes trainable again whenever adapters are switched on; pass "
+                             "peft_config to the trainer (the encoder is then excluded) or "
+                             "exclude audio_tower from the adapter's modules.")
+        logger.info("audio encoder frozen: %d parameters", freeze_audio_tower(self.model))
 
     def _build_audio_cache(self, wanted: bool | None) -> AudioEncoderCache | None:
         """An encoder-output cache when the encoder is frozen (None = decide from requires_grad)."""
@@ -152,11 +195,17 @@ class AudioGRPOTrainer(GRPOTrainer):
             raise ValueError("cache_audio_embeddings=True needs a frozen audio encoder "
                              "(freeze_audio_encoder: true); its output changes as it trains")
         if not (frozen if wanted is None else wanted):
+            logger.info("frozen-encoder cache: off (%s)", "the audio encoder trains" if not frozen
+                        else "cache_audio_embeddings false")
             return None
         towers = [find_audio_tower(policy)]
         if self.ref_model is not None:
             towers.append(find_audio_tower(self.accelerator.unwrap_model(self.ref_model)))
-        return AudioEncoderCache(towers)
+        cache = AudioEncoderCache(towers)
+        logger.info("frozen-encoder cache: on (one encoder pass per distinct clip per rollout; "
+                    "reference tower %s)", "shares the store" if cache.shared else
+                    "has its own store" if len(towers) > 1 else "is the policy's (PEFT)")
+        return cache
 
     @property
     def audio_cache_stats(self) -> dict[str, int]:
@@ -248,3 +297,21 @@ class AudioGRPOTrainer(GRPOTrainer):
         model = self.accelerator.unwrap_model(self.model)
         dtype = getattr(model, "dtype", None)
         return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
+
+    # -- resume -----------------------------------------------------------------------------
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Resume with every weight of the checkpoint, or fail naming what does not match.
+
+        transformers 5.24 `Trainer._load_from_checkpoint` (trainer.py, line 3703) loads
+        model.safetensors with a raw `load_state_dict(strict=False)`: the hub layout that
+        save_pretrained writes matches none of the loaded model's names, and the run went on
+        from its initial weights with a warning. PEFT adapters and FSDP keep the Trainer's way.
+        """
+        from local.checkpoints import load_full_weights, restores_full_weights
+
+        target = self.model if model is None else model
+        if self.is_fsdp_enabled or not restores_full_weights(target, resume_from_checkpoint):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        count = load_full_weights(target, resume_from_checkpoint)
+        logger.info("resumed the weights of %s: %d tensors", resume_from_checkpoint, count)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from local.audio_cache import find_audio_tower
+from local.audio_cache import AudioEncoderCache, find_audio_tower
 from local.collate import AUDIO_KEYS
 from local.models import load_model_and_processor
 from local.trainer import AudioGRPOTrainer
@@ -30,13 +30,11 @@ TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 def frozen_trainer(family: str, out: Path, *, freeze: bool = True,
                    cache: bool | None = None) -> AudioGRPOTrainer:
     loaded = load_model_and_processor(str(tiny_checkpoint(family)), dtype="float32")
-    for name, parameter in loaded.model.named_parameters():
-        if freeze and "audio_tower." in name:  # what train.py does for freeze_audio_encoder
-            parameter.requires_grad_(False)
     return AudioGRPOTrainer(
         model=loaded.model, processing_class=loaded.processor, family=loaded.family,
         reward_funcs=[vowel_reward], args=small_config(out, beta=0.04, num_generations=G),
-        train_dataset=synthetic_rows(2), cache_audio_embeddings=cache)
+        train_dataset=synthetic_rows(2), cache_audio_embeddings=cache,
+        freeze_audio_encoder=freeze)
 
 
 class ConvCounter:
@@ -120,3 +118,54 @@ def test_trained_encoder_is_never_cached(tmp_path) -> None:
 def test_cache_can_be_turned_off_for_a_frozen_encoder(tmp_path) -> None:
     trainer = frozen_trainer("qwen2_audio", tmp_path, cache=False)
     assert trainer._audio_cache is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_weights_loaded_after_construction_unshare_the_reference_store(tmp_path,
+                                                                       family: str) -> None:
+    """A resume loads the policy's weights after the trainer is built: if its encoder then
+    differs from the reference's, the next rollout's reference log-probs use the reference's own
+    encoder output (equal to the uncached path), not the policy's cached one."""
+    trainer = frozen_trainer(family, tmp_path)
+    assert trainer._audio_cache.shared
+    tower = find_audio_tower(trainer.model)
+    torch.manual_seed(0)
+    loaded = {k: v + 0.1 * torch.randn_like(v) for k, v in tower.named_parameters()}
+    tower.load_state_dict(loaded, strict=False)  # what a checkpoint load does: copy_ in place
+    trainer.model.train()
+    rows = [trainer.train_dataset[i // G] for i in range(2 * G)]
+    out = trainer._generate_and_score_completions(rows)
+    assert not trainer._audio_cache.shared
+    trainer._audio_cache = None
+    mask = out["completion_mask"].bool()
+    torch.testing.assert_close(out["ref_per_token_logps"][mask], _ref_logps(trainer, out)[mask],
+                               **TOLERANCE)
+
+
+def test_sharing_is_rechecked_only_when_weights_change() -> None:
+    towers = [torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)]
+    towers[1].load_state_dict(towers[0].state_dict())
+    cache = AudioEncoderCache(towers)
+    assert cache.shared and not cache.refresh()  # nothing written: no weight comparison
+    with torch.no_grad():
+        towers[1].weight.add_(1.0)
+    assert cache.refresh() and not cache.shared
+    with torch.no_grad():
+        towers[1].weight.copy_(towers[0].weight)
+    cache.clear()  # each rollout
+    assert cache.shared
+
+
+def test_ranks_agree_on_sharing() -> None:
+    """Every rank takes the same path (ZeRO-3 gathers in the encoder's forward need all ranks):
+    a tower pair counts as shared only if it is equal on every rank."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from tests.cache_workers import agreement_worker
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(agreement_worker, args=(port,), nprocs=2, join=True)  # raises if a rank disagrees
