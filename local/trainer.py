@@ -315,3 +315,21 @@ class AudioGRPOTrainer(GRPOTrainer):
             return
         count = load_full_weights(target, resume_from_checkpoint)
         logger.info("resumed the weights of %s: %d tensors", resume_from_checkpoint, count)
+
+    # -- resume -----------------------------------------------------------------------------
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Resume with every weight of the checkpoint, or fail naming what does not match.
+
+        transformers 5.24 `Trainer._load_from_checkpoint` (trainer.py, line 3703) loads
+        model.safetensors with a raw `load_state_dict(strict=False)`: the hub layout that
+        save_pretrained writes matches none of the loaded model's names, and the run went on
+        from its initial weights with a warning. PEFT adapters and FSDP keep the Trainer's way.
+        """
+        from local.checkpoints import load_full_weights, restores_full_weights
+
+        target = self.model if model is None else model
+        if self.is_fsdp_enabled or not restores_full_weights(target, resume_from_checkpoint):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        count = load_full_weights(target, resume_from_checkpoint)
+        logger.info("resumed the weights of %s: %d tensors", resume_from_checkpoint, count)

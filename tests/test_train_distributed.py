@@ -1,4 +1,5 @@
-"""train.py under torchrun: 2 CPU processes (gloo) with DeepSpeed ZeRO-1 and ZeRO-3, and resume.
+"""train.py under torchrun: 2 CPU processes (gloo) with DeepSpeed ZeRO-1 and ZeRO-3, and resume
+(bit-identical to the uninterrupted run; the single-process case is tests/test_train_resume.py).
 
 Slow (a minute per run): each run starts two Python processes that load torch, DeepSpeed and a
 tiny model. They go through `bash run.sh --stage train`, the launch the README documents.
@@ -22,6 +23,7 @@ from local.checkpoints import complete_checkpoints
 from local.demo_data import write_demo_data
 from local.models import load_model_and_processor
 from tests.helpers import CACHE, REPO, tiny_checkpoint
+from tests.test_train_resume import assert_same_run, cut_after, train_argv
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -60,23 +62,45 @@ def _env() -> dict[str, str]:
             "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.parametrize("deepspeed,port", [("conf/ds_zero1.json", 29631),
-                                            ("conf/ds_zero3.json", 29632)],
-                         ids=["zero1", "zero3"])
-def test_two_process_run_saves_a_loadable_checkpoint(tmp_path, deepspeed: str, port: int):
-    out = tmp_path / "run"
-    result = subprocess.run(_launch(out, deepspeed, 2, port), cwd=REPO, env=_env(),
+def _launch_entry(out: Path, family: str, deepspeed: str, port: int) -> list[str]:
+    """train.py on 2 CPU processes (gloo) with the tests' reward that moves the weights: torchrun
+    directly, as run.sh's stage train does (the run.sh launch itself is the kill test's)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            "--master_port", str(port), "tests/train_entry.py", *train_argv(family, out),
+            "--deepspeed", deepspeed, "--ddp_backend", "gloo"]
+
+
+# Each family once, each ZeRO stage once (a run pair costs about a minute).
+@pytest.mark.parametrize("family,deepspeed,port,processor", [
+    ("qwen2_audio", "conf/ds_zero1.json", 29631, "Qwen2AudioProcessor"),
+    ("qwen2_5_omni", "conf/ds_zero3.json", 29636, "Qwen2_5OmniProcessor")],
+    ids=["qwen2_audio-zero1", "qwen2_5_omni-zero3"])
+def test_two_process_run_saves_loadable_checkpoints_and_resumes_bit_identical(
+        tmp_path, family: str, deepspeed: str, port: int, processor: str):
+    """A 2-process run and the same run cut after checkpoint-1 and resumed: same final weights
+    and logs. DeepSpeed resumes from its own `global_stepN` states, strictly (transformers 5.24
+    trainer.py: deepspeed_load_checkpoint(..., load_module_strict=not _is_peft_model(model)))."""
+    full = tmp_path / "full"
+    result = subprocess.run(_launch_entry(full, family, deepspeed, port), cwd=REPO, env=_env(),
                             capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [p.name for p in complete_checkpoints(out, resumable=True)] == ["checkpoint-2"]
-    assert (out / "resolved_config.yaml").exists() and (out / "command.txt").exists()
-    loaded = load_model_and_processor(str(out / "checkpoint-2"), dtype="float32")
-    initial = load_model_and_processor(str(tiny_checkpoint("qwen2_5_omni")), dtype="float32")
+    assert [p.name for p in complete_checkpoints(full, resumable=True)] == [
+        "checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert (full / "resolved_config.yaml").exists() and (full / "command.txt").exists()
+    loaded = load_model_and_processor(str(full / "checkpoint-3"), dtype="float32")
+    initial = load_model_and_processor(str(tiny_checkpoint(family)), dtype="float32")
     saved, start = loaded.model.state_dict(), initial.model.state_dict()
     assert saved.keys() == start.keys()
     for key, value in saved.items():  # full tensors came back (ZeRO-3 gathers them on save)
         assert value.shape == start[key].shape and torch.isfinite(value).all(), key
-    assert type(loaded.processor).__name__ == "Qwen2_5OmniProcessor"
+    assert type(loaded.processor).__name__ == processor
+
+    cut = cut_after(full, 1, tmp_path / "cut")
+    result = subprocess.run(_launch_entry(cut, family, deepspeed, port + 10), cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=540)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {cut / 'checkpoint-1'}" in result.stderr
+    assert_same_run(full, cut, 3)
 
 
 def test_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path):
