@@ -32,7 +32,7 @@ from local.models import LoadedModel, load_model_and_processor
 from local.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train_config import AudioGRPOConfig, parse_args
 from local.train_data import build_train_dataset
-from local.trainer import AudioGRPOTrainer
+from local.trainer import AudioGRPOTrainer, UnusableClipError
 
 logger = logging.getLogger("train")
 
@@ -56,6 +56,7 @@ def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: Load
         processing_class=loaded.processor,
         family=loaded.family,
         max_audio_duration_in_seconds=config.max_audio_duration_in_seconds,
+        bad_records=config.bad_records,
         freeze_audio_encoder=config.freeze_audio_encoder,
         reward_funcs=resolve_rewards(config),
         args=config,
@@ -109,7 +110,10 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info("training rows: %s", report.summary())
 
     trainer = build_trainer(config, model_args, loaded, dataset)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except UnusableClipError as error:  # every rank stops here together: one line, no traceback
+        raise SystemExit(f"train.py: {error}") from None
     final = run_dir / f"checkpoint-{trainer.state.global_step}"
     if not final.exists():
         trainer.save_model(str(final))  # model + processor of the last step (for evaluation)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 from trl import GRPOTrainer
 
-from local.audio import AudioError
+from local.audio import AudioError, DecodedAudio
 from local.audio_cache import (
     AudioEncoderCache,
     encoder_is_frozen,
@@ -56,10 +57,13 @@ from local.audio_cache import (
 from local.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
 from local.models import ModelFamily
 from local.prompts import clean_messages
+from local.records import RecordError
+from local.rollout_clips import audio_key, audio_source, replacement_indices, row_name
 from local.special_tokens import STOP_TOKENS, stop_token_ids
 
 logger = logging.getLogger(__name__)
 
+BAD_RECORD_POLICIES = ("skip", "raise")
 PLACEHOLDER_TOKENS = ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>", "<|audio_bos|>", "<|audio_eos|>",
                       "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>")
 
@@ -93,6 +97,18 @@ def exclude_audio_tower(peft_config: Any) -> None:
     peft_config.exclude_modules = "|".join(f"(?:{p})" for p in patterns)
 
 
+def _check_audio_processor(processor: Any) -> None:
+    """A clear error for a processing class that cannot turn clips into audio features."""
+    missing = [a for a in ("tokenizer", "feature_extractor", "audio_token")
+               if not hasattr(processor, a)]
+    if missing:
+        raise TypeError(
+            "AudioGRPOTrainer needs the model's audio processor (AutoProcessor.from_pretrained "
+            "of a Qwen2-Audio / Qwen2.5-Omni checkpoint: tokenizer, feature_extractor and "
+            f"audio_token); got {type(processor).__name__}, which has no {', '.join(missing)}. "
+            "A tokenizer alone cannot turn the training clips into audio features.")
+
+
 class _AudioRowFeeder:
     """Calls `model` with the audio rows that belong to each chunk TRL forwards, in order.
 
@@ -120,6 +136,10 @@ class _AudioRowFeeder:
             raise RuntimeError(f"log-prob pass fed {self.cursor} audio rows for a batch of {total}")
 
 
+class UnusableClipError(RecordError):
+    """A training clip that fails at rollout time with bad_records: raise (train.py exits)."""
+
+
 class AudioGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose rollouts and every log-prob pass carry each row's own audio."""
 
@@ -128,21 +148,33 @@ class AudioGRPOTrainer(GRPOTrainer):
         *args: Any,
         family: ModelFamily,
         max_audio_duration_in_seconds: float | None = None,
+        bad_records: str | None = None,
         forward_audio_in_loss: bool = True,
         cache_audio_embeddings: bool | None = None,
         freeze_audio_encoder: bool = False,
         **kwargs: Any,
     ) -> None:
+        grpo_args = kwargs.get("args")
         self.family = family
-        self.max_audio_duration_in_seconds = max_audio_duration_in_seconds
+        # None: the value of AudioGRPOConfig (`args`), where it is one.
+        self.max_audio_duration_in_seconds = (
+            getattr(grpo_args, "max_audio_duration_in_seconds", None)
+            if max_audio_duration_in_seconds is None else max_audio_duration_in_seconds)
+        self.bad_records = bad_records or getattr(grpo_args, "bad_records", "raise")
+        if self.bad_records not in BAD_RECORD_POLICIES:
+            raise ValueError(f"bad_records must be one of {BAD_RECORD_POLICIES}, got "
+                             f"{self.bad_records!r}")
         self.forward_audio_in_loss = forward_audio_in_loss
         self._rollout_batch: dict[str, torch.Tensor] | None = None
         self._logp_audio: dict[str, torch.Tensor] | None = None
-        self.audio_stats = {"clips": 0, "truncated": 0}
+        self.audio_stats: Counter[str] = Counter()  # over the run: clips, truncated, replaced, ...
+        self._rollout_audio: Counter[str] = Counter()  # the current rollout's counts
+        self._truncation_warned: set[str] = set()
+        self._bad_clips: dict[str, str] = {}  # clip key -> why it cannot be used
 
         model = kwargs.get("model", args[0] if args else None)
         processor = kwargs["processing_class"]
-        grpo_args = kwargs.get("args")
+        _check_audio_processor(processor)
         if grpo_args is not None and getattr(grpo_args, "use_vllm", False):
             raise NotImplementedError("use_vllm: vLLM rollouts would not receive the audio here; "
                                       "train with HF generation (use_vllm false).")
@@ -218,31 +250,113 @@ class AudioGRPOTrainer(GRPOTrainer):
 
     # -- rollouts ---------------------------------------------------------------------------
     def _decode_rows(self, inputs: list[dict[str, Any]]) -> list[np.ndarray]:
-        """Each row's clip, decoded once per distinct row id (G rows share one prompt)."""
-        cache: dict[str, np.ndarray] = {}
+        """Each row's clip, decoded once per distinct clip (G rows share one prompt); clips are
+        told apart by their audio, not the row id. AudioError names a row whose clip fails."""
+        decoded: dict[str, np.ndarray] = {}
+        truncated = 0
         clips = []
         for row in inputs:
-            key = str(row.get("id"))
-            if key not in cache:
-                source = next((row[k] for k in ("audio_array", "audio_bytes", "audio_path")
-                               if row.get(k) is not None), None)
-                if source is None:
-                    raise AudioError(f"{key}: the training row carries no audio; the dataset "
-                                     "builder should have skipped it (see local/train_data.py).")
-                if isinstance(source, list):
-                    source = np.asarray(source, dtype=np.float32)
-                clip = load_clip(source, family=self.family, sampling_rate=row.get("sampling_rate"),
-                                 max_duration_s=self.max_audio_duration_in_seconds, name=key)
-                self.audio_stats["clips"] += 1
-                self.audio_stats["truncated"] += int(clip.truncated)
-                cache[key] = clip.array
-            clips.append(cache[key])
+            key = audio_key(row)
+            if key not in decoded:
+                clip = load_clip(audio_source(row), family=self.family,
+                                 sampling_rate=row.get("sampling_rate"),
+                                 max_duration_s=self.max_audio_duration_in_seconds,
+                                 name=row_name(row))
+                if clip.truncated:
+                    truncated += 1
+                    self._warn_truncated(key, row, clip)
+                decoded[key] = clip.array
+            clips.append(decoded[key])
+        self._rollout_audio.update(clips=len(decoded), truncated=truncated)  # counted on success
         return clips
 
+    def _warn_truncated(self, key: str, row: dict[str, Any], clip: DecodedAudio) -> None:
+        if key not in self._truncation_warned:
+            self._truncation_warned.add(key)
+            logger.warning("%s: %.1f s clip cut to its first %.1f s (the model's audio window or "
+                           "max_audio_duration_in_seconds); warned once per clip.", row_name(row),
+                           clip.original_duration_s, clip.duration_s)
+
+    def _rollout_rows(self, inputs: list[dict[str, Any]]
+                      ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+        """The rollout's rows and clips after the bad_records policy: rows whose clip cannot be
+        used are replaced (skip) or stop every rank together (raise)."""
+        try:
+            clips, error = self._decode_rows(inputs), None
+        except AudioError as err:
+            clips, error = [], err
+        if self.bad_records == "raise":
+            self._stop_if_any_rank_failed(error)
+            return inputs, clips
+        return (inputs, clips) if error is None else self._replace_unusable(inputs)
+
+    def _stop_if_any_rank_failed(self, error: AudioError | None) -> None:
+        """Raise UnusableClipError on every rank if any rank's rollout has an unusable clip (a
+        lone rank stopping would leave the others waiting in a collective)."""
+        flag = torch.tensor([int(error is not None)], device=self.accelerator.device)
+        if not int(self.accelerator.reduce(flag, reduction="sum").item()):
+            return
+        if error is None:
+            raise UnusableClipError("another rank's rollout has a clip that cannot be used (its "
+                                    "message names it); stopping with it (bad_records: raise).")
+        raise UnusableClipError(f"{error} Training stops (bad_records: raise); set bad_records: "
+                                "skip to replace such rows at rollout time.") from error
+
+    def _replace_unusable(self, inputs: list[dict[str, Any]]
+                          ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+        """Every row whose clip cannot be used, replaced by the same other training row."""
+        chosen: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+        rows, clips = [], []
+        for row in inputs:
+            key = audio_key(row)
+            if key not in chosen:
+                chosen[key] = self._usable_row(row, key)
+            used, clip = chosen[key]
+            self._rollout_audio["replaced_rows"] += used is not row
+            rows.append(used)
+            clips.append(clip)
+        return rows, clips
+
+    def _usable_row(self, row: dict[str, Any], key: str) -> tuple[dict[str, Any], np.ndarray]:
+        clip = self._try_decode(row, key)
+        if clip is not None:
+            return row, clip
+        dataset = self.train_dataset
+        for index in replacement_indices(key, len(dataset)):
+            candidate = dataset[index]
+            clip = self._try_decode(candidate, audio_key(candidate))
+            if clip is not None:
+                return candidate, clip
+        raise UnusableClipError(f"{row_name(row)}: its clip cannot be used and no training row "
+                                "tried in its place has a usable clip; check the data with "
+                                "`python -m local.validate`.")
+
+    def _try_decode(self, row: dict[str, Any], key: str) -> np.ndarray | None:
+        """The row's clip, or None (warned once per clip, counted) when it cannot be used."""
+        if key in self._bad_clips:
+            return None
+        try:
+            return self._decode_rows([row])[0]
+        except AudioError as err:
+            self._bad_clips[key] = str(err)
+            self.audio_stats["bad_clips"] += 1
+            logger.warning("%s This row is replaced by another training row whenever it is drawn "
+                           "(bad_records: skip).", err)
+            return None
+
+    def _log_rollout_audio(self) -> None:
+        """The rollout's counts as metrics (TRL averages them over the logging interval)."""
+        mode = "train" if self.model.training else "eval"
+        for metric, count in (("truncated_clips", "truncated"), ("replaced_rows", "replaced_rows")):
+            self._metrics[mode][f"audio/{metric}"].append(self._rollout_audio[count])
+        self.audio_stats.update(self._rollout_audio)
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._rollout_audio.clear()
+        inputs, clips = self._rollout_rows(inputs)
         texts = [render_prompt(self.processing_class, clean_messages(row["prompt"]))
                  for row in inputs]
-        batch = encode_batch(self.processing_class, self.family, texts, self._decode_rows(inputs))
+        batch = encode_batch(self.processing_class, self.family, texts, clips)
         device = self.accelerator.device
         self._rollout_batch = {k: v.to(device) for k, v in batch.items()}
         audio = {k: self._rollout_batch[k] for k in AUDIO_KEYS}
@@ -254,8 +368,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         finally:
             self._rollout_batch = None
         output.update(audio)  # row-aligned: TRL shuffles and splits it with the other rows
-        if self.audio_stats["truncated"]:
-            self._metrics["train"]["audio/truncated_clips"].append(self.audio_stats["truncated"])
+        self._log_rollout_audio()
         return output
 
     def _tokenize_prompts(self, prompts: list[Any]) -> tuple[list[list[int]], None, dict]:
@@ -297,24 +410,6 @@ class AudioGRPOTrainer(GRPOTrainer):
         model = self.accelerator.unwrap_model(self.model)
         dtype = getattr(model, "dtype", None)
         return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
-
-    # -- resume -----------------------------------------------------------------------------
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        """Resume with every weight of the checkpoint, or fail naming what does not match.
-
-        transformers 5.24 `Trainer._load_from_checkpoint` (trainer.py, line 3703) loads
-        model.safetensors with a raw `load_state_dict(strict=False)`: the hub layout that
-        save_pretrained writes matches none of the loaded model's names, and the run went on
-        from its initial weights with a warning. PEFT adapters and FSDP keep the Trainer's way.
-        """
-        from local.checkpoints import load_full_weights, restores_full_weights
-
-        target = self.model if model is None else model
-        if self.is_fsdp_enabled or not restores_full_weights(target, resume_from_checkpoint):
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-            return
-        count = load_full_weights(target, resume_from_checkpoint)
-        logger.info("resumed the weights of %s: %d tensors", resume_from_checkpoint, count)
 
     # -- resume -----------------------------------------------------------------------------
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
