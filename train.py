@@ -1,10 +1,10 @@
 """GRPO training of an audio language model on audio question answering.
 
-Reads `conf/grpo.yaml` (the seed's recipe) and command-line overrides, loads the policy by
-`config.model_type`, builds the training rows, and trains with `AudioGRPOTrainer`. The run
-folder (`--output_dir`) gets the resolved config, the command line, `checkpoint-N/` folders
-(processor included) and the completions log; an interrupted run resumes from its last complete
-checkpoint unless `--overwrite_output_dir true`.
+Reads `conf/grpo.yaml` (the settings of the reference recipe, WeST's GRPO example) and
+command-line overrides, loads the policy by `config.model_type`, builds the training rows, and
+trains with `AudioGRPOTrainer`. The run folder (`--output_dir`) gets the resolved config, the
+command line, `checkpoint-N/` folders (processor included) and the completions log; an
+interrupted run resumes from its last complete checkpoint unless `--overwrite_output_dir true`.
 
 Example:
     $ torchrun --nproc_per_node 8 train.py --config conf/grpo.yaml \\
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 import transformers
 from accelerate import PartialState
@@ -29,6 +30,7 @@ from trl import ModelConfig, get_peft_config
 
 from local.checkpoints import last_resumable_checkpoint, policy_source, write_run_record
 from local.models import LoadedModel, load_model_and_processor
+from local.records import RecordError
 from local.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train_config import AudioGRPOConfig, parse_args
 from local.train_data import build_train_dataset
@@ -70,6 +72,27 @@ def _finished(checkpoint: Path, max_steps: int) -> bool:
     return max_steps > 0 and state.get("global_step", 0) >= max_steps
 
 
+def training_rows(config: AudioGRPOConfig, state: PartialState) -> datasets.Dataset:
+    """The training rows, or a one-line exit naming the file when the data cannot be used.
+
+    Every rank reads (rank 0 first) and every rank stops on an error, after the barrier.
+    """
+    error = None
+    with state.main_process_first():
+        try:
+            dataset, report = build_train_dataset(
+                config.train_data, config.train_format, template=config.template,
+                split=config.train_split, audio_dir=config.train_audio_dir,
+                errors=config.bad_records, limit=config.max_train_samples)
+        except (RecordError, OSError) as err:  # the message names the file and what to do
+            error = err
+    if error is not None:
+        raise SystemExit(f"train.py: unusable training data (--train_data, train_format "
+                         f"{config.train_format}): {' '.join(str(error).split())}")
+    logger.info("training rows: %s", report.summary())
+    return dataset
+
+
 def main(argv: list[str] | None = None) -> Path:
     config, model_args = parse_args(argv)
     _ = config.device  # sets up torch.distributed before the model is built
@@ -90,6 +113,7 @@ def main(argv: list[str] | None = None) -> Path:
             logger.info("run already finished at %s; nothing to do (--overwrite_output_dir true "
                         "starts over)", resume)
         return run_dir
+    dataset = training_rows(config, state)  # before the model: bad data costs no model load
     if state.is_main_process:
         write_run_record(run_dir, config, model_args, argv)
         logger.info("run folder %s; %s", run_dir,
@@ -102,12 +126,6 @@ def main(argv: list[str] | None = None) -> Path:
                                       attn_implementation=model_args.attn_implementation,
                                       revision=None if source != model_args.model_name_or_path
                                       else model_args.model_revision)
-    with state.main_process_first():
-        dataset, report = build_train_dataset(
-            config.train_data, config.train_format, template=config.template,
-            split=config.train_split, audio_dir=config.train_audio_dir,
-            errors=config.bad_records, limit=config.max_train_samples)
-    logger.info("training rows: %s", report.summary())
 
     trainer = build_trainer(config, model_args, loaded, dataset)
     try:

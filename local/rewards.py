@@ -4,7 +4,8 @@ Contract (TRL `GRPOTrainer`): ``fn(completions, **kwargs) -> list[float]``; `com
 strings or conversational lists (``[{"role": "assistant", "content": "..."}]``) and every dataset
 column (`answer`, `choices`, ...) arrives as a keyword list aligned with them.
 
-Seed semantics by default (DESIGN.md's seed table); `*_robust` variants are selectable by name:
+The semantics of the reference recipe (WeST's GRPO example) by default; `*_robust` variants are
+selectable by name:
   * accuracy          first ``<answer>`` (no DOTALL) else whole text == option text, exactly.
   * accuracy_robust   every non-empty ``<answer>`` block (DOTALL), else the whole text, must
                       match robustly (`match_robust`: case/space/punctuation, option letters);
@@ -99,7 +100,7 @@ def _per_answer(name: str, judge: Callable[[str, str, list[str] | None], bool], 
     return _named(name, reward, doc)
 
 
-def _accuracy_seed(text: str, answer: str, choices: list[str] | None) -> bool:
+def _accuracy_reference(text: str, answer: str, choices: list[str] | None) -> bool:
     return match_exact(extract_answer(text, "train"), answer)
 
 
@@ -139,9 +140,9 @@ def _nonempty_pair(tag: str) -> Callable[[str], bool]:
 
 REWARDS: dict[str, RewardFn] = {
     "accuracy": _per_answer(
-        "accuracy", _accuracy_seed, needs_choices=False,
+        "accuracy", _accuracy_reference, needs_choices=False,
         doc="1.0 iff the first <answer> (no DOTALL), else the whole text, equals the option "
-            "text exactly (seed)."),
+            "text exactly (reference recipe)."),
     "accuracy_robust": _per_answer(
         "accuracy_robust", _accuracy_robust, needs_choices=True,
         doc="1.0 iff every non-empty <answer> block (else the whole text) matches robustly."),
@@ -150,16 +151,17 @@ REWARDS: dict[str, RewardFn] = {
         doc="1.0 iff the whole completion is correct under the MMAU official token rule."),
     "format": _per_text(
         "format", lambda t: _ANSWER_BLOCK.fullmatch(t) is not None,
-        doc="1.0 iff the whole completion fullmatches <answer>.*?</answer> (DOTALL, seed)."),
+        doc="1.0 iff the whole completion fullmatches <answer>.*?</answer> (DOTALL, reference "
+            "recipe)."),
     "format_robust": _per_text(
         "format_robust", _format_robust,
         doc="1.0 iff the stripped completion is exactly one non-empty <answer> block."),
     "format_answer": _per_text(
         "format_answer", lambda t: len(_ANSWER_BLOCK.findall(t)) == 1,
-        doc="1.0 iff there is exactly one <answer>.*?</answer> (DOTALL, seed)."),
+        doc="1.0 iff there is exactly one <answer>.*?</answer> (DOTALL, reference recipe)."),
     "format_think": _per_text(
         "format_think", lambda t: len(_THINK_BLOCK.findall(t)) == 1,
-        doc="1.0 iff there is exactly one <think>.*?</think> (DOTALL, seed)."),
+        doc="1.0 iff there is exactly one <think>.*?</think> (DOTALL, reference recipe)."),
     "format_answer_robust": _per_text(
         "format_answer_robust", _nonempty_pair("answer"),
         doc="1.0 iff exactly one <answer> and one </answer>, in order, content non-empty."),
@@ -176,7 +178,8 @@ _DEFAULTS: dict[str, tuple[list[str], list[float]]] = {
 
 
 def default_rewards(template: str, robust: bool = False) -> tuple[list[str], list[float]]:
-    """Reward names and weights the seed used for `template`; `robust` picks `*_robust` variants.
+    """Reward names and weights the reference recipe uses for `template`; `robust` picks the
+    `*_robust` variants.
 
     >>> default_rewards("think", robust=True)
     (['accuracy_robust', 'format_answer_robust', 'format_think_robust'], [0.8, 0.1, 0.1])

@@ -1,10 +1,12 @@
-"""Training configuration: TRL's `GRPOConfig` with the seed's defaults, plus the recipe's options.
+"""Training configuration: TRL's `GRPOConfig` with the reference recipe's defaults, plus options.
 
-The defaults below are the seed recipe's (see DESIGN.md), so a run gets them with or without
-`conf/grpo.yaml`; every TRL knob (loss_type, scale_rewards, epsilon, num_iterations,
-reward_weights, ...) stays settable from the YAML or the command line. LoRA options come from
-TRL's `ModelConfig` (`--use_peft --lora_r 64 ...`). bf16 is on by default (TRL's default, as the
-seed); on a machine without a GPU pass `--use_cpu true --bf16 false` (conf/demo.yaml does).
+The defaults below are those of the reference recipe (WeST's GRPO example), so a run gets them
+with or without `conf/grpo.yaml`; every TRL knob (loss_type, scale_rewards, epsilon,
+num_iterations, reward_weights, ...) stays settable from the YAML or the command line. LoRA
+options come from TRL's `ModelConfig` (`--use_peft --lora_r 64 ...`). bf16 is on by default (TRL's
+default, as the reference recipe); on a machine without a GPU pass `--use_cpu true --bf16 false`
+(conf/demo.yaml does). README's "Differences from the reference recipe" lists where the recipe
+and TRL's defaults part.
 
 Example:
     >>> from local.train_config import parse_args
@@ -22,9 +24,9 @@ from trl import GRPOConfig, ModelConfig, TrlParser
 
 @dataclass
 class AudioGRPOConfig(GRPOConfig):
-    """GRPOConfig with the seed's defaults and the recipe's audio/data options."""
+    """GRPOConfig with the reference recipe's defaults and the audio/data options."""
 
-    # --- the seed's optimisation and sampling (TRL's own defaults differ) --------------------
+    # --- the reference recipe's optimisation and sampling (TRL's own defaults differ) --------
     learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate."})
     beta: float = field(default=0.04, metadata={"help": "KL coefficient (k3 estimator)."})
     # TRL 1.16 defaults this to True: the k3 term is multiplied by the importance ratio, which
@@ -34,7 +36,8 @@ class AudioGRPOConfig(GRPOConfig):
         "help": "Multiply the k3 KL term by the importance ratio (TRL's default; off: the "
                 "reference recipe's -(A*ratio - beta*k3))."})
     loss_type: str = field(default="grpo", metadata={
-        "help": "TRL loss: grpo (the seed: per-sequence token mean), dapo, dr_grpo, bnpo, ..."})
+        "help": "TRL loss: grpo (reference recipe: per-sequence token mean), dapo, dr_grpo, "
+                "bnpo, ..."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
     top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 = off)."})
@@ -75,13 +78,14 @@ class AudioGRPOConfig(GRPOConfig):
     template: str = field(default="default", metadata={
         "help": "Prompt template: default | think | new."})
     reward_funcs: list[str] | None = field(default=None, metadata={
-        "help": "Reward names from local.rewards.REWARDS; default: the template's (seed)."})
+        "help": "Reward names from local.rewards.REWARDS; default: the template's. Weights "
+                "(reward_weights unset) follow the names: the template's, else 1.0."})
     robust_rewards: bool = field(default=False, metadata={
         "help": "Use the robust reward variants (case/space-insensitive, letters accepted)."})
     max_audio_duration_in_seconds: float | None = field(default=None, metadata={
         "help": "Cut longer clips (counted); default: the model's window (30 s / 300 s)."})
     freeze_audio_encoder: bool = field(default=False, metadata={
-        "help": "Keep the audio encoder fixed (the seed trains it)."})
+        "help": "Keep the audio encoder fixed (the reference recipe trains it)."})
     bad_records: str = field(default="skip", metadata={
         "help": "skip: drop malformed records with a warning and a count; raise: stop."})
     overwrite_output_dir: bool = field(default=False, metadata={

@@ -5,26 +5,35 @@ prompts and generate with the features, then compute the policy, old-policy and 
 log-probs **without** them: the loss trains a text-only model and nothing errors. This subclass
 overrides four TRL internals, each as thin as possible:
 
-- `_generate_and_score_completions`: decode each row's clip (`local.audio`), build the batch
-  once (`local.collate`: Omni padded to the longest clip), keep it for the passes below, and
-  return `input_features` / `feature_attention_mask` row-aligned in the rollout batch, which TRL
-  shuffles and splits together with the other per-row tensors.
+- `_generate_and_score_completions`: decode each distinct clip once (`local.audio`; clips are
+  keyed by the row's audio, not its id), build the batch once (`local.collate`: Omni padded to
+  the longest clip), keep it for the passes below, and return `input_features` /
+  `feature_attention_mask` row-aligned in the rollout batch, which TRL shuffles and splits
+  together with the other per-row tensors.
 - `_tokenize_prompts`: hand TRL that batch's prompt ids and audio features (instead of letting
   the processor fetch audio by itself), so generation sees the audio.
 - `_compute_loss`: make the loss's policy forward see its rows' audio.
 - `_get_per_token_logps_and_entropies`: feed each forward chunk exactly its own rows' features
   (policy, old policy, reference) and check that every row was fed once.
 
-With a frozen audio encoder (`freeze_audio_encoder: true`; detected from `requires_grad`, or forced
-with `cache_audio_embeddings`), `_generate_and_score_completions` and `_compute_loss` also attach a
+Clips at rollout time: a clip longer than the window is cut, with one warning per clip naming
+it; a clip that cannot be used (undecodable, NaN/inf samples) is replaced, in all its G rows, by
+the same other training row with a warning (`bad_records: skip`), or stops every rank with one
+`UnusableClipError` (`bad_records: raise`; train.py exits with its message). The rollout's counts
+are logged as `audio/truncated_clips` and `audio/replaced_rows`.
+
+`freeze_audio_encoder=True` freezes the encoder after TRL/PEFT wrapped the model, and keeps LoRA
+adapters out of it (PEFT would make them trainable again). With a frozen encoder (or forced with
+`cache_audio_embeddings`), `_generate_and_score_completions` and `_compute_loss` also attach a
 `local.audio_cache.AudioEncoderCache`: each distinct clip of a rollout goes through the encoder
 once, and its output serves all G completions, generation and every log-prob pass (the reference
-model's tower shares the store when its weights equal the policy's). The cache is emptied at each
-rollout; `audio_cache_stats` counts encoded clips and reused rows.
+model's tower shares the store while its weights equal the policy's, re-checked at each rollout).
+The cache is emptied at each rollout; `audio_cache_stats` counts encoded clips and reused rows.
 
-Placeholder tokens (`<|AUDIO|>`, `<|IMAGE|>`, ...) are suppressed in generation: a sampled one would
-crash the next forward. `forward_audio_in_loss=False` reproduces stock TRL (audio at generation
-only) so tests can show the difference.
+Generation stops at both `local.special_tokens.STOP_TOKENS` (as evaluation), whatever the
+checkpoint's generation_config says. Placeholder tokens (`<|AUDIO|>`, `<|IMAGE|>`, ...) are
+suppressed: a sampled one would crash the next forward. `forward_audio_in_loss=False` reproduces
+stock TRL (audio at generation only) so tests can show the difference.
 
 Example:
     >>> trainer = AudioGRPOTrainer(model=loaded.model, processing_class=loaded.processor,

@@ -1,4 +1,4 @@
-"""Reward values (seed semantics and robust variants) and TRL's reward-function contract."""
+"""Reward values (the reference recipe's semantics, robust variants) and TRL's reward contract."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ DUPES = ["zero", "zero", "seven", "one"]
 
 # (reward, completion, answer, choices, expected); the id says why.
 CASES = [
-    # --- accuracy: seed (first <answer> without DOTALL, else whole text; exact option text) ---
+    # --- accuracy: reference (first <answer> without DOTALL, else whole text; exact option text)
     ("accuracy", "<answer>Woman</answer>", "Woman", VOICES, 1.0, "acc-tag-exact"),
     ("accuracy", "<answer>  Woman </answer>", "Woman", VOICES, 1.0, "acc-spaces-in-tag-stripped"),
     ("accuracy", "<answer>\nWoman\n</answer>", "Woman", VOICES, 0.0,
-     "acc-newlines-in-tag-seed-has-no-dotall"),
+     "acc-newlines-in-tag-reference-has-no-dotall"),
     ("accuracy", "Woman", "Woman", VOICES, 1.0, "acc-no-tag-whole-text"),
     ("accuracy", " Woman\n", "Woman", VOICES, 1.0, "acc-no-tag-whole-text-stripped"),
     ("accuracy", "<answer>Man</answer><answer>Woman</answer>", "Woman", VOICES, 0.0,
@@ -29,8 +29,8 @@ CASES = [
     ("accuracy", "<answer>Woman</answer><answer>Man</answer>", "Woman", VOICES, 1.0,
      "acc-several-tags-first-wins-right"),
     ("accuracy", "<answer>Woman", "Woman", VOICES, 0.0, "acc-unclosed-tag"),
-    ("accuracy", "<answer>woman</answer>", "Woman", VOICES, 0.0, "acc-case-change-wrong-in-seed"),
-    ("accuracy", "<answer>B</answer>", "Woman", VOICES, 0.0, "acc-letter-wrong-in-seed"),
+    ("accuracy", "<answer>woman</answer>", "Woman", VOICES, 0.0, "acc-case-wrong-in-reference"),
+    ("accuracy", "<answer>B</answer>", "Woman", VOICES, 0.0, "acc-letter-wrong-in-reference"),
     ("accuracy", "", "Woman", VOICES, 0.0, "acc-empty-output"),
     ("accuracy", "<think>hmm\nok</think>\n<answer>Woman</answer>", "Woman", VOICES, 1.0,
      "acc-think-then-answer"),
@@ -66,7 +66,7 @@ CASES = [
     ("accuracy_mmau", "B", "Woman", VOICES, 0.0, "mmau-bare-letter"),
     ("accuracy_mmau", "", "Woman", VOICES, 0.0, "mmau-empty"),
     ("accuracy_mmau", "zero", "zero", DUPES, 1.0, "mmau-duplicate-choices"),
-    # --- format: seed default (whole completion fullmatches <answer>.*?</answer>, DOTALL) ---
+    # --- format: reference default (whole completion fullmatches <answer>.*?</answer>, DOTALL) ---
     ("format", "<answer>Woman</answer>", "Woman", VOICES, 1.0, "fmt-exact"),
     ("format", "<answer>\nWoman\n</answer>", "Woman", VOICES, 1.0, "fmt-newlines-dotall"),
     ("format", " <answer>Woman</answer>", "Woman", VOICES, 0.0, "fmt-leading-space"),
@@ -74,9 +74,9 @@ CASES = [
     ("format", "<think>x</think><answer>Woman</answer>", "Woman", VOICES, 0.0,
      "fmt-think-before-answer-not-whole"),
     ("format", "<answer>A</answer><answer>B</answer>", "Woman", VOICES, 1.0,
-     "fmt-several-tags-seed-quirk-lazy-match-spans"),
+     "fmt-several-tags-reference-quirk-lazy-match-spans"),
     ("format", "<answer>Woman", "Woman", VOICES, 0.0, "fmt-unclosed"),
-    ("format", "<answer></answer>", "Woman", VOICES, 1.0, "fmt-empty-tag-accepted-by-seed"),
+    ("format", "<answer></answer>", "Woman", VOICES, 1.0, "fmt-empty-tag-accepted-by-reference"),
     ("format", "", "Woman", VOICES, 0.0, "fmt-empty-output"),
     # --- format_robust ---
     ("format_robust", " <answer>Woman</answer>\n", "Woman", VOICES, 1.0,
@@ -87,7 +87,7 @@ CASES = [
     ("format_robust", "<answer>Woman</answer> because", "Woman", VOICES, 0.0,
      "fmtr-text-after-tag"),
     ("format_robust", "", "Woman", VOICES, 0.0, "fmtr-empty-output"),
-    # --- format_answer / format_think: seed think template (exactly one, order free) ---
+    # --- format_answer / format_think: reference think template (exactly one, order free) ---
     ("format_answer", "<think>x</think><answer>Woman</answer>", "Woman", VOICES, 1.0,
      "fa-one-answer"),
     ("format_answer", "<answer>\nB\n</answer>", "Woman", VOICES, 1.0, "fa-newlines-dotall"),
@@ -95,7 +95,7 @@ CASES = [
      "fa-two-answers"),
     ("format_answer", "Woman", "Woman", VOICES, 0.0, "fa-missing"),
     ("format_answer", "<answer>Woman", "Woman", VOICES, 0.0, "fa-unclosed"),
-    ("format_answer", "<answer></answer>", "Woman", VOICES, 1.0, "fa-empty-content-seed-ok"),
+    ("format_answer", "<answer></answer>", "Woman", VOICES, 1.0, "fa-empty-content-reference-ok"),
     ("format_think", "<think>\nx\n</think><answer>B</answer>", "Woman", VOICES, 1.0,
      "ft-one-think-dotall"),
     ("format_think", "<answer>B</answer><think>x</think>", "Woman", VOICES, 1.0,
@@ -176,9 +176,9 @@ def test_registry_names_are_logged_names() -> None:
 @pytest.mark.parametrize(
     ("template", "robust", "names", "weights"),
     [
-        pytest.param("default", False, ["accuracy", "format"], [1.0, 1.0], id="default-seed"),
+        pytest.param("default", False, ["accuracy", "format"], [1.0, 1.0], id="default-reference"),
         pytest.param("think", False, ["accuracy", "format_answer", "format_think"],
-                     [0.8, 0.1, 0.1], id="think-seed"),
+                     [0.8, 0.1, 0.1], id="think-reference"),
         pytest.param("new", False, ["accuracy_mmau"], [1.0], id="new-mmau-accuracy-only"),
         pytest.param("default", True, ["accuracy_robust", "format_robust"], [1.0, 1.0],
                      id="default-robust-variants"),

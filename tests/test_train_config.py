@@ -1,4 +1,5 @@
-"""The resolved training config carries the seed's values, with or without conf/grpo.yaml."""
+"""The resolved training config carries the reference recipe's values, with or without
+conf/grpo.yaml."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from local.train_config import parse_args
 from tests.helpers import REPO
 
-SEED = {  # DESIGN.md, "The seed, for parity"
+REFERENCE = {  # the reference recipe (WeST's GRPO example); README, differences
     "loss_type": "grpo", "beta": 0.04, "learning_rate": 1e-6, "temperature": 0.7,
     "num_generations": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
     "max_completion_length": 1024, "num_iterations": 1, "weight_decay": 0.0,
@@ -24,10 +25,10 @@ def _value(config, key):
 
 
 @pytest.mark.parametrize("with_yaml", [False, True], ids=["built-in-defaults", "conf-grpo-yaml"])
-def test_resolved_defaults_are_the_seeds(with_yaml: bool) -> None:
+def test_resolved_defaults_are_the_reference_recipes(with_yaml: bool) -> None:
     argv = BASE + (["--config", str(REPO / "conf" / "grpo.yaml")] if with_yaml else [])
     config, model_args = parse_args(argv)
-    for key, expected in SEED.items():
+    for key, expected in REFERENCE.items():
         assert _value(config, key) == expected, key
     assert config.top_k in (0, None) and config.top_p == 1.0
     if with_yaml:
