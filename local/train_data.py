@@ -128,6 +128,42 @@ def build_train_dataset(
     if errors not in ("skip", "raise"):
         raise ValueError(f"bad_records must be 'skip' or 'raise', got {errors!r}")
     report = ReadReport()
+    _check_path(path, data_format)
+    try:
+        ds = _read_rows(path, data_format, template=template, split=split, audio_dir=audio_dir,
+                        errors=errors, report=report, limit=limit)
+    except (RecordError, FileNotFoundError):
+        raise  # the readers' messages name the file and what to do
+    except (ValueError, OSError) as err:  # a truncated or corrupt file (JSON, Arrow, state.json)
+        raise RecordError(
+            f"{path}: cannot read it as {data_format} training data ({type(err).__name__}: "
+            f"{err}). Re-create it (`bash run.sh --stage prepare`) or check it with "
+            "`python -m local.validate`.") from err
+    if report.skipped:
+        logger.warning("%s: skipped %d bad record(s), e.g. %s", report.source or path,
+                       report.skipped, report.reasons[:3])
+    if len(ds) == 0:
+        raise RecordError(f"{path}: no usable training records ({report.skipped} skipped: "
+                          f"{report.reasons[:3]}). Check the data with `python -m local.validate`.")
+    return ds, report
+
+
+def _check_path(path: str | Path | Any, data_format: str) -> None:
+    """A missing path, or a file where AVQA needs its folder: say so before reading anything."""
+    if not isinstance(path, (str, Path)):
+        return  # a datasets object
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: training data not found. Run `bash run.sh --stage "
+                                "prepare`, or pass the right --train_data.")
+    if data_format == "avqa" and Path(path).is_file():
+        raise RecordError(f"{path}: is a file; train_format avqa reads a save_to_disk folder "
+                          "(train/, val/). For a MMAU-style question list give --train_format "
+                          "mmau (and --train_audio_dir).")
+
+
+def _read_rows(path: str | Path, data_format: str, *, template: str, split: str,
+               audio_dir: str | Path | None, errors: str, report: ReadReport,
+               limit: int | None) -> datasets.Dataset:
     if data_format == "avqa":
         ds = _avqa_dataset(path, split, template, errors, report, limit)
     else:
@@ -145,10 +181,4 @@ def build_train_dataset(
             if limit is not None and len(rows) >= limit:
                 break
         ds = datasets.Dataset.from_list(rows)
-    if report.skipped:
-        logger.warning("%s: skipped %d bad record(s), e.g. %s", report.source or path,
-                       report.skipped, report.reasons[:3])
-    if len(ds) == 0:
-        raise RecordError(f"{path}: no usable training records ({report.skipped} skipped: "
-                          f"{report.reasons[:3]}). Check the data with `python -m local.validate`.")
-    return ds, report
+    return ds

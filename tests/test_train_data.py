@@ -1,8 +1,13 @@
-"""Training rows: bad records are skipped with a warning and a count, or stop the run."""
+"""Training rows: bad records are skipped with a warning and a count, or stop the run; an unusable
+training file stops train.py before the model loads, with one line naming it."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ import pytest
 from local.audio import AudioError
 from local.records import RecordError
 from local.train_data import build_train_dataset
+from tests.helpers import REPO
 from tests.helpers_train import make_trainer
 from tests.test_readers import WAV, avqa_row, save_avqa
 
@@ -65,3 +71,84 @@ def test_corrupt_audio_stops_training_with_the_item_named(tmp_path: Path) -> Non
     row = dict(trainer.train_dataset[0], id="avqa-train-7", audio_bytes=b"RIFF not audio")
     with pytest.raises(AudioError, match="avqa-train-7: cannot decode audio"):
         trainer._decode_rows([row])
+
+
+# -- an unusable training file stops train.py before the model loads, with one clear line -----
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def _avqa_copy(tmp_path: Path, damage) -> Path:
+    root = save_avqa(tmp_path, [avqa_row()])
+    damage(root / "train")
+    return root
+
+
+BROKEN_DATA = [  # (train_format, builds the path, what the line must say)
+    pytest.param("avqa", lambda t: t / "missing", "not found", id="avqa-missing-folder"),
+    pytest.param("avqa", lambda t: (t / "empty").mkdir() or t / "empty", "no split folder",
+                 id="avqa-folder-without-splits"),
+    pytest.param("avqa", lambda t: _write(t / "q.json", "[]"), "--train_format mmau",
+                 id="avqa-given-a-json-file"),
+    pytest.param("avqa", lambda t: _avqa_copy(t, lambda s: _truncate(s / "state.json", 20)),
+                 "cannot read", id="avqa-truncated-state-json"),
+    pytest.param("avqa", lambda t: _avqa_copy(
+        t, lambda s: _truncate(next(s.glob("*.arrow")), 100)), "cannot read",
+                 id="avqa-truncated-arrow"),
+    pytest.param("avqa", lambda t: save_avqa(t, [avqa_row(audio=None), avqa_row(answer="E. x")]),
+                 "no usable training records", id="avqa-no-usable-row"),
+    pytest.param("mmau", lambda t: t / "missing.json", "not found", id="mmau-missing-file"),
+    pytest.param("mmau", lambda t: _write(t / "q.json", '[{"id": "a", "audio_id"'),
+                 "not valid JSON", id="mmau-truncated-json"),
+    pytest.param("mmau", lambda t: _write(t / "q.json", ""), "not valid JSON",
+                 id="mmau-empty-file"),
+    pytest.param("mmau", lambda t: _write(t / "q.json", '{"id": "a"}'), "expected a JSON list",
+                 id="mmau-not-a-list"),
+    pytest.param("mmau", lambda t: _write(t / "q.json", json.dumps(
+        [{"id": "a", "audio_id": "gone.wav", "question": "q", "choices": ["x", "y"],
+          "answer": "x"}])), "no usable training records", id="mmau-no-usable-row"),
+    pytest.param("mmsu", lambda t: t / "missing", "not found", id="mmsu-missing-folder"),
+]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("data_format", "make", "says"), BROKEN_DATA)
+def test_unusable_training_data_stops_train_py_before_the_model_loads(
+        tmp_path: Path, monkeypatch, data_format: str, make, says: str) -> None:
+    import train
+
+    def no_model(*_: object, **__: object) -> None:
+        raise AssertionError("the model was loaded before the training data was checked")
+
+    monkeypatch.setattr(train, "policy_source", no_model)
+    monkeypatch.setattr(train, "load_model_and_processor", no_model)
+    data = make(tmp_path)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--config", str(REPO / "conf/demo.yaml"), "--model_name_or_path",
+                    str(tmp_path / "model"), "--train_data", str(data),
+                    "--train_format", data_format, "--output_dir", str(out)])
+    line = stop.value.code
+    assert isinstance(line, str) and "\n" not in line, line  # a message: exit status 1
+    assert line.startswith("train.py: ") and str(data) in line and says in line, line
+    assert not out.exists()  # nothing written for a run that cannot start
+
+
+@pytest.mark.slow
+def test_train_py_reports_unusable_data_in_one_line_without_a_traceback(tmp_path: Path) -> None:
+    data = _write(tmp_path / "q.json", '[{"id": "a", "audio_id"')
+    result = subprocess.run(
+        [sys.executable, "train.py", "--config", "conf/demo.yaml", "--model_name_or_path",
+         str(tmp_path / "model"), "--train_data", str(data), "--train_format", "mmau",
+         "--output_dir", str(tmp_path / "run")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: ") and str(data) in last and "not valid JSON" in last
