@@ -1,7 +1,7 @@
 """Readers of the real dataset layouts (AVQA, MMSU, MMAU) into `local.records.Record`s.
 
 Readers are generators, so a 55 GB dataset is never decoded (or even fully read) to get one
-record. Bad rows follow DESIGN.md's policy: ``errors="skip"`` logs a warning, counts the row in a
+record. Bad rows follow the recipe's policy: ``errors="skip"`` logs a warning, counts the row in a
 `ReadReport` and goes on; ``errors="raise"`` stops with a `RecordError` naming the row.
 
 Example:
@@ -82,7 +82,8 @@ def resolve_split_dir(path: Path, split: str) -> Path:
     available = sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
     raise FileNotFoundError(f"{path}: no split folder {split!r} (found {available}); expected "
                             "a DatasetDict.save_to_disk folder with train/ and val/. Run "
-                            "`bash run.sh --stage prepare` or pass the right --avqa path.")
+                            "`bash run.sh --stage prepare`, or pass the AVQA folder "
+                            "(--train_data in training, --avqa in prepare).")
 
 
 def open_saved(path: Path) -> Any:
@@ -326,7 +327,9 @@ def read_mmau(
         raise RecordError(f"{json_path}: not valid JSON ({err}); re-download it.") from err
     if not isinstance(items, list):
         raise RecordError(f"{json_path}: expected a JSON list of questions, got "
-                          f"{type(items).__name__}.")
+                          f"{type(items).__name__}; is this mmau-test-mini.json? Re-download "
+                          "it with `bash run.sh --stage prepare --sources mmau`, or pass the "
+                          "right file.")
     root = Path(audio_dir) if audio_dir is not None else None
     seen: set[str] = set()
     for index, item in enumerate(items):

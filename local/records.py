@@ -5,7 +5,7 @@ of `choices` (duplicates are legal: MMAU has 27 such items). Audio stays undecod
 encoded bytes, or a waveform with its rate); `local.audio` decodes it when a batch needs it.
 
 Readers are generators, so a 55 GB dataset is never decoded (or even fully read) to get one
-record. Bad rows follow DESIGN.md's policy: ``errors="skip"`` logs a warning, counts the row in a
+record. Bad rows follow the recipe's policy: ``errors="skip"`` logs a warning, counts the row in a
 `ReadReport` and goes on; ``errors="raise"`` stops with a `RecordError` naming the row.
 
 Example:
