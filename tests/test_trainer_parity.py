@@ -104,3 +104,22 @@ def test_loss_gradient_is_the_reference_recipes_formula(tmp_path: Path, family: 
     # Teeth: TRL's use_bias_correction_kl (its own default) gives a different gradient.
     corrected = _gradient(trainer, formula(kl_weight_is_ratio=True)[0])
     assert (corrected - reference).norm() > 1e-3 * reference.norm()
+
+
+def test_trl_scores_completions_at_the_sampling_temperature(tmp_path: Path) -> None:
+    """A documented difference from the reference recipe (README): TRL 1.16 computes every
+    log-prob as log_softmax(logits / T), T the sampling temperature; R1-AQA used raw logits. If a
+    TRL upgrade changes this, README's table must change with it."""
+    trainer = make_trainer("qwen2_5_omni", tmp_path, rows=2, beta=0.04, temperature=0.7)
+    out = _rollout(trainer)
+    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    keep, tokens = out["completion_ids"].shape[1], out["completion_ids"][..., None]
+    with torch.no_grad():
+        logits = trainer.ref_model(input_ids=ids, attention_mask=mask,
+                                   **{k: out[k] for k in AUDIO_KEYS}).logits[:, -keep - 1:-1]
+    valid = out["completion_mask"].bool()
+    at_t = torch.log_softmax(logits / 0.7, -1).gather(-1, tokens)[..., 0]
+    raw = torch.log_softmax(logits, -1).gather(-1, tokens)[..., 0]
+    torch.testing.assert_close(out["ref_per_token_logps"][valid], at_t[valid], rtol=0, atol=1e-4)
+    assert (out["ref_per_token_logps"] - raw)[valid].abs().mean() > 1e-2
