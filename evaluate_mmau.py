@@ -1,4 +1,5 @@
-"""Evaluate an audio language model on MMAU test-mini (thin CLI; the work is in local/eval_mmau.py).
+"""Evaluate an audio language model on MMAU test-mini (thin CLI; the work is in
+local/eval/benchmarks/mmau.py).
 
 Example (CPU, a tiny model, 20 items):
     $ python -m local.tiny --family qwen2_5_omni --out .cache/tiny-omni
@@ -10,7 +11,7 @@ Example (CPU, a tiny model, 20 items):
 Multi-GPU (one node): torchrun --nproc_per_node 8 evaluate_mmau.py --model ... --out_dir ...
 """
 
-from local.eval_mmau import main
+from local.eval.benchmarks.mmau import main
 
 if __name__ == "__main__":
     main()

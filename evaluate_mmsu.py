@@ -1,4 +1,5 @@
-"""Evaluate an audio language model on MMSU (thin CLI; the work is in local/eval_mmsu.py).
+"""Evaluate an audio language model on MMSU (thin CLI; the work is in
+local/eval/benchmarks/mmsu.py).
 
 Two protocols, each number printed with its name: `exact` (the seed's: the <answer> content is
 the option text) and `letter` (the official MMSU scorer's: a letter prompt, a letter answer).
@@ -13,7 +14,7 @@ Example (CPU, a tiny model, 20 items):
 Multi-GPU (one node): torchrun --nproc_per_node 8 evaluate_mmsu.py --model ... --out_dir ...
 """
 
-from local.eval_mmsu import main
+from local.eval.benchmarks.mmsu import main
 
 if __name__ == "__main__":
     main()

@@ -110,7 +110,7 @@ PY=""
 setup_env() {
   if [[ "$use_active_env" != "false" && -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]]; then
     local active="${VIRTUAL_ENV:-$CONDA_PREFIX}/bin/python"
-    if [[ -x "$active" ]] && "$active" -m local.envcheck requirements.txt >/dev/null 2>&1; then
+    if [[ -x "$active" ]] && "$active" -m local.util.envcheck requirements.txt >/dev/null 2>&1; then
       PY="$active"; log "Environment: using the active environment ($active)"; return
     fi
     log "Environment: the active environment does not satisfy requirements.txt; using $venv"
@@ -179,7 +179,7 @@ eval_steps() {  # bench, then that evaluator's data options
   [[ "$nproc" -le 1 ]] || launch=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
   local args=(--template "$template" --batch_size "$eval_batch_size" --max_new_tokens "$eval_max_new_tokens" "$@")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
-  run_cmd "${launch[@]}" -m local.eval_steps --bench "$bench" --model "$(model_source)" \
+  run_cmd "${launch[@]}" -m local.eval.steps --bench "$bench" --model "$(model_source)" \
     --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints" -- "${args[@]}" "${extra_args[@]}"
 }
 stage_mmau() {

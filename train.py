@@ -28,13 +28,13 @@ import transformers
 from accelerate import PartialState
 from trl import ModelConfig, get_peft_config
 
-from local.checkpoints import last_resumable_checkpoint, policy_source, write_run_record
-from local.models import LoadedModel, load_model_and_processor
-from local.records import RecordError
-from local.rewards import get_rewards, resolve_reward_weights, weight_table
-from local.train_config import AudioGRPOConfig, parse_args
-from local.train_data import build_train_dataset
-from local.trainer import AudioGRPOTrainer, UnusableClipError
+from local.core.models import LoadedModel, load_model_and_processor
+from local.core.records import RecordError
+from local.train.checkpoints import last_resumable_checkpoint, policy_source, write_run_record
+from local.train.config import AudioGRPOConfig, parse_args
+from local.train.dataset import build_train_dataset
+from local.train.rewards import get_rewards, resolve_reward_weights, weight_table
+from local.train.trainer import AudioGRPOTrainer, UnusableClipError
 
 logger = logging.getLogger("train")
 

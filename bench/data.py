@@ -1,11 +1,13 @@
 """Clips per second of the audio data path: read, resample, feature extraction (+ tokenization).
 
-For each family (real processor classes and settings, from local/tiny.py) three paths over the
+For each family (real processor classes and settings, from local/demo/tiny.py) three paths over the
 same WAV files (44.1 kHz, so every clip is resampled to 16 kHz):
 
-- `default`: `local.audio` decode + processor with its default padding (Omni: every clip to 300 s,
+- `default`: `local.core.audio` decode + processor with its default padding (Omni: every
+  clip to 300 s,
   30,000 mel frames; Qwen2-Audio: 30 s) - what naive recipes do;
-- `ours`:    decode + `local.collate.encode_batch` (Omni: padded to the longest clip of the batch);
+- `ours`:    decode + `local.core.collate.encode_batch` (Omni: padded to the longest clip of
+  the batch);
 - `ceiling`: the bare feature extractor on already-decoded 16 kHz arrays, at the padding `ours`
   uses (no file reading, no resampling, no tokenization): the most any data path could reach.
 
@@ -31,12 +33,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from local.audio import decode_audio
-from local.collate import encode_batch, feature_samples, render_prompt
-from local.models import QWEN2_5_OMNI, QWEN2_AUDIO, ModelFamily
-from local.prompts import build_messages, build_prompt
-from local.tiny import build_processor
-from local.tokenizers_offline import build_tokenizer
+from local.core.audio import decode_audio
+from local.core.collate import encode_batch, feature_samples, render_prompt
+from local.core.models import QWEN2_5_OMNI, QWEN2_AUDIO, ModelFamily
+from local.core.prompts import build_messages, build_prompt
+from local.demo.tiny import build_processor
+from local.demo.tokenizers import build_tokenizer
 
 FILE_RATE = 44_100
 FAMILIES: dict[str, ModelFamily] = {"qwen2_audio": QWEN2_AUDIO, "qwen2_5_omni": QWEN2_5_OMNI}

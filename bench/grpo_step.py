@@ -8,7 +8,7 @@ process (fresh random weights, same seed, same rows) and prints the median per-p
 - `nocache`: our trainer with the embedding cache off (what it does when the encoder trains);
 - `ours`:    our trainer; with a frozen encoder (the default here) each clip is encoded once.
 
-Models: `tiny_qwen2_audio`, `tiny_omni` (local/tiny.py sizes, real vocabulary) and
+Models: `tiny_qwen2_audio`, `tiny_omni` (local/demo/tiny.py sizes, real vocabulary) and
 `scaled_omni7b` (Omni-7B's audio-encoder / LM-body parameter ratio, ~512-token vocabulary; see
 bench/models.py). With
 `--real_size qwen2_5_omni_3b|qwen2_5_omni_7b` (GPU) it builds the real sizes with random weights
@@ -37,14 +37,14 @@ import torch
 from bench.models import KINDS, REAL_SHAPES, build_config, build_model, describe
 from bench.naive import NaiveAudioGRPOTrainer
 from bench.timing import PeakMemory, PhaseTimer, medians, table
-from local.demo_data import _wav_bytes, make_items
-from local.records import Record
-from local.rewards import default_rewards, get_rewards
-from local.tiny import build_processor
-from local.tokenizers_offline import build_tokenizer
-from local.train_config import parse_args
-from local.train_data import training_row
-from local.trainer import AudioGRPOTrainer
+from local.core.records import Record
+from local.demo.data import _wav_bytes, make_items
+from local.demo.tiny import build_processor
+from local.demo.tokenizers import build_tokenizer
+from local.train.config import parse_args
+from local.train.dataset import training_row
+from local.train.rewards import default_rewards, get_rewards
+from local.train.trainer import AudioGRPOTrainer
 
 ROWS = ("collation", "rollout", "ref_logps", "old_logps", "policy_logps", "backward",
         "optimizer", "rewards", "other", "step", "audio_encoder")

@@ -27,14 +27,14 @@ from typing import Any
 import datasets
 import torch
 
-from local.collate import AUDIO_KEYS
-from local.demo_data import _wav_bytes, make_items
-from local.models import load_model_and_processor
-from local.records import Record
-from local.tiny import build_tiny_checkpoint
-from local.train_config import parse_args
-from local.train_data import training_row
-from local.trainer import AudioGRPOTrainer
+from local.core.collate import AUDIO_KEYS
+from local.core.models import load_model_and_processor
+from local.core.records import Record
+from local.demo.data import _wav_bytes, make_items
+from local.demo.tiny import build_tiny_checkpoint
+from local.train.config import parse_args
+from local.train.dataset import training_row
+from local.train.trainer import AudioGRPOTrainer
 
 G, BETA = 4, 0.04
 

@@ -1,6 +1,6 @@
 """Random-weight models for the benchmarks: tiny, scaled (Omni-7B's encoder/LM ratio), real sizes.
 
-Configs are built the way `local/tiny.py` builds its tiny ones (official token ids, rope and
+Configs are built the way `local/demo/tiny.py` builds its tiny ones (official token ids, rope and
 feature-extractor settings), with other widths and depths. The real shapes of Qwen2.5-Omni-3B/7B
 (thinker: text, audio and vision towers) are embedded here, so no config is downloaded.
 
@@ -25,8 +25,8 @@ from transformers import (
     Qwen2AudioForConditionalGeneration,
 )
 
-from local.models import QWEN2_5_OMNI, QWEN2_AUDIO, ModelFamily
-from local.tiny import qwen2_audio_config, thinker_config
+from local.core.models import QWEN2_5_OMNI, QWEN2_AUDIO, ModelFamily
+from local.demo.tiny import qwen2_audio_config, thinker_config
 
 # Official thinker shapes (config.json of Qwen/Qwen2.5-Omni-7B and -3B, thinker_config).
 _AUDIO = {"d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20,
@@ -54,7 +54,7 @@ KINDS = ("tiny_qwen2_audio", "tiny_omni", "scaled_omni7b", *REAL_SHAPES)
 
 def omni_config(tokenizer: Any, text: dict[str, Any], audio: dict[str, Any],
                 vision: dict[str, Any], mrope_section: list[int]) -> Qwen2_5OmniThinkerConfig:
-    """`local.tiny.thinker_config` with the given text / audio / vision sizes."""
+    """`local.demo.tiny.thinker_config` with the given text / audio / vision sizes."""
     base = thinker_config(tokenizer).to_dict()
     base["text_config"].update(text)
     base["text_config"].pop("layer_types", None)  # re-derived from num_hidden_layers
@@ -135,7 +135,7 @@ def describe(config: PretrainedConfig) -> str:
 
 
 if __name__ == "__main__":
-    from local.tokenizers_offline import build_tokenizer
+    from local.demo.tokenizers import build_tokenizer
 
     tok = build_tokenizer("real")
     for kind in KINDS:

@@ -21,8 +21,8 @@ from unittest import mock
 
 import numpy as np
 
-import local.trainer as trainer_module
-from local.trainer import AudioGRPOTrainer
+import local.train.trainer as trainer_module
+from local.train.trainer import AudioGRPOTrainer
 
 
 class NaiveAudioGRPOTrainer(AudioGRPOTrainer):

@@ -1,7 +1,7 @@
 """Per-phase timers for a GRPO step, a peak-memory sampler, and table printing.
 
 `PhaseTimer.instrument(trainer)` wraps the trainer's own methods (no TRL change): collation
-(`_decode_rows`, `local.trainer.encode_batch`), rollout (`model.generate`), log-prob passes by
+(`_decode_rows`, `local.train.trainer.encode_batch`), rollout (`model.generate`), log-prob passes by
 model (reference, old policy, policy forward), rewards (`_calculate_rewards`), backward
 (`accelerator.backward`), optimizer (`on_pre_optimizer_step` -> `on_optimizer_step`), and the
 audio encoder (forward hooks on each audio tower; its time is *inside* rollout and log-probs).
@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-import local.trainer as trainer_module
-from local.audio_cache import find_audio_tower
+import local.train.trainer as trainer_module
+from local.train.audio_cache import find_audio_tower
 
 PHASES = ("collation", "rollout", "ref_logps", "old_logps", "policy_logps", "backward",
           "optimizer", "rewards", "other", "step", "audio_encoder")

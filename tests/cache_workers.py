@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from local.audio_cache import AudioEncoderCache
+from local.train.audio_cache import AudioEncoderCache
 
 
 def agreement_worker(rank: int, port: int) -> None:

@@ -39,14 +39,14 @@ def encode(wave: np.ndarray, sr: int, fmt: str = "WAV") -> bytes:
 def _source_digest() -> str:
     """Fixtures are rebuilt whenever the code that builds them changes."""
     digest = hashlib.sha256()
-    for name in ("local/tiny.py", "local/tokenizers_offline.py"):
+    for name in ("local/demo/tiny.py", "local/demo/tokenizers.py"):
         digest.update((REPO / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
 def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False) -> Path:
     """Build (once, cached under .cache/tests, safe across processes) a tiny checkpoint."""
-    from local.tiny import build_tiny_checkpoint
+    from local.demo.tiny import build_tiny_checkpoint
 
     name = f"{family}-{vocab}{'-full' if full_omni else ''}-{_source_digest()}"
     out = CACHE / name
@@ -65,7 +65,7 @@ def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False) -
 
 def user_turn(text: str) -> list[dict[str, Any]]:
     """The recipe's one user turn (audio part, then text), from the one builder."""
-    from local.prompts import build_messages
+    from local.core.prompts import build_messages
 
     return build_messages(text)
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import datasets
 
-from local.demo_data import _wav_bytes, make_items
-from local.models import load_model_and_processor
-from local.records import Record
-from local.train_config import parse_args
-from local.train_data import training_row
-from local.trainer import AudioGRPOTrainer
+from local.core.models import load_model_and_processor
+from local.core.records import Record
+from local.demo.data import _wav_bytes, make_items
+from local.train.config import parse_args
+from local.train.dataset import training_row
+from local.train.trainer import AudioGRPOTrainer
 from tests.helpers import tiny_checkpoint
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local.answers import (
+from local.core.answers import (
     MATCHERS,
     extract_all_answers,
     extract_answer,

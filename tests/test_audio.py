@@ -1,4 +1,5 @@
-"""local/audio.py: every source kind decodes to mono float32 16 kHz; bad audio names the item."""
+"""local/core/audio.py: every source kind decodes to mono float32 16 kHz; bad audio names the
+item."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from local.audio import AudioError, decode_audio, load_audio
+from local.core.audio import AudioError, decode_audio, load_audio
 from tests.helpers import encode, tone
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from bench import data, grpo_step
 from bench.models import REAL_SHAPES, _count, build_config
-from local.tokenizers_offline import build_tokenizer
+from local.demo.tokenizers import build_tokenizer
 
 
 @pytest.mark.slow  # ~30 s: three trainers, one step each

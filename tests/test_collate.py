@@ -1,13 +1,13 @@
-"""local/collate.py: padding Omni audio to the longest clip changes nothing but the cost."""
+"""local/core/collate.py: padding Omni audio to the longest clip changes nothing but the cost."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from local.collate import encode_batch, feature_samples, render_prompt
-from local.models import load_model_and_processor
-from local.prompts import build_messages
+from local.core.collate import encode_batch, feature_samples, render_prompt
+from local.core.models import load_model_and_processor
+from local.core.prompts import build_messages
 from tests.helpers import tone
 
 CLIPS = {

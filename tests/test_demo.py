@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from local.demo_plots import curves
-from local.demo_report import encoder_change, group_spread, reward_names_and_weights
-from local.warmup import answer_labels, pick_label
+from local.demo.plots import curves
+from local.demo.report import encoder_change, group_spread, reward_names_and_weights
+from local.demo.warmup import answer_labels, pick_label
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_curves_read_trl_metric_names() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
-    from local.demo import main
+    from local.demo.run import main
 
     out = tmp_path / "demo"
     argv = ["--out", str(out), "--n_train", "32", "--n_eval", "8", "--warmup_steps", "30",

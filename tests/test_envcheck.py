@@ -1,4 +1,4 @@
-"""local/envcheck.py decides whether run.sh may use an active environment as it is."""
+"""local/util/envcheck.py decides whether run.sh may use an active environment as it is."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.envcheck import unmet_requirements
+from local.util.envcheck import unmet_requirements
 
 PYTEST = metadata.version("pytest")
 

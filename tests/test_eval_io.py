@@ -1,4 +1,5 @@
-"""local/eval_io.py: prediction logs survive a kill, final files are written atomically."""
+"""local/eval/prediction_log.py: prediction logs survive a kill, final files are written
+atomically."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from local.eval_io import (
+from local.eval.prediction_log import (
     PredictionLog,
     atomic_write_json,
     atomic_write_text,

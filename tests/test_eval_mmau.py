@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from local import eval_mmau
-from local.answers import extract_answer
-from local.inference import Generator
+from local.core.answers import extract_answer
+from local.eval.benchmarks import mmau as eval_mmau
+from local.eval.generation import Generator
 from tests.helpers import REPO, SHARED_DATA, tone
 
 REAL_MMAU = SHARED_DATA / "mmau" / "mmau-test-mini.json"

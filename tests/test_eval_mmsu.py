@@ -8,8 +8,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from local import eval_mmsu
-from local.inference import Generator
+from local.eval.benchmarks import mmsu as eval_mmsu
+from local.eval.generation import Generator
 from tests.helpers import encode, tone
 
 N_ROWS = 8

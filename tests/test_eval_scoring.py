@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from local import eval_mmau, eval_mmsu
-from local.eval_report import reconcile
+from local.eval.benchmarks import mmau as eval_mmau
+from local.eval.benchmarks import mmsu as eval_mmsu
+from local.eval.report import reconcile
 from tests.helpers import REPO
 
 CHOICES = ["Man", "Woman", "Child", "Robot"]

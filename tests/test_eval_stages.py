@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from local import eval_mmau
-from local.eval_steps import steps
-from local.eval_summary import write_summary
+from local.eval.benchmarks import mmau as eval_mmau
+from local.eval.steps import steps
+from local.eval.summary import write_summary
 from tests.helpers import REPO
 from tests.test_eval_mmau import N_ITEMS, make_mmau
 
@@ -28,7 +28,7 @@ def run_sh(*args: str) -> subprocess.CompletedProcess:
 
 
 def _command(stderr: str) -> str:
-    return next(line for line in stderr.splitlines() if "local.eval_steps" in line)
+    return next(line for line in stderr.splitlines() if "local.eval.steps" in line)
 
 
 @pytest.mark.parametrize(
@@ -37,14 +37,14 @@ def _command(stderr: str) -> str:
         pytest.param(["--stage", "mmau"],
                      ["Stage mmau: Qwen/Qwen2.5-Omni-7B (step 0)",
                       "-m torch.distributed.run --standalone --nproc_per_node 8 -m "
-                      "local.eval_steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir "
+                      "local.eval.steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir "
                       "exp/grpo --checkpoints '' -- --template default --batch_size 8 "
                       "--max_new_tokens 2048 --mmau_json data/mmau/mmau-test-mini.json "
                       "--mmau_audio_dir data/mmau/test-mini-audios"], ["--overwrite"],
                      id="mmau-defaults"),
         pytest.param(["--stage", "mmsu", "--nproc", "1", "--checkpoints", "100 200",
                       "--overwrite", "--", "--limit", "5"],
-                     ["Stage mmsu:", "python -m local.eval_steps --bench mmsu",
+                     ["Stage mmsu:", "python -m local.eval.steps --bench mmsu",
                       "--checkpoints 100\\ 200", "--mmsu_path data/mmsu --overwrite --limit 5"],
                      ["torch.distributed.run"], id="mmsu-one-process-overrides"),
         pytest.param(["--stage", "mmau", "--template", "think", "--eval_batch_size", "2",

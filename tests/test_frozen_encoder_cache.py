@@ -1,7 +1,7 @@
 """Frozen audio encoder: one encoder pass per distinct clip per step, and the same loss.
 
 With `freeze_audio_encoder: true` AudioGRPOTrainer caches each clip's encoder output for all G
-completions, generation and every log-prob pass (local/audio_cache.py). These tests count the
+completions, generation and every log-prob pass (local/train/audio_cache.py). These tests count the
 encoder's real forward calls (a hook on its first convolution, independent of the cache's own
 counters) and compare the reference log-probs, the loss and its gradient with the uncached path
 on the same rollout: equal within 1e-5 (float32; only batching order differs).
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import torch
 
-from local.audio_cache import AudioEncoderCache, find_audio_tower
-from local.collate import AUDIO_KEYS
-from local.models import load_model_and_processor
-from local.trainer import AudioGRPOTrainer
+from local.core.collate import AUDIO_KEYS
+from local.core.models import load_model_and_processor
+from local.train.audio_cache import AudioEncoderCache, find_audio_tower
+from local.train.trainer import AudioGRPOTrainer
 from tests.helpers import tiny_checkpoint
 from tests.helpers_train import small_config, synthetic_rows, vowel_reward
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from local.models import load_model_and_processor
+from local.core.models import load_model_and_processor
 from tests.helpers import logits_differ, processor_inputs, tiny_checkpoint, tone
 from tests.helpers_train import audio_encoder_state, make_trainer
 

@@ -1,4 +1,5 @@
-"""local/inference.py: audio reaches the model (and --no_audio removes it), settings are explicit.
+"""local/eval/generation.py: audio reaches the model (and --no_audio removes it), settings are
+explicit.
 
 Every check here has a control that shows it can fail: the audio check compares logits of two
 clips, the greedy check shows the checkpoint's own config would sample, and the suppression check
@@ -13,8 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from local.collate import AUDIO_KEYS
-from local.inference import (
+from local.core.collate import AUDIO_KEYS
+from local.core.models import load_model_and_processor
+from local.core.prompts import build_messages
+from local.core.records import Record
+from local.eval.generation import (
     GenerationSettings,
     Generator,
     has_audio,
@@ -22,9 +26,6 @@ from local.inference import (
     text_only_messages,
     token_ids,
 )
-from local.models import load_model_and_processor
-from local.prompts import build_messages
-from local.records import Record
 from tests.helpers import logits_differ, tone
 
 

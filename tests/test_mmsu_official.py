@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from local import eval_mmsu
-from local.answers import match_letter, mmsu_official_letter
-from local.mmsu_official import official_rows, official_score
-from local.prompts import build_letter_prompt
-from local.readers import read_mmsu
-from local.records import ReadReport
+from local.core.answers import match_letter, mmsu_official_letter
+from local.core.prompts import build_letter_prompt
+from local.core.readers import read_mmsu
+from local.core.records import ReadReport
+from local.eval.benchmarks import mmsu as eval_mmsu
+from local.eval.benchmarks.mmsu_official import official_rows, official_score
 from tests.sources import mmsu_row, save_mmsu
 
 ABCD = ["cat", "dog", "bird", "fish"]

@@ -12,8 +12,12 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from local.models import load_model_and_processor
-from local.tiny import OMNI_CHAT_TEMPLATE, OMNI_FEATURE_EXTRACTOR, QWEN2_AUDIO_FEATURE_EXTRACTOR
+from local.core.models import load_model_and_processor
+from local.demo.tiny import (
+    OMNI_CHAT_TEMPLATE,
+    OMNI_FEATURE_EXTRACTOR,
+    QWEN2_AUDIO_FEATURE_EXTRACTOR,
+)
 from tests.helpers import OFFICIAL_DIR, tiny_checkpoint, user_turn
 
 OMNI_DIRS = ["Qwen2.5-Omni-7B", "Qwen2.5-Omni-3B"]

@@ -1,4 +1,4 @@
-"""local.prepare through the real hub code, offline: a temporary HF cache in the real layout.
+"""local.prepare.cli through the real hub code, offline: a temporary HF cache in the real layout.
 
 The cache is built as huggingface_hub 2.x lays it out (`<type>s--<org>--<name>/blobs/<hash>`,
 `snapshots/<commit>/<file>` symlinked to the blob, `refs/main` holding the commit), and prepare
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from local import prepare
-from local.readers import read_avqa, read_mmau, read_mmsu
+from local.core.readers import read_avqa, read_mmau, read_mmsu
+from local.prepare import cli as prepare
 from tests.helpers import REPO
 from tests.sources import (
     MAIN,
@@ -84,7 +84,7 @@ def run_prepare(tmp_path: Path, *args: str, cache: Path | None = None
     env.pop("HF_HUB_CACHE", None)
     if cache is not None:
         env["HF_HUB_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "local.prepare", "--data_dir",
+    return subprocess.run([sys.executable, "-m", "local.prepare.cli", "--data_dir",
                            str(tmp_path / "data"), "--model_dir", str(tmp_path / "models"),
                            "--num_workers", "1", *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
@@ -270,7 +270,7 @@ def test_bad_sources_give_one_actionable_line(argv: list[str], message: str, tmp
 
 
 def test_disk_check_says_how_much_is_needed(tmp_path: Path) -> None:
-    from local.hub import SourceError, check_disk
+    from local.prepare.hub import SourceError, check_disk
 
     with pytest.raises(SourceError, match=r"avqa: needs \d+\.\d GB .* GB free.* --avqa PATH"):
         check_disk(tmp_path / "not" / "yet", 10**18, "avqa", "--avqa")
@@ -278,7 +278,7 @@ def test_disk_check_says_how_much_is_needed(tmp_path: Path) -> None:
 
 
 def test_model_table_matches_the_supported_models() -> None:
-    from local.models import SUPPORTED_MODELS
+    from local.core.models import SUPPORTED_MODELS
 
     assert set(prepare.MODEL_GB) == set(SUPPORTED_MODELS)
 
@@ -302,7 +302,7 @@ def test_real_question_file_is_recognised(tmp_path: Path) -> None:
         pytest.skip("../shared/data/mmau/mmau-test-mini.json is absent")
     from argparse import Namespace
 
-    from local.hub_mmau import fetch_questions
+    from local.prepare.mmau import fetch_questions
 
     info = fetch_questions(Namespace(mmau_json=str(real), mmau_url=None), tmp_path / "q.json")
     assert info["items"] == 1000 and info["known_version"].startswith("MMAU-v05.15.25")

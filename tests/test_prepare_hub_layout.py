@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from local import hub, prepare
-from local.hub import Source, SourceError
-from local.readers import read_mmau
+from local.core.readers import read_mmau
+from local.prepare import cli as prepare
+from local.prepare import hub
+from local.prepare.hub import Source, SourceError
 from tests.helpers import REPO
 from tests.sources import (
     MMAU_HUB_FILE,
@@ -100,7 +101,7 @@ def test_join_reports_questions_without_audio_and_audio_without_question(
 
 
 def test_hub_rows_without_bytes_are_skipped_and_reported(tmp_path: Path) -> None:
-    from local.hub_unpack import build_audio_dir
+    from local.prepare.unpack import build_audio_dir
 
     items = [mmau_item(i) for i in range(5)]
     payloads = {item["id"]: b"" if item["id"] == "m3" else bytes([i]) * 10
@@ -116,7 +117,7 @@ def test_hub_row_with_bad_attributes_names_the_row(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from local.hub_unpack import UnpackError, build_audio_dir
+    from local.prepare.unpack import UnpackError, build_audio_dir
 
     (tmp_path / "src").mkdir()
     pq.write_table(pa.Table.from_pylist([{"context": {"bytes": b"x", "path": None},
@@ -240,7 +241,7 @@ def test_later_stages_load_the_model_prepare_made(stage: str, tmp_path: Path) ->
             cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return next(line for line in result.stderr.splitlines() if "+ " in line
-                    and ("train.py" in line or "local.eval_steps" in line))
+                    and ("train.py" in line or "local.eval.steps" in line))
 
     flag = "--model_name_or_path" if stage == "train" else "--model"
     assert f"{flag} Qwen/Qwen2.5-Omni-3B" in dry_run()  # not prepared: the hub id

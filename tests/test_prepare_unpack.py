@@ -14,8 +14,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from local import hub, hub_unpack
-from local.hub_unpack import UnpackError, build_audio_dir
+from local.prepare import hub
+from local.prepare import unpack as hub_unpack
+from local.prepare.unpack import UnpackError, build_audio_dir
 from tests.sources import mmau_item, wav, write_mmau_hub
 
 NAMES = [f"{i:02d}-clip.wav" for i in range(6)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from local.prompts import TEMPLATES, build_messages, build_prompt, record_messages
-from local.records import Record
+from local.core.prompts import TEMPLATES, build_messages, build_prompt, record_messages
+from local.core.records import Record
 
 QUESTION = "How many animals are there in the audio?"
 CHOICES = ["3", "One", "4", "2"]

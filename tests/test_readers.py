@@ -15,14 +15,14 @@ import datasets
 import numpy as np
 import pytest
 
-from local.readers import (
+from local.core.readers import (
     parse_avqa_answer,
     parse_avqa_question,
     read_avqa,
     read_mmau,
     read_mmsu,
 )
-from local.records import ReadReport, RecordError
+from local.core.records import ReadReport, RecordError
 from tests.helpers import SHARED_DATA, encode
 
 MMAU_JSON = SHARED_DATA / "mmau" / "mmau-test-mini.json"
@@ -106,7 +106,7 @@ def test_read_avqa_malformed_rows_skip_or_raise(tmp_path: Path, row: dict, reaso
 
 def test_read_avqa_skip_logs_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = save_avqa(tmp_path, [avqa_row(answer="Z. nope")])
-    with caplog.at_level("WARNING", logger="local.records"):
+    with caplog.at_level("WARNING", logger="local.core.records"):
         assert list(read_avqa(path)) == []
     assert "skipping row 0" in caplog.text and "nope" in caplog.text
 

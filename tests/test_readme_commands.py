@@ -43,10 +43,10 @@ EXPANSIONS = [
     ("$SLURM_NODEID", ["--nnodes 2 --node_rank 1 --nproc_per_node 8 --master_addr node0"]),
     ("--deepspeed conf/ds_zero3.json", ["--deepspeed conf/ds_zero3.json"]),
     ("--template think", ["--template think"]),
-    ("--stage mmau", ["Stage mmau:", "-m local.eval_steps --bench mmau"]),
+    ("--stage mmau", ["Stage mmau:", "-m local.eval.steps --bench mmau"]),
     ('--checkpoints "500 1000" --nproc 8',
      ["-m torch.distributed.run --standalone --nproc_per_node 8", r"--checkpoints 500\ 1000"]),
-    ("--stage mmsu", ["-m local.eval_steps --bench mmsu"]),
+    ("--stage mmsu", ["-m local.eval.steps --bench mmsu"]),
 ]
 
 
@@ -64,7 +64,7 @@ def _commands(stderr: str) -> list[list[str]]:
 
 
 def _check_train_args(args: list[str]) -> None:
-    from local.train_config import parse_args
+    from local.train.config import parse_args
 
     args = args[args.index("train.py") + 1:]
     if "--deepspeed" in args:  # its own tests launch it; here only the recipe's arguments
@@ -75,7 +75,8 @@ def _check_train_args(args: list[str]) -> None:
 
 
 def _check_eval_args(args: list[str]) -> None:
-    from local import eval_mmau, eval_mmsu
+    from local.eval.benchmarks import mmau as eval_mmau
+    from local.eval.benchmarks import mmsu as eval_mmsu
 
     bench = args[args.index("--bench") + 1]
     rest = args[args.index("--") + 1:]
@@ -103,7 +104,7 @@ def test_run_sh_line_expands_to_its_launch_command(line: str) -> None:
     for command in commands:
         if "train.py" in command:
             _check_train_args(command)
-        elif "local.eval_steps" in command:
+        elif "local.eval.steps" in command:
             _check_eval_args(command)
 
 

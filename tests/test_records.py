@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import pytest
 
-from local.records import Record, RecordError, from_row, to_rows
+from local.core.records import Record, RecordError, from_row, to_rows
 from tests.helpers import encode
 
 WAV = encode(np.zeros(800, dtype=np.float32), 16_000)  # 50 ms of silence

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.rewards import (
+from local.train.rewards import (
     REWARDS,
     completion_text,
     default_rewards,
@@ -247,7 +247,7 @@ def test_train_resolves_rewards_by_name_and_logs_the_table(caplog) -> None:
     import logging
 
     import train
-    from local.train_config import parse_args
+    from local.train.config import parse_args
 
     config, _ = parse_args(["--output_dir", "exp/test", "--use_cpu", "true", "--template",
                             "think", "--reward_funcs", "format_think", "format_answer",

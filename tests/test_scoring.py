@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.scoring import (
+from local.eval.scoring import (
     MISSING_GROUP,
     Row,
     accuracy_table,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from local.models import ModelLoadError, load_model_and_processor
+from local.core.models import ModelLoadError, load_model_and_processor
 from tests.helpers import REPO, logits_differ, processor_inputs, tiny_checkpoint, tone
 
 
@@ -107,11 +107,11 @@ def test_cli_checkpoint_loads_offline_with_auto_classes(tmp_path: Path, family: 
     """`python -m local.tiny`, then the project's loader and AutoProcessor, with HF_HUB_OFFLINE."""
     out = tmp_path / family
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "local.tiny", "--family", family, "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "local.demo.tiny", "--family", family, "--out", str(out)],
                    check=True, cwd=REPO, env=env, capture_output=True)
     check = (
         "import sys; from transformers import AutoProcessor; "
-        "from local.models import load_model_and_processor; "
+        "from local.core.models import load_model_and_processor; "
         f"p = AutoProcessor.from_pretrained({str(out)!r}); "
         f"m = load_model_and_processor({str(out)!r}); "
         "print(type(p).__name__, type(m.model).__name__)"

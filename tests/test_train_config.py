@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.train_config import parse_args
+from local.train.config import parse_args
 from tests.helpers import REPO
 
 REFERENCE = {  # the reference recipe (WeST's GRPO example); README, differences

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from local.audio import AudioError
-from local.records import RecordError
-from local.train_data import build_train_dataset
+from local.core.audio import AudioError
+from local.core.records import RecordError
+from local.train.dataset import build_train_dataset
 from tests.helpers import REPO
 from tests.helpers_train import make_trainer
 from tests.test_readers import WAV, avqa_row, save_avqa

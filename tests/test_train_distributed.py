@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from local.checkpoints import complete_checkpoints
-from local.demo_data import write_demo_data
-from local.models import load_model_and_processor
+from local.core.models import load_model_and_processor
+from local.demo.data import write_demo_data
+from local.train.checkpoints import complete_checkpoints
 from tests.helpers import CACHE, REPO, tiny_checkpoint
 from tests.test_train_resume import assert_same_run, cut_after, train_argv
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from peft import LoraConfig
 
-from local.models import load_model_and_processor
+from local.core.models import load_model_and_processor
 from tests.helpers import tiny_checkpoint
 from tests.helpers_train import make_trainer
 
@@ -41,7 +41,7 @@ def test_frozen_encoder_stays_frozen_under_lora(tmp_path, caplog, monkeypatch) -
     from trl import ModelConfig
 
     import train
-    from local.audio_cache import find_audio_tower
+    from local.train.audio_cache import find_audio_tower
     from tests.helpers_train import small_config, synthetic_rows, vowel_reward
 
     monkeypatch.setattr(train, "resolve_rewards", lambda config: [vowel_reward])  # has spread
@@ -49,7 +49,7 @@ def test_frozen_encoder_stays_frozen_under_lora(tmp_path, caplog, monkeypatch) -
     model_args = ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
                              lora_target_modules=["q_proj", "v_proj"])
     loaded = load_model_and_processor(str(tiny_checkpoint("qwen2_5_omni")), dtype="float32")
-    with caplog.at_level(logging.INFO, logger="local.trainer"):
+    with caplog.at_level(logging.INFO, logger="local.train.trainer"):
         trainer = train.build_trainer(config, model_args, loaded, synthetic_rows(2))
     tower = find_audio_tower(trainer.model)
     assert not [n for n, p in tower.named_parameters() if p.requires_grad]

@@ -23,9 +23,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from local.checkpoints import CheckpointError
-from local.demo_data import write_demo_data
-from local.rewards import REWARDS, completion_text
+from local.demo.data import write_demo_data
+from local.train.checkpoints import CheckpointError
+from local.train.rewards import REWARDS, completion_text
 from tests.helpers import CACHE, REPO, tiny_checkpoint
 from tests.helpers_train import make_trainer
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from local.collate import AUDIO_KEYS, encode_batch, render_prompt
-from local.prompts import clean_messages
-from local.trainer import placeholder_token_ids
+from local.core.collate import AUDIO_KEYS, encode_batch, render_prompt
+from local.core.prompts import clean_messages
+from local.train.trainer import placeholder_token_ids
 from tests.helpers_train import audio_encoder_state, make_trainer
 
 FAMILIES = ["qwen2_audio", "qwen2_5_omni"]
@@ -98,7 +98,7 @@ def test_generation_never_samples_placeholder_tokens(tmp_path, family: str) -> N
 
 
 def test_rows_without_audio_stop_with_the_item_named(tmp_path) -> None:
-    from local.audio import AudioError
+    from local.core.audio import AudioError
 
     trainer = make_trainer("qwen2_5_omni", tmp_path, rows=2)
     row = dict(trainer.train_dataset[0], audio_bytes=None, audio_path=None, audio_array=None)

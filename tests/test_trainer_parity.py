@@ -1,6 +1,6 @@
 """AudioGRPOTrainer against the reference recipe (WeST's GRPO example): stop ids and KL gradient.
 
-- Rollouts stop at either stop token (`local.special_tokens.STOP_TOKENS`) even with the real
+- Rollouts stop at either stop token (`local.core.special_tokens.STOP_TOKENS`) even with the real
   Qwen2.5-Omni generation_config.json, which declares no eos id (the tiny fixtures list both).
 - The loss gradient is the reference recipe's per-token ``-(A * ratio - beta * k3)``, averaged
   over each completion's tokens, then over completions: no importance weight on the KL term.
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from local.collate import AUDIO_KEYS
-from local.models import load_model_and_processor
-from local.special_tokens import STOP_TOKENS, token_ids
-from local.trainer import AudioGRPOTrainer
+from local.core.collate import AUDIO_KEYS
+from local.core.models import load_model_and_processor
+from local.core.special_tokens import STOP_TOKENS, token_ids
+from local.train.trainer import AudioGRPOTrainer
 from tests.helpers import OFFICIAL_DIR, tiny_checkpoint
 from tests.helpers_train import make_trainer, small_config, synthetic_rows, vowel_reward
 

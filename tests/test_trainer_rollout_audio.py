@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from local.models import load_model_and_processor
-from local.trainer import AudioGRPOTrainer, UnusableClipError
+from local.core.models import load_model_and_processor
+from local.train.trainer import AudioGRPOTrainer, UnusableClipError
 from tests.helpers import encode, tiny_checkpoint, tone
 from tests.helpers_train import make_trainer, small_config, synthetic_rows, vowel_reward
 
@@ -45,7 +45,7 @@ def test_long_clips_warn_once_each_and_the_metric_is_per_rollout(tmp_path: Path,
     trainer = make_trainer("qwen2_5_omni", tmp_path, rows=2, max_audio_duration_in_seconds=0.5)
     trainer.model.train()
     rows = _rollout_rows(trainer, [trainer.train_dataset[0], trainer.train_dataset[1]])
-    with caplog.at_level(logging.WARNING, logger="local.trainer"):
+    with caplog.at_level(logging.WARNING, logger="local.train.trainer"):
         for _ in range(2):
             trainer._generate_and_score_completions(rows)
     assert trainer._metrics["train"]["audio/truncated_clips"] == [2, 2]  # not a running total
@@ -81,7 +81,7 @@ def test_unusable_clip_is_replaced_with_bad_records_skip(tmp_path: Path, caplog)
     trainer.model.train()
     dataset = trainer.train_dataset
     rows = _rollout_rows(trainer, [_bad("undecodable-bytes", dataset[0]), dataset[1]])
-    with caplog.at_level(logging.WARNING, logger="local.trainer"):
+    with caplog.at_level(logging.WARNING, logger="local.train.trainer"):
         out = trainer._generate_and_score_completions(rows)
     assert out["prompt_ids"].shape[0] == 2 * G and out["input_features"].shape[0] == 2 * G
     ids = recorder.seen[-1]  # the rows TRL scored

@@ -1,4 +1,4 @@
-"""local.validate: each kind of defect is reported; only unusable datasets fail.
+"""local.prepare.validate: each kind of defect is reported; only unusable datasets fail.
 
 Datasets are built at test time in tmp_path in the real layouts (AVQA save_to_disk with an
 Audio feature, MMSU parquet snapshot, MMAU JSON + audio folder) from tiny generated clips.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from local import validate
+from local.prepare import validate
 from tests.sources import avqa_row, mmau_item, mmsu_row, save_avqa, save_mmau, save_mmsu, wav
 
 GOOD = 30  # good rows around each defect: 1 bad in 31 is 3.2%, under the 5% threshold
@@ -90,7 +90,7 @@ def test_each_defect_is_reported(kind: str, bad: dict, issue: str, ident: str,
 
 
 def test_a_truncated_wav_file_is_broken_and_says_what_is_missing(tmp_path: Path) -> None:
-    # libsndfile reads such a file without a word (local/audio.py, wav_shortfall).
+    # libsndfile reads such a file without a word (local/core/audio.py, wav_shortfall).
     items = [mmau_item(i) for i in range(GOOD + 1)]
     path = save_mmau(tmp_path / "mmau", items)
     clip = path.parent / "test-mini-audios" / "m30.wav"

@@ -1,0 +1,155 @@
+"""Load a policy model and its processor from a local folder or a hub id.
+
+The class is chosen by ``config.model_type`` (never by a path substring):
+
+| model_type              | loads                                         |
+|-------------------------|-----------------------------------------------|
+| qwen2_audio             | Qwen2AudioForConditionalGeneration            |
+| qwen2_5_omni (full)     | its thinker: Qwen2_5OmniThinkerForConditionalGeneration (no talker) |
+| qwen2_5_omni_thinker    | Qwen2_5OmniThinkerForConditionalGeneration    |
+
+A LoRA checkpoint (`adapter_config.json`, as `--use_peft` training saves) loads its base model,
+applies the adapter and merges it, so evaluation treats it like any other checkpoint.
+
+Example:
+    >>> from local.core.models import load_model_and_processor
+    >>> loaded = load_model_and_processor(".cache/tiny-omni")            # doctest: +SKIP
+    >>> loaded.family.name, loaded.family.max_audio_seconds              # doctest: +SKIP
+    ('qwen2_5_omni', 300.0)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoProcessor, PretrainedConfig
+
+SUPPORTED_MODELS = ("Qwen/Qwen2.5-Omni-7B", "Qwen/Qwen2.5-Omni-3B", "Qwen/Qwen2-Audio-7B-Instruct")
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint the recipe cannot use; the message says what was found and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What the rest of the recipe needs to know about a model family."""
+
+    name: str  # "qwen2_audio" | "qwen2_5_omni"
+    max_audio_seconds: float  # the encoder's window: longer clips are cut (with a count)
+    # Qwen2-Audio's encoder needs features padded to the full 30 s window (3000 frames); the Omni
+    # encoder takes any length, so batches are padded only to their longest clip.
+    pad_audio_to_window: bool
+
+
+QWEN2_AUDIO = ModelFamily("qwen2_audio", max_audio_seconds=30.0, pad_audio_to_window=True)
+QWEN2_5_OMNI = ModelFamily("qwen2_5_omni", max_audio_seconds=300.0, pad_audio_to_window=False)
+_FAMILY_BY_MODEL_TYPE = {
+    "qwen2_audio": QWEN2_AUDIO,
+    "qwen2_5_omni": QWEN2_5_OMNI,
+    "qwen2_5_omni_thinker": QWEN2_5_OMNI,
+}
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+    family: ModelFamily
+
+
+def family_of(config: PretrainedConfig) -> ModelFamily:
+    """The family of a loaded config, or a clear error for an unsupported model."""
+    family = _FAMILY_BY_MODEL_TYPE.get(getattr(config, "model_type", None))
+    if family is None:
+        raise ModelLoadError(
+            f"model_type {getattr(config, 'model_type', None)!r} is not supported: the recipe "
+            f"trains Qwen2-Audio and Qwen2.5-Omni checkpoints ({', '.join(SUPPORTED_MODELS)}).")
+    return family
+
+
+def _torch_dtype(dtype: str | torch.dtype | None) -> Any:
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        return getattr(torch, dtype)
+    except AttributeError:
+        raise ModelLoadError(
+            f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32") from None
+
+
+def load_config(name_or_path: str, *, revision: str | None = None) -> PretrainedConfig:
+    """The checkpoint's config, with an actionable error when it cannot be read."""
+    try:
+        return AutoConfig.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"cannot read a model config from {name_or_path!r} ({error}). Give a checkpoint "
+            "folder with config.json, or a hub id; offline, run `bash run.sh --stage prepare` "
+            "first or set HF_HOME to a cache that holds the model.") from error
+
+
+def load_model_and_processor(
+    name_or_path: str,
+    *,
+    dtype: str | torch.dtype | None = "auto",
+    attn_implementation: str | None = None,
+    device_map: Any = None,
+    revision: str | None = None,
+) -> LoadedModel:
+    """Load the policy (thinker only for Omni) and its processor from a folder or hub id."""
+    adapter = Path(name_or_path) / "adapter_config.json"
+    if adapter.is_file() and not (Path(name_or_path) / "config.json").is_file():
+        return _load_lora_checkpoint(Path(name_or_path), dtype=dtype,
+                                     attn_implementation=attn_implementation,
+                                     device_map=device_map)
+    from transformers import (
+        Qwen2_5OmniThinkerForConditionalGeneration,
+        Qwen2AudioForConditionalGeneration,
+    )
+
+    config = load_config(name_or_path, revision=revision)
+    family = family_of(config)
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "revision": revision}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        if config.model_type == "qwen2_audio":
+            model = Qwen2AudioForConditionalGeneration.from_pretrained(name_or_path, **kwargs)
+        elif config.model_type == "qwen2_5_omni":
+            # A whole Omni checkpoint: its weights are stored under "thinker."; take that part.
+            model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+                name_or_path, config=config.thinker_config, key_mapping={r"^thinker\.": ""},
+                **kwargs)
+        else:
+            model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+                name_or_path, **kwargs)
+        processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot load {name_or_path!r} as {family.name}: {error}") from error
+    return LoadedModel(model=model, processor=processor, family=family)
+
+
+def _load_lora_checkpoint(folder: Path, **kwargs: Any) -> LoadedModel:
+    """Base model + the LoRA adapter in `folder`, merged; the folder's processor if it has one."""
+    from peft import PeftModel
+
+    base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{folder}: adapter_config.json names no base model "
+                             "(base_model_name_or_path); cannot rebuild the policy.")
+    loaded = load_model_and_processor(base, **kwargs)
+    try:
+        merged = PeftModel.from_pretrained(loaded.model, str(folder)).merge_and_unload()
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot apply the LoRA adapter in {folder}: {error}") from error
+    processor = loaded.processor
+    if (folder / "processor_config.json").is_file() or (folder / "tokenizer_config.json").is_file():
+        processor = AutoProcessor.from_pretrained(str(folder))
+    return LoadedModel(model=merged, processor=processor, family=loaded.family)

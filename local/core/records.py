@@ -1,0 +1,222 @@
+"""One record format for every dataset (the readers of the real layouts are in local.core.readers).
+
+A `Record` is one multiple-choice audio question: `answer` is the option TEXT and is always one
+of `choices` (duplicates are legal: MMAU has 27 such items). Audio stays undecoded here (a path,
+encoded bytes, or a waveform with its rate); `local.core.audio` decodes it when a batch needs it.
+
+Readers are generators, so a 55 GB dataset is never decoded (or even fully read) to get one
+record. Bad rows follow the recipe's policy: ``errors="skip"`` logs a warning, counts the row in a
+`ReadReport` and goes on; ``errors="raise"`` stops with a `RecordError` naming the row.
+
+Example:
+    >>> from local.core.records import Record, from_row
+    >>> rec = Record(id="q1", audio="clip.wav", question="Who speaks?",
+    ...              choices=["Man", "Woman"], answer="Woman", meta={"task": "speech"})
+    >>> from_row(rec.to_row()) == rec
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Errors = Literal["skip", "raise"]
+MAX_LOGGED_SKIPS = 20  # individual warnings per read; the rest are only counted
+
+
+class RecordError(ValueError):
+    """A record or source row that cannot be used; the message names it and says what to do."""
+
+
+@dataclass
+class Record:
+    """One audio multiple-choice question, the same shape for every dataset.
+
+    `audio` is a file path, encoded bytes (WAV/FLAC/...), a waveform (`sampling_rate` then
+    required) or None (evaluation keeps items whose audio is missing and scores them wrong).
+    """
+
+    id: str
+    audio: str | bytes | np.ndarray | None
+    question: str
+    choices: list[str]
+    answer: str
+    sampling_rate: int | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        label = f"record {self.id!r}"
+        if not isinstance(self.id, str) or not self.id:
+            raise RecordError(f"record id {self.id!r}: ids must be non-empty strings.")
+        if isinstance(self.audio, Path):
+            self.audio = str(self.audio)
+        if isinstance(self.audio, bytearray):
+            self.audio = bytes(self.audio)
+        if not (self.audio is None or isinstance(self.audio, (str, bytes, np.ndarray))):
+            raise RecordError(f"{label}: audio of type {type(self.audio).__name__} is not a "
+                              "path, encoded bytes or a numpy waveform.")
+        if isinstance(self.audio, (str, bytes)) and len(self.audio) == 0:
+            raise RecordError(f"{label}: audio is empty; give a path, bytes, or None.")
+        if isinstance(self.audio, np.ndarray) and not self.sampling_rate:
+            raise RecordError(f"{label}: a waveform needs its sampling_rate.")
+        if self.sampling_rate is not None and (
+            not isinstance(self.sampling_rate, (int, np.integer)) or self.sampling_rate <= 0
+        ):
+            raise RecordError(f"{label}: sampling_rate {self.sampling_rate!r} must be a "
+                              "positive integer.")
+        if not isinstance(self.question, str) or not self.question.strip():
+            raise RecordError(f"{label}: the question is empty.")
+        if not isinstance(self.choices, (list, tuple)) or len(self.choices) < 2:
+            raise RecordError(f"{label}: needs at least two choices, got {self.choices!r}.")
+        self.choices = list(self.choices)
+        bad = [c for c in self.choices if not isinstance(c, str)]
+        if bad:
+            raise RecordError(f"{label}: choices must be strings; {bad!r} are not.")
+        if not isinstance(self.answer, str) or self.answer not in self.choices:
+            raise RecordError(f"{label}: answer {self.answer!r} is not one of the choices "
+                              f"{self.choices!r}; the answer must be the option text exactly.")
+        if not isinstance(self.meta, dict):
+            raise RecordError(f"{label}: meta must be a dict, got {type(self.meta).__name__}.")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        same_audio = (
+            np.array_equal(self.audio, other.audio)
+            if isinstance(self.audio, np.ndarray) or isinstance(other.audio, np.ndarray)
+            else self.audio == other.audio
+        )
+        return same_audio and (self.id, self.question, self.choices, self.answer,
+                               self.sampling_rate, self.meta) == (
+            other.id, other.question, other.choices, other.answer, other.sampling_rate,
+            other.meta)
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat dict for `datasets.Dataset.from_list` (see `from_row` for the way back).
+
+        Audio goes to exactly one of `audio_path` / `audio_bytes` / `audio_array` (the others
+        None); `meta` is a JSON string so rows with different meta keys share one schema.
+        """
+        audio = self.audio
+        return {
+            "id": self.id,
+            "question": self.question,
+            "choices": list(self.choices),
+            "answer": self.answer,
+            "audio_path": audio if isinstance(audio, str) else None,
+            "audio_bytes": audio if isinstance(audio, bytes) else None,
+            "audio_array": (np.asarray(audio, dtype=np.float32).tolist()
+                            if isinstance(audio, np.ndarray) else None),
+            "sampling_rate": int(self.sampling_rate) if self.sampling_rate else None,
+            "meta": json.dumps(self.meta, ensure_ascii=False, sort_keys=True),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict for JSONL: audio only as a path (bytes and arrays left out)."""
+        return {
+            "id": self.id,
+            "question": self.question,
+            "choices": list(self.choices),
+            "answer": self.answer,
+            "audio_path": self.audio if isinstance(self.audio, str) else None,
+            "meta": copy.deepcopy(self.meta),
+        }
+
+
+def from_row(row: dict[str, Any]) -> Record:
+    """Rebuild a `Record` from `Record.to_row()` (or `to_json()`) output, e.g. a dataset row."""
+    missing = [k for k in ("id", "question", "choices", "answer") if k not in row]
+    if missing:
+        raise RecordError(f"row {row.get('id', '?')!r}: missing keys {missing}; rows must come "
+                          "from Record.to_row().")
+    audio: str | bytes | np.ndarray | None = None
+    if row.get("audio_path") is not None:
+        audio = row["audio_path"]
+    elif row.get("audio_bytes") is not None:
+        audio = row["audio_bytes"]
+    elif row.get("audio_array") is not None:
+        audio = np.asarray(row["audio_array"], dtype=np.float32)
+    meta = row.get("meta") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    return Record(id=row["id"], audio=audio, question=row["question"],
+                  choices=list(row["choices"]), answer=row["answer"],
+                  sampling_rate=row.get("sampling_rate"), meta=meta)
+
+
+@dataclass
+class ReadReport:
+    """What a reader did: records yielded, rows skipped (with reasons), audio files not found."""
+
+    source: str = ""
+    read: int = 0
+    skipped: int = 0
+    reasons: list[tuple[str, str]] = field(default_factory=list)
+    missing_audio: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.source}: read {self.read} records, skipped {self.skipped}"
+        if self.missing_audio:
+            text += f", {len(self.missing_audio)} with missing audio (scored wrong in evaluation)"
+        return text
+
+
+def check_errors(errors: str) -> None:
+    if errors not in ("skip", "raise"):
+        raise ValueError(f"errors={errors!r}: use 'skip' (warn, count, go on) or 'raise'.")
+
+
+def skip_or_raise(report: ReadReport, errors: Errors, row_id: str, err: Exception) -> None:
+    if errors == "raise":
+        raise RecordError(f"{report.source} {row_id}: {err}") from err
+    report.skipped += 1
+    report.reasons.append((row_id, str(err)))
+    if report.skipped <= MAX_LOGGED_SKIPS:
+        logger.warning("%s: skipping %s: %s", report.source, row_id, err)
+    elif report.skipped == MAX_LOGGED_SKIPS + 1:
+        logger.warning("%s: more rows skipped; see the ReadReport for all reasons.",
+                       report.source)
+
+
+def audio_from_cell(cell: Any, audio_dir: Path | None) -> str | bytes | None:
+    """Undecoded audio from a dataset cell: {'bytes', 'path'} dict, a path string, or None."""
+    if cell is None:
+        return None
+    if isinstance(cell, dict):
+        if cell.get("bytes"):
+            return bytes(cell["bytes"])
+        cell = cell.get("path")
+        if not cell:
+            return None
+    if isinstance(cell, (str, Path)):
+        path = Path(cell)
+        if audio_dir is not None and not path.is_absolute():
+            path = audio_dir / path
+        return str(path)
+    raise RecordError(f"audio cell of type {type(cell).__name__} is neither a path nor a "
+                      "{'bytes', 'path'} dict; was it decoded? Read with Audio(decode=False).")
+
+
+def undecoded(ds: Any) -> Any:
+    """Make sure the `audio` column (if an Audio feature) yields bytes/paths, never arrays."""
+    import datasets
+
+    features = getattr(ds, "features", None) or {}
+    if isinstance(features.get("audio"), datasets.Audio):
+        ds = ds.cast_column("audio", datasets.Audio(decode=False))
+    return ds
+
+
+def to_rows(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """`Record.to_row()` for many records, e.g. for `datasets.Dataset.from_list`."""
+    return [r.to_row() for r in records]

@@ -1,0 +1,188 @@
+"""A synthetic audio question-answering set, made with numpy, written in the real layouts.
+
+Tasks a listener answers from the audio alone: how many beeps, is the tone high or low, is the
+sweep rising or falling, which half is louder. The train split is written like AVQA-processed
+(`DatasetDict.save_to_disk` with `question` "...\\nChoices:\\nA. ...", `answer` "B. text",
+embedded audio, `file_name`), the eval split like MMAU test-mini (`mmau-test-mini.json` + an
+audio folder), so the real readers, trainer and evaluator run on it. Deterministic per seed.
+
+Example:
+    $ python -m local.demo.data --out data/demo --n_train 256 --n_eval 64
+    $ ls data/demo
+    avqa  mmau
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SR = 16_000
+
+
+@dataclass
+class Item:
+    task: str
+    question: str
+    choices: list[str]
+    answer: str
+    audio: np.ndarray  # mono float32 at SR
+
+
+def _tone(freq: float, seconds: float, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    fade = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # 10 ms fades: no clicks
+    return (amp * fade * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), dtype=np.float32)
+
+
+def _count_beeps(rng: np.random.Generator) -> Item:
+    n = int(rng.integers(1, 5))
+    parts = [_silence(0.2)]
+    for _ in range(n):
+        parts += [_tone(880, 0.15), _silence(float(rng.uniform(0.15, 0.3)))]
+    return Item("count", "How many beeps are in the video?", ["1", "2", "3", "4"], str(n),
+                np.concatenate(parts))
+
+
+def _pitch(rng: np.random.Generator) -> Item:
+    high = bool(rng.integers(0, 2))
+    audio = _tone(2500 if high else 250, float(rng.uniform(0.8, 1.6)))
+    return Item("pitch", "Is the tone in the video high or low?", ["high", "low"],
+                "high" if high else "low", audio)
+
+
+def _sweep(rng: np.random.Generator) -> Item:
+    rising = bool(rng.integers(0, 2))
+    seconds = float(rng.uniform(1.0, 2.0))
+    t = np.arange(int(seconds * SR)) / SR
+    f0, f1 = (300.0, 2400.0) if rising else (2400.0, 300.0)
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * seconds))
+    return Item("sweep", "Is the pitch rising or falling?", ["rising", "falling"],
+                "rising" if rising else "falling", (0.3 * np.sin(phase)).astype(np.float32))
+
+
+def _louder_half(rng: np.random.Generator) -> Item:
+    first = bool(rng.integers(0, 2))
+    loud, soft = _tone(600, 0.8, 0.5), _tone(600, 0.8, 0.05)
+    audio = np.concatenate([loud, soft] if first else [soft, loud])
+    noise = (0.005 * rng.standard_normal(len(audio))).astype(np.float32)
+    return Item("loudness", "Which half of the sound is louder?", ["first", "second"],
+                "first" if first else "second", audio + noise)
+
+
+TASKS: dict[str, Callable[[np.random.Generator], Item]] = {
+    "count": _count_beeps, "pitch": _pitch, "sweep": _sweep, "loudness": _louder_half,
+}
+
+
+def make_items(n: int, seed: int) -> list[Item]:
+    """`n` items cycling through the tasks, choices shuffled, deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    names = list(TASKS)
+    items = []
+    for i in range(n):
+        item = TASKS[names[i % len(names)]](rng)
+        item.choices = [item.choices[j] for j in rng.permutation(len(item.choices))]
+        items.append(item)
+    return items
+
+
+def _wav_bytes(audio: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SR, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _avqa_question(item: Item) -> tuple[str, str]:
+    letters = "ABCDEFGH"
+    lines = [f"{letters[i]}. {c}" for i, c in enumerate(item.choices)]
+    answer = f"{letters[item.choices.index(item.answer)]}. {item.answer}"
+    return item.question + "\nChoices:\n" + "\n".join(lines), answer
+
+
+def write_avqa_like(out: Path, splits: dict[str, list[Item]]) -> Path:
+    """A DatasetDict.save_to_disk folder shaped like gijs/avqa-processed."""
+    import datasets
+
+    tables = {}
+    for split, items in splits.items():
+        rows = []
+        for i, item in enumerate(items):
+            question, answer = _avqa_question(item)
+            name = f"{split}_{i:05d}.wav"
+            rows.append({"question": question, "answer": answer, "file_name": name,
+                         "audio": {"bytes": _wav_bytes(item.audio), "path": name}})
+        tables[split] = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
+    _atomic_dir(out, lambda tmp: datasets.DatasetDict(tables).save_to_disk(str(tmp)))
+    return out
+
+
+def write_mmau_like(out: Path, items: list[Item]) -> Path:
+    """`mmau-test-mini.json` + `test-mini-audios/<id>.wav`, fields as the MMAU release."""
+    def build(tmp: Path) -> None:
+        (tmp / "test-mini-audios").mkdir(parents=True)
+        entries = []
+        for i, item in enumerate(items):
+            item_id = f"demo-{i:05d}"
+            sf.write(tmp / "test-mini-audios" / f"{item_id}.wav", item.audio, SR,
+                     subtype="PCM_16")
+            entries.append({
+                "id": item_id, "audio_id": f"./test-mini-audios/{item_id}.wav",
+                "question": item.question.replace("video", "audio"), "choices": item.choices,
+                "answer": item.answer, "dataset": "demo", "task": "sound", "split": "test-mini",
+                "category": item.task, "sub-category": item.task,
+                "difficulty": "easy" if item.task in ("pitch", "loudness") else "medium",
+            })
+        (tmp / "mmau-test-mini.json").write_text(json.dumps(entries, indent=2))
+    _atomic_dir(out, build)
+    return out
+
+
+def _atomic_dir(out: Path, build: Callable[[Path], None]) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def write_demo_data(out: str | Path, n_train: int = 256, n_eval: int = 64, seed: int = 0) -> Path:
+    """The demo's data under `out`: `avqa/` (train, val) and `mmau/` (eval). Skips if done."""
+    out = Path(out)
+    stamp = out / ".done"
+    settings = json.dumps({"n_train": n_train, "n_eval": n_eval, "seed": seed})
+    if stamp.exists() and stamp.read_text() == settings:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    write_avqa_like(out / "avqa", {"train": make_items(n_train, seed),
+                                   "val": make_items(max(8, n_eval // 4), seed + 1)})
+    write_mmau_like(out / "mmau", make_items(n_eval, seed + 2))
+    stamp.write_text(settings)  # written last
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the synthetic demo audio QA set.")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--n_train", type=int, default=256)
+    parser.add_argument("--n_eval", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(f"demo data in {write_demo_data(args.out, args.n_train, args.n_eval, args.seed)}")
+
+
+if __name__ == "__main__":
+    main()

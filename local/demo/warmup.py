@@ -1,0 +1,168 @@
+"""A short supervised warm-up that makes a random tiny model worth training with GRPO.
+
+A random model never writes `<answer>X</answer>`, so every completion earns 0, every group's
+rewards are equal, every advantage is 0 and GRPO learns nothing. The warm-up teaches the answer
+format and, on a share of the rows (`label_noise` picks a random option instead on the others),
+the right option: the model starts with the format and a weak, uncertain guess, so completions
+sampled at temperature 1 differ within a group and GRPO has something to sharpen.
+
+The rows come from the real training-data builder (`local.train.dataset`) and go through the same
+audio collation as training and evaluation (`local.core.collate`), so the audio reaches the model.
+Loss: next-token cross-entropy on the answer tokens only (`<answer>X</answer><|im_end|>`).
+
+Example:
+    $ python -m local.warmup --model exp/demo/models/random --data exp/demo/data/avqa \\
+        --out exp/demo/models/initial --steps 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from local.core.collate import encode_batch, load_clip, render_prompt
+from local.core.models import load_model_and_processor
+from local.core.prompts import clean_messages
+from local.train.dataset import build_train_dataset
+
+IGNORE = -100
+
+
+def answer_target(answer: str, end_token: str = "<|im_end|>") -> str:
+    """What the warm-up teaches the model to write after the prompt.
+
+    >>> answer_target("rising")
+    '<answer>rising</answer><|im_end|>'
+    """
+    return f"<answer>{answer}</answer>{end_token}"
+
+
+def pick_label(answer: str, choices: list[str], noise: float, rng: random.Random) -> str:
+    """The correct option, or with probability `noise` a uniformly random one (maybe correct).
+
+    >>> pick_label("low", ["high", "low"], 0.0, random.Random(0))
+    'low'
+    """
+    return rng.choice(list(choices)) if rng.random() < noise else answer
+
+
+def answer_labels(input_ids: torch.Tensor, target_ids: list[list[int]]) -> torch.Tensor:
+    """Labels for left-padded rows that end with their target: IGNORE everywhere else.
+
+    >>> answer_labels(torch.tensor([[0, 5, 6, 7]]), [[6, 7]]).tolist()
+    [[-100, -100, 6, 7]]
+    """
+    labels = torch.full_like(input_ids, IGNORE)
+    for row, target in enumerate(target_ids):
+        tail = input_ids[row, -len(target):].tolist()
+        if tail != list(target):
+            raise ValueError(f"row {row}: the encoded prompt does not end with the answer tokens "
+                             f"({tail} != {target}); the tokenizer merged across the boundary.")
+        labels[row, -len(target):] = input_ids[row, -len(target):]
+    return labels
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions."""
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+        ignore_index=IGNORE)
+
+
+def _batch(loaded: Any, rows: list[dict[str, Any]], labels: list[str]) -> dict[str, torch.Tensor]:
+    processor, family = loaded.processor, loaded.family
+    targets = [answer_target(label) for label in labels]
+    texts = [render_prompt(processor, clean_messages(row["prompt"])) + target
+             for row, target in zip(rows, targets, strict=True)]
+    audios = [load_clip(row["audio_bytes"] or row["audio_path"], family=family,
+                        sampling_rate=row["sampling_rate"], name=row["id"]).array for row in rows]
+    batch = dict(encode_batch(processor, family, texts, audios, padding_side="left"))
+    target_ids = [processor.tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
+    batch["labels"] = answer_labels(batch["input_ids"], target_ids)
+    return batch
+
+
+def warmup(model: str | Path, data: str | Path, out: str | Path, *, steps: int = 60,
+           batch_size: int = 16, learning_rate: float = 2e-3, label_noise: float = 0.5,
+           template: str = "default", seed: int = 0, overwrite: bool = False) -> Path:
+    """Fine-tune `model` on the answers of the AVQA-shaped set `data`; save it to `out`.
+
+    Skips when `out/.done` records the same settings (unless `overwrite`). Writes the model,
+    processor and `warmup_log.json` (loss per step) to a temporary folder, renamed when done.
+    """
+    out = Path(out)
+    settings = {"model": str(model), "data": str(data), "steps": steps, "batch_size": batch_size,
+                "learning_rate": learning_rate, "label_noise": label_noise,
+                "template": template, "seed": seed}
+    stamp = out / ".done"
+    if not overwrite and stamp.exists() and json.loads(stamp.read_text()) == settings:
+        print(f"warm-up: {out} is done (delete it or pass --overwrite to redo)")
+        return out
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    loaded = load_model_and_processor(str(model), dtype="float32")
+    dataset, _ = build_train_dataset(data, "avqa", template=template)
+    rows = [dataset[i] for i in range(len(dataset))]
+    optimizer = torch.optim.AdamW(loaded.model.parameters(), lr=learning_rate, weight_decay=0.0)
+    loaded.model.train()
+    log: list[dict[str, float]] = []
+    order: list[int] = []
+    with tqdm(range(1, steps + 1), desc="warm-up", unit="step") as bar:
+        for step in bar:
+            if len(order) < batch_size:
+                order += rng.sample(range(len(rows)), len(rows))
+            chosen = [rows[order.pop()] for _ in range(batch_size)]
+            labels = [pick_label(r["answer"], r["choices"], label_noise, rng) for r in chosen]
+            batch = _batch(loaded, chosen, labels)
+            target = batch.pop("labels")
+            logits = loaded.model(**batch).logits
+            loss = answer_loss(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(loaded.model.parameters(), 1.0)
+            optimizer.step()
+            value = loss.item()
+            log.append({"step": step, "loss": value})
+            bar.set_postfix(loss=f"{value:.3f}")
+    loaded.model.eval()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    loaded.model.save_pretrained(tmp)
+    loaded.processor.save_pretrained(tmp)
+    (tmp / "warmup_log.json").write_text(json.dumps({"settings": settings, "log": log}, indent=1))
+    (tmp / ".done").write_text(json.dumps(settings))  # written last
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="starting checkpoint folder")
+    parser.add_argument("--data", required=True, help="AVQA-shaped save_to_disk folder")
+    parser.add_argument("--out", required=True, help="where the warmed-up model goes")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--label_noise", type=float, default=0.5,
+                        help="share of rows taught a random option instead of the right one")
+    parser.add_argument("--template", default="default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    return warmup(args.model, args.data, args.out, steps=args.steps, batch_size=args.batch_size,
+                  learning_rate=args.learning_rate, label_noise=args.label_noise,
+                  template=args.template, seed=args.seed, overwrite=args.overwrite)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Batched generation for evaluation: explicit settings, audio in (or provably out), data parallel.
+
+`Generator` turns `Record`s into responses with HF `generate`: the chat is built by
+`local.core.prompts`, audio decoded by `local.core.audio` (through
+`local.core.collate.load_clip`) and batched by
+`local.core.collate.encode_batch` (Omni clips padded to the batch's longest clip). Every generation
+setting is passed explicitly, so nothing leaks in from a checkpoint's generation_config (the real
+Qwen2-Audio one samples with top_k 20 and repetition penalty 1.1); greedy is the default.
+
+`--no_audio` ablation (``audio=False``): the user turn keeps only its text part (no audio part, so
+no ``<|audio_bos|><|AUDIO|><|audio_eos|>`` in the prompt), the text is tokenized alone and no
+``input_features`` / ``feature_attention_mask`` are passed: the model sees no audio at all.
+
+Data parallel: under torchrun (WORLD_SIZE > 1) each rank takes the deterministic shard
+``items[rank::world_size]``; a single process needs no torch.distributed.
+
+Example:
+    >>> from local.eval.generation import GenerationSettings, Generator  # doctest: +SKIP
+    >>> gen = Generator(load_model_and_processor("ckpt"), GenerationSettings(max_new_tokens=64))
+    >>> outputs = gen.generate(records, template="default")                     # doctest: +SKIP
+    >>> outputs[0].response, outputs[0].error                                  # doctest: +SKIP
+    ('<answer>Man</answer>', None)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from local.core.audio import AudioError
+from local.core.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
+from local.core.models import LoadedModel
+from local.core.prompts import build_messages, build_prompt
+from local.core.records import Record
+from local.core.special_tokens import STOP_TOKENS, token_ids
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Placeholders that must never be generated: a sampled one crashes the next forward pass.
+PLACEHOLDER_TOKENS = ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Generation settings, all explicit. temperature 0 means greedy (the seed's evaluation)."""
+
+    max_new_tokens: int = 2048
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens}: must be at least 1.")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"bad sampling settings {self}: temperature >= 0, 0 < top_p <= 1, "
+                             "top_k >= 0 (0 = off).")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty={self.repetition_penalty}: must be > 0.")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
+        """Keyword arguments for `model.generate`: every knob set, stop ids and suppressed ids."""
+        stop_ids = token_ids(tokenizer, STOP_TOKENS)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": not self.greedy,
+            "repetition_penalty": self.repetition_penalty,
+            "eos_token_id": stop_ids,
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+            else stop_ids[-1],
+            "suppress_tokens": token_ids(tokenizer, PLACEHOLDER_TOKENS),
+            # None clears a checkpoint's sampling defaults (greedy ignores them anyway).
+            "temperature": None if self.greedy else self.temperature,
+            "top_p": None if self.greedy else self.top_p,
+            "top_k": None if self.greedy or self.top_k == 0 else self.top_k,
+        }
+        return kwargs
+
+
+# ---------------------------------------------------------------------------------------------
+# Data parallel
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: rank and world size (1 process: rank 0 of 1, no process group)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(f"cuda:{self.local_rank}") if torch.cuda.is_available() \
+            else torch.device("cpu")
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+
+def init_distributed() -> DistContext:
+    """Read torchrun's RANK/WORLD_SIZE; start a process group only when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)
+        torch.distributed.init_process_group(backend=backend)
+    return DistContext(rank=rank, world_size=world, local_rank=local)
+
+
+def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """This rank's deterministic share: every world_size-th item from `rank`.
+
+    >>> shard(list(range(7)), 1, 3)
+    [1, 4]
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside a world of {world_size}.")
+    return list(items[rank::world_size])
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Output:
+    """One item's result: the full response, or the error that stopped it (scored wrong)."""
+
+    id: str
+    response: str | None
+    error: str | None = None
+    audio_truncated: bool = False
+
+
+def text_only_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat of `build_messages` with its audio parts removed (the --no_audio ablation)."""
+    return [{**turn, "content": [part for part in turn["content"] if part.get("type") != "audio"]}
+            for turn in messages]
+
+
+class Generator:
+    """Answers records with one loaded model: batched, greedy by default, audio optional."""
+
+    def __init__(self, loaded: LoadedModel, settings: GenerationSettings, *,
+                 audio: bool = True, max_audio_seconds: float | None = 30.0,
+                 device: torch.device | None = None) -> None:
+        self.loaded, self.settings, self.audio = loaded, settings, audio
+        self.max_audio_seconds = max_audio_seconds
+        self.device = device or torch.device("cpu")
+        self.model = loaded.model.to(self.device).eval()
+        self.processor = loaded.processor
+        self.tokenizer = loaded.processor.tokenizer
+        self.kwargs = settings.generate_kwargs(self.tokenizer)
+        self.truncated = 0  # clips cut to the audio limit so far
+
+    def prompt(self, record: Record, template: str, text: str | None = None) -> str:
+        """The rendered chat text for `record` (`text` overrides the templated user text)."""
+        messages = build_messages(text if text is not None
+                                  else build_prompt(record.question, record.choices, template))
+        if not self.audio:
+            messages = text_only_messages(messages)
+        return render_prompt(self.processor, messages)
+
+    def model_inputs(self, texts: Sequence[str], audios: Sequence[Any] | None) -> dict[str, Any]:
+        """Tokenized batch (left-padded); audio features only when audio is on."""
+        if not self.audio:
+            batch = self.tokenizer(list(texts), padding=True, padding_side="left",
+                                   return_tensors="pt")
+        else:
+            batch = encode_batch(self.processor, self.loaded.family, texts, audios or [])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _clip(self, record: Record) -> tuple[Any, str | None, bool]:
+        if record.audio is None:
+            return None, "no audio in the record (missing file or empty cell)", False
+        try:
+            clip = load_clip(record.audio, family=self.loaded.family,
+                             sampling_rate=record.sampling_rate,
+                             max_duration_s=self.max_audio_seconds, name=record.id)
+        except AudioError as err:
+            return None, f"unreadable audio: {err}", False
+        return clip.array, None, clip.truncated
+
+    def generate(self, records: Sequence[Record], template: str = "default",
+                 texts: Sequence[str] | None = None) -> list[Output]:
+        """One batch: responses for `records` in order; items whose audio fails get an error."""
+        outputs: dict[str, Output] = {}
+        ready: list[tuple[Record, str, Any]] = []
+        for i, record in enumerate(records):
+            prompt = self.prompt(record, template, texts[i] if texts is not None else None)
+            clip, error, truncated = (None, None, False) if not self.audio else self._clip(record)
+            if error:
+                logger.warning("%s: %s; scored wrong.", record.id, error)
+                outputs[record.id] = Output(record.id, None, error)
+                continue
+            self.truncated += truncated
+            outputs[record.id] = Output(record.id, None, None, truncated)
+            ready.append((record, prompt, clip))
+        if ready:
+            inputs = self.model_inputs([p for _, p, _ in ready],
+                                       [c for _, _, c in ready] if self.audio else None)
+            with torch.inference_mode():
+                sequences = self.model.generate(**inputs, **self.kwargs)
+            new_tokens = sequences[:, inputs["input_ids"].shape[1]:]
+            texts_out = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for (record, _, _), text in zip(ready, texts_out, strict=True):
+                outputs[record.id].response = text
+        return [outputs[r.id] for r in records]
+
+
+def has_audio(inputs: dict[str, Any], tokenizer: Any) -> bool:
+    """Whether a model input carries audio: features, or audio placeholder tokens in the text."""
+    audio_id = token_ids(tokenizer, ["<|AUDIO|>"])[0]
+    return any(k in inputs for k in AUDIO_KEYS) or bool((inputs["input_ids"] == audio_id).any())

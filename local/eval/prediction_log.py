@@ -1,0 +1,139 @@
+"""Evaluation files: atomic writes, resumable per-rank prediction logs, the run's settings guard.
+
+Each rank appends one JSON line per prediction to ``<out_dir>/partial/rank<R>.jsonl`` and flushes
+it, so a killed run loses at most the line being written. On restart every rank reads all the
+logs (any world size), skips the items already done, and first cuts a torn last line off its own
+log. Rank 0 merges the logs once at the end. Final files are written to a temporary name and
+renamed (`os.replace`), so a reader never sees half a file.
+
+Example:
+    >>> import tempfile
+    >>> from local.eval.prediction_log import PredictionLog, read_logs
+    >>> folder = tempfile.mkdtemp()
+    >>> with PredictionLog(folder, rank=0) as log:
+    ...     log.append({"id": "q1", "response": "<answer>Man</answer>"})
+    >>> sorted(read_logs(folder))
+    ['q1']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_DIR = "partial"
+SETTINGS_FILE = "eval_settings.json"
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    """`atomic_write_text` of pretty-printed JSON (UTF-8, keys in insertion order)."""
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _repair_tail(path: Path) -> int:
+    """Cut a torn last line (no trailing newline) off `path`; return the bytes removed."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as handle:
+        handle.truncate(keep)
+    return len(data) - keep
+
+
+class PredictionLog:
+    """Append-only JSONL of one rank's predictions; each line is flushed as soon as written."""
+
+    def __init__(self, out_dir: str | Path, rank: int) -> None:
+        self.path = Path(out_dir) / PARTIAL_DIR / f"rank{rank}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        removed = _repair_tail(self.path)
+        if removed:
+            logger.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run.",
+                           self.path, removed)
+        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def append(self, entry: dict[str, Any]) -> None:
+        if "id" not in entry:
+            raise ValueError(f"prediction {entry!r} has no id.")
+        self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_logs(out_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Every logged prediction under `out_dir`, by id (first wins); unreadable lines skipped."""
+    done: dict[str, dict[str, Any]] = {}
+    bad = 0
+    for path in sorted((Path(out_dir) / PARTIAL_DIR).glob("rank*.jsonl")):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                    done.setdefault(str(entry["id"]), entry)
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    bad += 1
+    if bad:
+        logger.warning("%s: skipped %d unreadable log lines (an interrupted write); those items "
+                       "are predicted again.", out_dir, bad)
+    return done
+
+
+def clear(out_dir: str | Path, names: list[str]) -> None:
+    """Remove the logs, the settings file and the named final files (for --overwrite)."""
+    out_dir = Path(out_dir)
+    shutil.rmtree(out_dir / PARTIAL_DIR, ignore_errors=True)
+    for name in [SETTINGS_FILE, *names]:
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def check_settings(out_dir: str | Path, settings: dict[str, Any], write: bool = True) -> None:
+    """Refuse to mix predictions made with different settings; record them (if `write`).
+
+    Every rank checks (so all stop together); only rank 0 writes.
+    """
+    path = Path(out_dir) / SETTINGS_FILE
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        if changed and read_logs(out_dir):
+            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise SystemExit(f"{out_dir} holds predictions made with other settings ({details}). "
+                             "Pass --overwrite to start over, or another --out_dir.")
+    if write:
+        atomic_write_json(path, settings)

@@ -1,0 +1,95 @@
+"""Evaluate a run's starting model (step 0) and its checkpoints, then one summary across them.
+
+The single call behind `run.sh --stage mmau|mmsu`. Steps: 0 = `--model`, N = `<run_dir>/
+checkpoint-N` (every one whose save finished, or those named by `--checkpoints "100 200"`).
+Each step writes `<run_dir>/eval/<bench>/<step>/` through the benchmark's evaluator (resumable:
+a finished step only re-merges its logs); rank 0 then writes `summary.md` and `summary.png`.
+Arguments after `--` go to the evaluator unchanged. Under torchrun every rank runs the same loop.
+
+Example:
+    $ python -m local.eval.steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir exp/grpo \\
+        -- --mmau_json data/mmau/mmau-test-mini.json --mmau_audio_dir data/mmau/test-mini-audios
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from local.eval.benchmarks import mmau as eval_mmau
+from local.eval.benchmarks import mmsu as eval_mmsu
+from local.eval.generation import init_distributed
+from local.eval.summary import write_summary
+from local.train.checkpoints import complete_checkpoints
+
+logger = logging.getLogger(__name__)
+EVALUATORS = {"mmau": eval_mmau.main, "mmsu": eval_mmsu.main}
+
+
+def _step(folder: Path) -> int:
+    """The N of a `checkpoint-N` folder (named so by `complete_checkpoints`)."""
+    return int(folder.name.rsplit("-", 1)[1])
+
+
+def steps(model: str, run_dir: Path, checkpoints: str = "") -> list[tuple[int, str]]:
+    """(step, model path) pairs: the starting model first, then checkpoints by step.
+
+    Only checkpoints whose save finished are taken (`local.train.checkpoints.complete_checkpoints`
+    with the trainer state, which the HF Trainer writes last): a half-written one is passed over,
+    or refused when `checkpoints` names it.
+    """
+    found = {_step(p): p for p in complete_checkpoints(run_dir, resumable=True)}
+    if checkpoints.strip():
+        wanted = [int(s) for s in checkpoints.replace(",", " ").split()]
+        bad = [_describe_absent(run_dir / f"checkpoint-{s}") for s in wanted if s not in found]
+        if bad:
+            raise SystemExit(f"--checkpoints: {'; '.join(bad)}. List the saved ones with "
+                             f"`ls {run_dir}`.")
+        found = {s: found[s] for s in wanted}
+    return [(0, model), *((s, str(found[s])) for s in sorted(found) if s != 0)]
+
+
+def _describe_absent(folder: Path) -> str:
+    if not folder.is_dir():
+        return f"{folder} not found"
+    return (f"{folder} is incomplete (no weights or no trainer_state.json: its save was "
+            "interrupted; evaluate another step or re-run training to save it again)")
+
+
+def main(argv: Sequence[str] | None = None) -> Path | None:
+    """Run the loop; rank 0 returns the summary's path."""
+    argv = list(argv) if argv is not None else None
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bench", required=True, choices=sorted(EVALUATORS))
+    parser.add_argument("--model", required=True, help="starting model (step 0): path or hub id")
+    parser.add_argument("--run_dir", type=Path, required=True, help="e.g. exp/grpo")
+    parser.add_argument("--checkpoints", default="",
+                        help='steps to evaluate, e.g. "100 200" (default: every checkpoint-N)')
+    parser.add_argument("evaluator_args", nargs=argparse.REMAINDER,
+                        help="after --: options for evaluate_<bench>.py")
+    args = parser.parse_args(argv)
+    rest = args.evaluator_args
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    dist = init_distributed()
+    eval_dir = args.run_dir / "eval" / args.bench
+    plan = steps(args.model, args.run_dir, args.checkpoints)
+    if dist.is_main:
+        logging.basicConfig(level=logging.INFO, force=True)
+        logger.info("%s: steps %s -> %s", args.bench, [s for s, _ in plan], eval_dir)
+    for step, model in plan:
+        EVALUATORS[args.bench](["--model", model, "--out_dir", str(eval_dir / str(step)), *rest])
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if not dist.is_main:
+        return None
+    return write_summary(eval_dir)
+
+
+if __name__ == "__main__":
+    main()

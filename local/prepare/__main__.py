@@ -1,0 +1,7 @@
+"""`python -m local.prepare`: see `local.prepare.cli`."""
+
+import sys
+
+from local.prepare.cli import main
+
+sys.exit(main())

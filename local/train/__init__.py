@@ -1,0 +1,2 @@
+"""Training: the GRPO config, training rows, the AudioGRPOTrainer, rewards, the frozen-encoder
+cache and checkpoints."""
