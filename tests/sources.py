@@ -27,6 +27,8 @@ Every writer stands in for something outside the repo, so each says what it is b
   items with `id`, `audio_id` "./test-mini-audios/<id>.wav", `question`, `choices`, `answer`,
   `dataset`, `task`, `split`, `category`, `sub-category`, `difficulty` (the real file is in
   ../shared/data/mmau when the workspace has it: `real_mmau_json`).
+* Evaluation sets (`mmau_eval_set`, `mmsu_eval_set`): the MMAU and MMSU layouts above with clips
+  of varied length and pitch, for end-to-end evaluator runs on a tiny model.
 * The Hugging Face cache (`cache_repo`): huggingface_hub 2.x's layout,
   `<type>s--<org>--<name>/blobs/<sha256>`, `snapshots/<commit>/<file>` symlinked to the blob,
   `refs/main` holding the commit, so `snapshot_download` resolves it offline by itself.
@@ -40,7 +42,8 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Sequence
+import tarfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,7 @@ import soundfile as sf
 from tests.helpers import SHARED_DATA, encode, tone
 
 MAIN = "a" * 40
+REAL_MMAU_JSON = SHARED_DATA / "mmau" / "mmau-test-mini.json"
 
 
 def wav(seconds: float = 0.2, sr: int = 16_000, channels: int = 1, freq: float = 440.0) -> bytes:
@@ -67,42 +71,72 @@ def mp3(seconds: float = 0.2, sr: int = 44_100, channels: int = 2, freq: float =
     return buffer.getvalue()
 
 
+WAV = wav()  # the default clip of a row: 0.2 s at 16 kHz
+MMSU_WAV = wav(sr=48_000)  # MMSU's clips are 48 kHz
+
+
 # ------------------------------------------------------------------------------------- AVQA
 
-def avqa_row(i: int, question: str | None = None, answer: str = "B. two",
-             audio: bytes | None = None) -> dict:
+def avqa_row(i: int = 0, question: str | None = None, answer: str = "B. two",
+             audio: bytes | None | dict = WAV, file_name: str | None = None) -> dict:
+    """One AVQA row: question i "... in the video {i}?" with choices one/two, answer "B. two".
+
+    `audio`: bytes (embedded as the hub embeds them), None (no audio cell) or a cell as is."""
     question = question or f"How many dogs bark in the video {i}?\nChoices:\nA. one\nB. two"
-    data = audio if audio is not None else wav()
-    return {"question": question, "answer": answer, "file_name": f"clip{i}.wav",
-            "audio": {"bytes": data, "path": f"clip{i}.wav"}}
+    file_name = file_name or f"clip{i}.wav"
+    cell = {"bytes": audio, "path": file_name} if isinstance(audio, bytes) else audio
+    return {"question": question, "answer": answer, "file_name": file_name, "audio": cell}
+
+
+def audio_dataset(rows: list[dict]) -> datasets.Dataset:
+    """Rows -> a Dataset whose `audio` column is a decoding Audio feature, as on the hub.
+
+    (Cast, not encoded: datasets 5 needs torchcodec to encode, which the recipe avoids.)"""
+    return datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
+
+
+def save_splits(root: Path, splits: dict[str, list[dict]]) -> Path:
+    """A `DatasetDict.save_to_disk` folder, one sub-folder per split; returns `root`."""
+    tables = {name: audio_dataset(rows) for name, rows in splits.items()}
+    datasets.DatasetDict(tables).save_to_disk(str(root))
+    return root
 
 
 def save_avqa(root: Path, train: list[dict], val: list[dict] | None = None) -> Path:
-    """A DatasetDict.save_to_disk dump like gijs/avqa-processed (Audio cast, not encoded)."""
-    splits = {"train": datasets.Dataset.from_list(train).cast_column("audio", datasets.Audio())}
-    if val is not None:
-        splits["val"] = datasets.Dataset.from_list(val).cast_column("audio", datasets.Audio())
-    datasets.DatasetDict(splits).save_to_disk(str(root))
-    return root
+    """A DatasetDict.save_to_disk dump like gijs/avqa-processed: train/ (and val/)."""
+    return save_splits(root, {"train": train, **({"val": val} if val is not None else {})})
 
 
 # ------------------------------------------------------------------------------------- MMSU
 
-def mmsu_row(i: int, options: list[str] | None = None, answer_index: int = 1,
-             audio: bytes | None = b"") -> dict:
-    data = wav(sr=48_000) if audio == b"" else audio
-    return {"audio": {"bytes": data, "path": f"k{i}.wav"} if data is not None else None,
-            "key": f"k{i}", "question": "Which word is stressed?",
-            "options": options or ["first", "second", "third", "fourth"],
-            "answer_index": answer_index, "category": "Perception-Semantics-Syntax-Word order"}
+def mmsu_row(i: int, options: list[str] | None = None, answer_index: object = 1,
+             audio: bytes | None = MMSU_WAV, *, key: str | None = None, **columns: object) -> dict:
+    """One MMSU row, key "k{i}" (or `key`); `audio` None: no audio cell; `columns`: more or
+    other columns (e.g. `category`, `linguistics_sub_discipline`)."""
+    key = key or f"k{i}"
+    row = {"audio": {"bytes": audio, "path": f"{key}.wav"} if audio is not None else None,
+           "key": key, "question": "Which word is stressed?",
+           "options": options if options is not None else ["first", "second", "third", "fourth"],
+           "answer_index": answer_index, "category": "Perception-Semantics-Syntax-Word order"}
+    return {**row, **columns}
 
 
 def save_mmsu(root: Path, rows: list[dict]) -> Path:
     """The hub snapshot layout: data/train-00000-of-00001.parquet."""
     (root / "data").mkdir(parents=True)
-    ds = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
-    ds.to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+    audio_dataset(rows).to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
     return root
+
+
+def mmsu_eval_set(root: Path, n: int = 8) -> Path:
+    """An MMSU snapshot of `n` rows for evaluation runs: 0.8 s tones at 48 kHz, odd rows two
+    choices padded with 'None', row 3 without audio, two categories; keys mmsu-<i>."""
+    categories = ["Perception-Phonetics-Pitch-Tone", "Reasoning-Semantics-Meaning-X"]
+    rows = [mmsu_row(i, ["Yes", "No", "None", "None"] if i % 2 else ["a", "b", "c", "d"],
+                     i % 2, None if i == 3 else wav(0.8, sr=48_000, freq=300 + 50 * i),
+                     key=f"mmsu-{i}", question=f"Question {i}: is the tone rising?",
+                     category=categories[i % 2]) for i in range(n)]
+    return save_mmsu(root, rows)
 
 
 # ------------------------------------------------------------------------ MMAU question file
@@ -115,23 +149,66 @@ def mmau_item(i: int, **overrides: object) -> dict:
     return {**item, **overrides}
 
 
-def save_mmau(root: Path, items: list[dict], skip_audio: tuple[str, ...] = ()) -> Path:
-    """root/mmau-test-mini.json + root/test-mini-audios/<id>.wav; returns the JSON path."""
+def write_mmau_json(path: Path, items: object) -> Path:
+    """A question file holding `items` as they are (a list, or anything for broken files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(items))
+    return path
+
+
+def save_mmau(root: Path, items: list[dict], skip_audio: tuple[str, ...] = (),
+              clip: Callable[[int, dict], bytes] | None = None) -> Path:
+    """root/mmau-test-mini.json + root/test-mini-audios/<audio_id's name>; returns the JSON path.
+
+    `clip(i, item)` gives item i's audio file (default: 0.2 s at 44.1 kHz); items whose id is in
+    `skip_audio` get none."""
     (root / "test-mini-audios").mkdir(parents=True)
-    for item in items:
+    for i, item in enumerate(items):
         name = Path(item["audio_id"]).name
         if item["id"] not in skip_audio:
-            (root / "test-mini-audios" / name).write_bytes(wav(sr=44_100))
-    (root / "mmau-test-mini.json").write_text(json.dumps(items))
-    return root / "mmau-test-mini.json"
+            data = clip(i, item) if clip else wav(sr=44_100)
+            (root / "test-mini-audios" / name).write_bytes(data)
+    return write_mmau_json(root / "mmau-test-mini.json", items)
 
 
 def real_mmau_json() -> Path:
     """The real mmau-test-mini.json (1000 items) where the workspace has it; else skip."""
-    path = SHARED_DATA / "mmau" / "mmau-test-mini.json"
-    if not path.is_file():
+    if not REAL_MMAU_JSON.is_file():
         pytest.skip("../shared/data/mmau/mmau-test-mini.json is absent")
-    return path
+    return REAL_MMAU_JSON
+
+
+def mmau_eval_questions(n: int) -> list[dict]:
+    """`n` question items for evaluation runs: spread over the real test-mini file where the
+    workspace has it (every field as released), else synthetic items of the same shape."""
+    if REAL_MMAU_JSON.is_file():
+        items = json.loads(REAL_MMAU_JSON.read_text())
+        return items[::len(items) // n][:n]
+    tasks, answers = ["sound", "music", "speech"], ["Low", "High", "Rising"]
+    return [mmau_item(i, id=f"syn-{i}", audio_id=f"./test-mini-audios/syn-{i}.wav",
+                      question=f"Which tone is clip {i}?", choices=answers,
+                      answer=answers[i % 3], task=tasks[i % 3],
+                      difficulty=["easy", "medium", "hard"][i % 3],
+                      **{"sub-category": f"sub {i % 4}"}) for i in range(n)]
+
+
+def mmau_eval_set(root: Path, n: int = 20) -> tuple[Path, Path]:
+    """(question file, audio folder) of `n` items under `root`; clip i is a tone of
+    0.5 + 0.25 * (i % 5) seconds (0.5 to 1.5 s: the audio-limit tests count on it)."""
+    def clip(i: int, _: dict) -> bytes:
+        return wav(0.5 + 0.25 * (i % 5), freq=200 + 40 * i)
+
+    path = save_mmau(root, mmau_eval_questions(n), clip=clip)
+    return path, root / "test-mini-audios"
+
+
+def mmau_audio_tar(audio_dir: Path, archive: Path) -> Path:
+    """The MMAU release's audio archive: `archive` (.tar.gz) holding the folder `audio_dir`
+    under its own name (test-mini-audios/<id>.wav)."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(audio_dir, arcname=audio_dir.name)
+    return archive
 
 
 # ---------------------------------------------------------------------- MMAU hub (parquet)

@@ -1,8 +1,9 @@
 """The readers on rows in the real schemas (AVQA, MMSU, MMAU).
 
-AVQA- and MMSU-shaped datasets are built with `datasets` in tmp_path (audio: tiny WAV bytes);
-MMAU uses the real question file from ../shared when present. Bad rows give a clear error
-(errors="raise") or a counted, reasoned skip (errors="skip"), as DESIGN.md's policy says.
+AVQA- and MMSU-shaped datasets are built in tmp_path by the source-layout writers of
+tests/sources.py (audio: tiny WAV bytes); MMAU also reads the real question file where the
+workspace has it. Bad rows give a clear error (errors="raise") or a counted, reasoned skip
+(errors="skip").
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
 
 from local.core.readers import (
@@ -23,36 +23,21 @@ from local.core.readers import (
     read_mmsu,
 )
 from local.core.records import ReadReport, RecordError
-from tests.helpers import SHARED_DATA, encode
-
-MMAU_JSON = SHARED_DATA / "mmau" / "mmau-test-mini.json"
-WAV = encode(np.zeros(800, dtype=np.float32), 16_000)  # 50 ms of silence
+from tests.sources import (
+    MMSU_WAV,
+    WAV,
+    audio_dataset,
+    avqa_row,
+    mmau_item,
+    mmsu_row,
+    real_mmau_json,
+    save_avqa,
+    save_mmsu,
+    save_splits,
+    write_mmau_json,
+)
 
 # ------------------------------------------------------------------------------------- AVQA
-
-def avqa_row(question: str = "How many animals are there in the video?\nChoices:\nA. 3\n"
-             "B. One\nC. 4\nD. 2", answer: str = "B. One", audio: object = WAV,
-             file_name: str = "clip.wav") -> dict:
-    cell = {"bytes": audio, "path": file_name} if isinstance(audio, bytes) else audio
-    return {"question": question, "answer": answer, "audio": cell, "file_name": file_name}
-
-
-def with_audio_feature(rows: list[dict]) -> datasets.Dataset:
-    """Rows -> Dataset whose `audio` column is a decoding Audio feature, as on the hub.
-
-    (Cast, not encoded: datasets 5 needs torchcodec to encode, which the recipe avoids.)
-    """
-    return datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
-
-
-def save_avqa(root: Path, train: list[dict], val: list[dict] | None = None) -> Path:
-    """A DatasetDict.save_to_disk folder like the hub's, with a decoding Audio feature."""
-    splits = {"train": with_audio_feature(train)}
-    if val is not None:
-        splits["val"] = with_audio_feature(val)
-    datasets.DatasetDict(splits).save_to_disk(str(root / "avqa"))
-    return root / "avqa"
-
 
 def test_parse_avqa_seed_semantics() -> None:
     q, choices = parse_avqa_question("Is the video loud? And the video's end?\nChoices:\n"
@@ -65,14 +50,15 @@ def test_parse_avqa_seed_semantics() -> None:
 
 def test_read_avqa_good_row_and_no_decoding(tmp_path: Path) -> None:
     not_audio = b"these bytes are not audio; a reader that decodes would fail"
-    path = save_avqa(tmp_path, [avqa_row(), avqa_row(audio=not_audio, file_name="z.wav")])
+    path = save_avqa(tmp_path / "avqa", [avqa_row(0), avqa_row(1, audio=not_audio,
+                                                             file_name="z.wav")])
     report = ReadReport()
     first, second = list(read_avqa(path, "train", report=report))
-    assert first.question == "How many animals are there in the audio?"
-    assert first.choices == ["3", "One", "4", "2"] and first.answer == "One"
+    assert first.question == "How many dogs bark in the audio 0?"
+    assert first.choices == ["one", "two"] and first.answer == "two"
     assert first.audio == WAV and first.sampling_rate is None
     assert first.id == "avqa-train-0"
-    assert first.meta == {"dataset": "avqa", "split": "train", "row": 0, "file_name": "clip.wav"}
+    assert first.meta == {"dataset": "avqa", "split": "train", "row": 0, "file_name": "clip0.wav"}
     assert second.audio == not_audio  # bytes passed through untouched: nothing was decoded
     assert (report.read, report.skipped) == (2, 0)
 
@@ -82,7 +68,7 @@ def test_read_avqa_good_row_and_no_decoding(tmp_path: Path) -> None:
     [
         pytest.param(avqa_row(question="What is it?"), "no 'Choices:' block",
                      id="question-without-choices-block"),
-        pytest.param(avqa_row(answer="E. Five"), "not one of the choices",
+        pytest.param(avqa_row(answer="E. five"), "not one of the choices",
                      id="answer-not-among-choices"),
         pytest.param(avqa_row(audio=None), "no audio",
                      id="row-without-audio"),
@@ -93,7 +79,7 @@ def test_read_avqa_good_row_and_no_decoding(tmp_path: Path) -> None:
     ],
 )
 def test_read_avqa_malformed_rows_skip_or_raise(tmp_path: Path, row: dict, reason: str) -> None:
-    path = save_avqa(tmp_path, [avqa_row(), row, avqa_row()])
+    path = save_avqa(tmp_path / "avqa", [avqa_row(0), row, avqa_row(2)])
     report = ReadReport()
     records = list(read_avqa(path, errors="skip", report=report))
     assert [r.id for r in records] == ["avqa-train-0", "avqa-train-2"]
@@ -105,7 +91,7 @@ def test_read_avqa_malformed_rows_skip_or_raise(tmp_path: Path, row: dict, reaso
 
 
 def test_read_avqa_skip_logs_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = save_avqa(tmp_path, [avqa_row(answer="Z. nope")])
+    path = save_avqa(tmp_path / "avqa", [avqa_row(answer="Z. nope")])
     with caplog.at_level("WARNING", logger="local.core.records"):
         assert list(read_avqa(path)) == []
     assert "skipping row 0" in caplog.text and "nope" in caplog.text
@@ -113,33 +99,34 @@ def test_read_avqa_skip_logs_a_warning(tmp_path: Path, caplog: pytest.LogCapture
 
 @pytest.mark.parametrize("split", ["val", "validation"], ids=["val-folder", "validation-alias"])
 def test_read_avqa_val_split_and_alias(tmp_path: Path, split: str) -> None:
-    path = save_avqa(tmp_path, [avqa_row()], [avqa_row(answer="C. 4")])
+    path = save_avqa(tmp_path / "avqa", [avqa_row()], [avqa_row(answer="A. one")])
     (rec,) = read_avqa(path, split)
-    assert rec.answer == "4"
+    assert rec.answer == "one"
     assert rec.id == "avqa-val-0" and rec.meta["split"] == "val"  # one id whatever the alias
 
 
 def test_read_avqa_accepts_a_datasetdict_object(tmp_path: Path) -> None:
-    loaded = datasets.load_from_disk(str(save_avqa(tmp_path, [avqa_row()], [avqa_row()])))
+    loaded = datasets.load_from_disk(str(save_avqa(tmp_path / "avqa", [avqa_row()],
+                                                   [avqa_row()])))
     assert [r.id for r in read_avqa(loaded, "validation")] == ["avqa-val-0"]
     with pytest.raises(KeyError, match="no split 'test'"):
         list(read_avqa(loaded, "test"))
 
 
 def test_read_avqa_missing_split_says_what_to_do(tmp_path: Path) -> None:
-    path = save_avqa(tmp_path, [avqa_row()])
+    path = save_avqa(tmp_path / "avqa", [avqa_row()])
     with pytest.raises(FileNotFoundError, match=r"no split folder 'test'.*prepare"):
         list(read_avqa(path, "test"))
 
 
 def test_read_avqa_bare_arrow_shards(tmp_path: Path) -> None:
     """A snapshot holding only the .arrow files of a split (no state.json) still reads."""
-    path = save_avqa(tmp_path, [avqa_row(), avqa_row(answer="A. 3")])
+    path = save_avqa(tmp_path / "avqa", [avqa_row(0), avqa_row(1, answer="A. one")])
     bare = tmp_path / "bare" / "train"
     bare.mkdir(parents=True)
     for shard in (path / "train").glob("*.arrow"):
         shutil.copy(shard, bare)
-    assert [r.answer for r in read_avqa(bare.parent, "train")] == ["One", "3"]
+    assert [r.answer for r in read_avqa(bare.parent, "train")] == ["two", "one"]
 
 
 def test_read_avqa_bad_errors_value() -> None:
@@ -149,47 +136,24 @@ def test_read_avqa_bad_errors_value() -> None:
 
 # ------------------------------------------------------------------------------------- MMSU
 
-def mmsu_row(key: str = "k1", options: list[str] | None = None, answer_index: object = 1,
-             audio: object = WAV, category: str = "Perception-Semantics-Syntax-Word order") -> dict:
-    return {
-        "audio": {"bytes": audio, "path": f"{key}.wav"} if isinstance(audio, bytes) else audio,
-        "key": key,
-        "question": "Which word is stressed?",
-        "options": options if options is not None else ["first", "second", "third", "fourth"],
-        "answer_index": answer_index,
-        "category": category,
-        "linguistics_sub_discipline": "Phonology",
-        "prompt_for_tts": "a sentence",
-    }
-
-
-def mmsu_dataset(rows: list[dict]) -> datasets.Dataset:
-    return with_audio_feature(rows)
-
-
-def as_parquet_snapshot(ds: datasets.Dataset, root: Path) -> Path:
-    (root / "mmsu" / "data").mkdir(parents=True)
-    ds.to_parquet(str(root / "mmsu" / "data" / "train-00000-of-00001.parquet"))
-    return root / "mmsu"
-
-
-def as_saved_dict(ds: datasets.Dataset, root: Path) -> Path:
-    datasets.DatasetDict({"train": ds}).save_to_disk(str(root / "mmsu_saved"))
-    return root / "mmsu_saved"
+# Two more columns of the hf-format release: both go to meta.
+EXTRA_COLUMNS = {"linguistics_sub_discipline": "Phonology", "prompt_for_tts": "a sentence"}
 
 
 @pytest.mark.parametrize(
     "source",
     [
-        pytest.param(lambda ds, root: ds, id="in-memory-dataset"),
-        pytest.param(as_parquet_snapshot, id="hub-parquet-snapshot-streamed"),
-        pytest.param(as_saved_dict, id="save-to-disk-folder"),
+        pytest.param(lambda rows, root: audio_dataset(rows), id="in-memory-dataset"),
+        pytest.param(lambda rows, root: save_mmsu(root / "mmsu", rows),
+                     id="hub-parquet-snapshot-streamed"),
+        pytest.param(lambda rows, root: save_splits(root / "mmsu_saved", {"train": rows}),
+                     id="save-to-disk-folder"),
     ],
 )
 def test_read_mmsu_sources(tmp_path: Path, source: object) -> None:
-    ds = mmsu_dataset([mmsu_row(), mmsu_row("k2", ["yes", "no", "None", "None"], 0)])
-    first, second = read_mmsu(source(ds, tmp_path))  # type: ignore[operator]
-    assert (first.id, first.answer, first.audio) == ("k1", "second", WAV)
+    rows = [mmsu_row(1, **EXTRA_COLUMNS), mmsu_row(2, ["yes", "no", "None", "None"], 0)]
+    first, second = read_mmsu(source(rows, tmp_path))  # type: ignore[operator]
+    assert (first.id, first.answer, first.audio) == ("k1", "second", MMSU_WAV)
     assert first.meta["category"] == "Perception-Semantics-Syntax-Word order"
     assert first.meta["linguistics_sub_discipline"] == "Phonology"
     assert first.meta["answer_index"] == 1 and "audio" not in first.meta
@@ -199,16 +163,16 @@ def test_read_mmsu_sources(tmp_path: Path, source: object) -> None:
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        pytest.param(mmsu_row(answer_index=4), "not a valid index", id="index-out-of-range"),
-        pytest.param(mmsu_row(answer_index=-1), "not a valid index", id="negative-index"),
-        pytest.param(mmsu_row(answer_index=None), "not a valid index", id="index-missing"),
-        pytest.param(mmsu_row(options=[]), "non-empty list", id="no-options"),
-        pytest.param(mmsu_row(options=["only"], answer_index=0), "at least two",
+        pytest.param(mmsu_row(1, answer_index=4), "not a valid index", id="index-out-of-range"),
+        pytest.param(mmsu_row(1, answer_index=-1), "not a valid index", id="negative-index"),
+        pytest.param(mmsu_row(1, answer_index=None), "not a valid index", id="index-missing"),
+        pytest.param(mmsu_row(1, options=[]), "non-empty list", id="no-options"),
+        pytest.param(mmsu_row(1, options=["only"], answer_index=0), "at least two",
                      id="single-option"),
     ],
 )
 def test_read_mmsu_malformed_rows(row: dict, reason: str) -> None:
-    ds = mmsu_dataset([mmsu_row("ok"), row])
+    ds = audio_dataset([mmsu_row(0, key="ok"), row])
     report = ReadReport()
     assert [r.id for r in read_mmsu(ds, report=report)] == ["ok"]
     assert report.skipped == 1 and reason in report.reasons[0][1]
@@ -218,7 +182,7 @@ def test_read_mmsu_malformed_rows(row: dict, reason: str) -> None:
 
 
 def test_read_mmsu_missing_audio_is_kept_and_listed() -> None:
-    ds = mmsu_dataset([mmsu_row("k1", audio=None), mmsu_row("k2")])
+    ds = audio_dataset([mmsu_row(1, audio=None), mmsu_row(2)])
     report = ReadReport()
     records = list(read_mmsu(ds, report=report))
     assert [r.audio is None for r in records] == [True, False]
@@ -259,29 +223,15 @@ def test_read_mmsu_unknown_layout_and_missing_folder(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- MMAU
 
-def mmau_item(i: int, **overrides: object) -> dict:
-    item = {"id": f"id-{i}", "audio_id": f"./test-mini-audios/id-{i}.wav",
-            "question": "Which sound?", "choices": ["dog", "cat", "cow", "hen"], "answer": "cat",
-            "dataset": "AudioSet", "task": "sound", "split": "test-mini",
-            "category": "Reasoning", "sub-category": "Counting", "difficulty": "easy"}
-    item.update(overrides)
-    return item
-
-
-def write_json(path: Path, items: object) -> Path:
-    path.write_text(json.dumps(items))
-    return path
-
-
-@pytest.mark.skipif(not MMAU_JSON.exists(), reason="../shared/data/mmau not present")
 def test_read_mmau_real_question_file(tmp_path: Path) -> None:
-    items = json.loads(MMAU_JSON.read_text())
+    mmau_json = real_mmau_json()
+    items = json.loads(mmau_json.read_text())
     audio_dir = tmp_path / "audios"
     audio_dir.mkdir()
     present = Path(items[0]["audio_id"]).name
     (audio_dir / present).write_bytes(WAV)
     report = ReadReport()
-    records = list(read_mmau(MMAU_JSON, audio_dir, report=report))
+    records = list(read_mmau(mmau_json, audio_dir, report=report))
     assert (report.read, report.skipped) == (1000, 0)
     assert len(report.missing_audio) == 999 and items[0]["id"] not in report.missing_audio
     assert [r.meta for r in records] == items  # every original field, for official output
@@ -291,25 +241,25 @@ def test_read_mmau_real_question_file(tmp_path: Path) -> None:
 
 
 def test_read_mmau_meta_is_a_copy(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "q.json", [mmau_item(0)])
+    path = write_mmau_json(tmp_path / "q.json", [mmau_item(0)])
     (rec,) = read_mmau(path, tmp_path)
     rec.meta["choices"].append("changed")
-    assert rec.choices == ["dog", "cat", "cow", "hen"]
+    assert rec.choices == ["Piano", "Violin", "Drums"]
 
 
 def test_read_mmau_default_audio_dir_is_relative_to_json(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "q.json", [mmau_item(0)])
+    path = write_mmau_json(tmp_path / "q.json", [mmau_item(0)])
     (rec,) = read_mmau(path)
-    assert Path(rec.audio) == tmp_path / "test-mini-audios" / "id-0.wav"
+    assert Path(rec.audio) == tmp_path / "test-mini-audios" / "m0.wav"
 
 
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
-        pytest.param(mmau_item(1, answer="horse"), "not one of the choices",
+        pytest.param(mmau_item(1, answer="Flute"), "not one of the choices",
                      id="answer-not-among-choices"),
         pytest.param(mmau_item(1, audio_id=""), "audio_id is missing", id="no-audio-id"),
-        pytest.param(mmau_item(1, choices="dog, cat", answer="dog"), "at least two",
+        pytest.param(mmau_item(1, choices="Piano, Violin", answer="Piano"), "at least two",
                      id="choices-not-a-list"),
         pytest.param(mmau_item(0), "duplicate id", id="duplicate-id"),
         pytest.param(["not", "an", "object"], "not an object", id="item-not-an-object"),
@@ -317,9 +267,9 @@ def test_read_mmau_default_audio_dir_is_relative_to_json(tmp_path: Path) -> None
     ],
 )
 def test_read_mmau_malformed_items(tmp_path: Path, bad: object, reason: str) -> None:
-    path = write_json(tmp_path / "q.json", [mmau_item(0), bad, mmau_item(2)])
+    path = write_mmau_json(tmp_path / "q.json", [mmau_item(0), bad, mmau_item(2)])
     report = ReadReport()
-    assert [r.id for r in read_mmau(path, tmp_path, report=report)] == ["id-0", "id-2"]
+    assert [r.id for r in read_mmau(path, tmp_path, report=report)] == ["m0", "m2"]
     assert report.skipped == 1 and reason in report.reasons[0][1]
     assert report.reasons[0][0].startswith("item 1")
     with pytest.raises(RecordError, match=f"item 1 .*{reason}"):

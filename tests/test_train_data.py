@@ -17,49 +17,50 @@ from local.core.records import RecordError
 from local.train.dataset import build_train_dataset
 from tests.helpers import REPO
 from tests.helpers_train import make_trainer
-from tests.test_readers import WAV, avqa_row, save_avqa
+from tests.sources import WAV, avqa_row, save_avqa
 
 BAD_ROWS = [
-    pytest.param(avqa_row(question="How many? A. 3 B. 4"), "no 'Choices:' block",
+    pytest.param(avqa_row(1, question="How many? A. one B. two"), "no 'Choices:' block",
                  id="question-without-choices"),
-    pytest.param(avqa_row(answer="E. five"), "not one of the choices", id="answer-not-a-choice"),
-    pytest.param(avqa_row(audio=None), "no audio", id="no-audio-at-all"),
-    pytest.param(avqa_row(audio=b""), "no audio", id="empty-audio-bytes"),
+    pytest.param(avqa_row(1, answer="E. five"), "not one of the choices",
+                 id="answer-not-a-choice"),
+    pytest.param(avqa_row(1, audio=None), "no audio", id="no-audio-at-all"),
+    pytest.param(avqa_row(1, audio=b""), "no audio", id="empty-audio-bytes"),
 ]
 
 
 @pytest.mark.parametrize(("bad", "reason"), BAD_ROWS)
 def test_bad_records_are_skipped_with_a_count_and_a_warning(tmp_path: Path, caplog, bad,
                                                             reason: str) -> None:
-    path = save_avqa(tmp_path, [avqa_row(), bad, avqa_row(file_name="c.wav")])
+    path = save_avqa(tmp_path / "avqa", [avqa_row(0), bad, avqa_row(2)])
     with caplog.at_level(logging.WARNING):
         ds, report = build_train_dataset(path, "avqa")
     assert (len(ds), report.read, report.skipped) == (2, 2, 1)
     assert report.reasons[0][0] == "avqa-train-1" and reason in report.reasons[0][1]
     assert "skipped 1 bad record" in caplog.text
     assert [row["id"] for row in ds] == ["avqa-train-0", "avqa-train-2"]  # original row numbers
-    assert ds[1]["audio_bytes"] == WAV and ds[1]["answer"] == "One"
+    assert ds[1]["audio_bytes"] == WAV and ds[1]["answer"] == "two"
 
 
 @pytest.mark.parametrize(("bad", "reason"), BAD_ROWS)
 def test_bad_records_stop_the_run_when_configured(tmp_path: Path, bad, reason: str) -> None:
-    path = save_avqa(tmp_path, [avqa_row(), bad])
+    path = save_avqa(tmp_path / "avqa", [avqa_row(0), bad])
     with pytest.raises(RecordError, match="row 1") as error:
         build_train_dataset(path, "avqa", errors="raise")
     assert reason in str(error.value) and "bad_records: skip" in str(error.value)
 
 
 def test_no_usable_record_is_an_error_not_an_empty_run(tmp_path: Path) -> None:
-    path = save_avqa(tmp_path, [avqa_row(audio=None), avqa_row(answer="E. x")])
+    path = save_avqa(tmp_path / "avqa", [avqa_row(0, audio=None), avqa_row(1, answer="E. x")])
     with pytest.raises(RecordError, match="no usable training records"):
         build_train_dataset(path, "avqa")
 
 
 def test_rows_carry_the_prompt_and_reward_columns(tmp_path: Path) -> None:
-    path = save_avqa(tmp_path, [avqa_row()])
+    path = save_avqa(tmp_path / "avqa", [avqa_row()])
     ds, _ = build_train_dataset(path, "avqa", template="think")
     row = ds[0]
-    assert row["choices"] == ["3", "One", "4", "2"] and row["answer"] == "One"
+    assert row["choices"] == ["one", "two"] and row["answer"] == "two"
     content = row["prompt"][0]["content"]
     assert [part["type"] for part in content] == ["audio", "text"]
     assert "<think> </think>" in content[1]["text"]
@@ -80,7 +81,7 @@ def _truncate(path: Path, keep: int) -> None:
 
 
 def _avqa_copy(tmp_path: Path, damage) -> Path:
-    root = save_avqa(tmp_path, [avqa_row()])
+    root = save_avqa(tmp_path / "avqa", [avqa_row()])
     damage(root / "train")
     return root
 
@@ -96,7 +97,8 @@ BROKEN_DATA = [  # (train_format, builds the path, what the line must say)
     pytest.param("avqa", lambda t: _avqa_copy(
         t, lambda s: _truncate(next(s.glob("*.arrow")), 100)), "cannot read",
                  id="avqa-truncated-arrow"),
-    pytest.param("avqa", lambda t: save_avqa(t, [avqa_row(audio=None), avqa_row(answer="E. x")]),
+    pytest.param("avqa", lambda t: save_avqa(t / "avqa", [avqa_row(0, audio=None),
+                                                           avqa_row(1, answer="E. x")]),
                  "no usable training records", id="avqa-no-usable-row"),
     pytest.param("mmau", lambda t: t / "missing.json", "not found", id="mmau-missing-file"),
     pytest.param("mmau", lambda t: _write(t / "q.json", '[{"id": "a", "audio_id"'),
