@@ -192,7 +192,10 @@ def mmau_eval_questions(n: int) -> list[dict]:
                       **{"sub-category": f"sub {i % 4}"}) for i in range(n)]
 
 
-def mmau_eval_set(root: Path, n: int = 20) -> tuple[Path, Path]:
+MMAU_EVAL_ITEMS = 20
+
+
+def mmau_eval_set(root: Path, n: int = MMAU_EVAL_ITEMS) -> tuple[Path, Path]:
     """(question file, audio folder) of `n` items under `root`; clip i is a tone of
     0.5 + 0.25 * (i % 5) seconds (0.5 to 1.5 s: the audio-limit tests count on it)."""
     def clip(i: int, _: dict) -> bytes:

@@ -1,8 +1,8 @@
 """evaluate_mmau.py end to end on CPU: a tiny model, 20 MMAU items, generated audio.
 
-The questions come from the real test-mini file when ../shared/data has it (20 items spread over
-the file), else from a synthetic file of the same shape; the audio is generated and named by each
-item's audio_id.
+The items are tests/sources.py's `mmau_eval_set`: from the real test-mini file when the workspace
+has it (20 items spread over the file), else synthetic items of the same shape; the audio is
+generated and named by each item's audio_id.
 """
 
 from __future__ import annotations
@@ -14,41 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
 from local.core.answers import extract_answer
 from local.eval.benchmarks import mmau as eval_mmau
 from local.eval.generation import Generator
-from tests.helpers import REPO, SHARED_DATA, tone
+from tests.helpers import REPO
+from tests.sources import MMAU_EVAL_ITEMS, mmau_eval_set
 
-REAL_MMAU = SHARED_DATA / "mmau" / "mmau-test-mini.json"
-N_ITEMS = 20
+N_ITEMS = MMAU_EVAL_ITEMS
 FAST = ["--max_new_tokens", "8", "--batch_size", "4", "--dtype", "float32"]
-
-
-def _questions() -> list[dict]:
-    if REAL_MMAU.exists():
-        items = json.loads(REAL_MMAU.read_text())
-        return items[::len(items) // N_ITEMS][:N_ITEMS]
-    tasks = ["sound", "music", "speech"]
-    return [{"id": f"syn-{i}", "audio_id": f"./test-mini-audios/syn-{i}.wav",
-             "question": f"Which tone is clip {i}?", "choices": ["Low", "High", "Rising"],
-             "answer": ["Low", "High", "Rising"][i % 3], "task": tasks[i % 3],
-             "difficulty": ["easy", "medium", "hard"][i % 3], "sub-category": f"sub {i % 4}",
-             "split": "test-mini"} for i in range(N_ITEMS)]
-
-
-def make_mmau(folder: Path) -> tuple[Path, Path]:
-    """A question file and its audio folder (tones of varied length) under `folder`."""
-    items = _questions()
-    audio_dir = folder / "test-mini-audios"
-    audio_dir.mkdir(parents=True)
-    for i, item in enumerate(items):
-        sf.write(audio_dir / Path(item["audio_id"]).name, tone(0.5 + 0.25 * (i % 5), 200 + 40 * i),
-                 16_000)
-    path = folder / "mmau-test-mini.json"
-    path.write_text(json.dumps(items, indent=1))
-    return path, audio_dir
 
 
 def run(model: Path, json_path: Path, audio_dir: Path, out_dir: Path, *extra: str) -> dict:
@@ -59,7 +33,7 @@ def run(model: Path, json_path: Path, audio_dir: Path, out_dir: Path, *extra: st
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> tuple[Path, Path]:
-    return make_mmau(tmp_path_factory.mktemp("mmau"))
+    return mmau_eval_set(tmp_path_factory.mktemp("mmau"))
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +131,7 @@ def test_a_different_model_in_the_same_folder_is_refused(tiny_qwen2_audio, data,
 
 
 def test_bad_items_are_counted_wrong_and_listed(tiny_omni, tmp_path: Path) -> None:
-    json_path, audio_dir = make_mmau(tmp_path)
+    json_path, audio_dir = mmau_eval_set(tmp_path)
     items = json.loads(json_path.read_text())
     missing, corrupt = items[0], items[1]
     (audio_dir / Path(missing["audio_id"]).name).unlink()
@@ -176,7 +150,7 @@ def test_bad_items_are_counted_wrong_and_listed(tiny_omni, tmp_path: Path) -> No
 
 def test_duplicate_ids_in_the_question_file_are_counted_wrong_and_listed(
         tiny_omni, tmp_path: Path, monkeypatch) -> None:
-    json_path, audio_dir = make_mmau(tmp_path)
+    json_path, audio_dir = mmau_eval_set(tmp_path)
     a, b, c, d = json.loads(json_path.read_text())[:4]
     dup = {**a, "answer": a["choices"][-1]}  # same id, another answer: never scored with a's reply
     bad = {**c, "id": d["id"], "answer": "not one of the choices"}  # malformed, then d: same id

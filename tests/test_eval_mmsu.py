@@ -5,37 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import datasets
 import pytest
 
 from local.eval.benchmarks import mmsu as eval_mmsu
 from local.eval.generation import Generator
-from tests.helpers import encode, tone
+from tests.sources import mmsu_eval_set
 
 N_ROWS = 8
 
 
-def make_mmsu(folder: Path) -> Path:
-    """An hf-format MMSU parquet: 48 kHz audio, 2- and 4-choice items, one row without audio."""
-    rows = []
-    for i in range(N_ROWS):
-        two = i % 2 == 1
-        rows.append({
-            "audio": None if i == 3 else {"bytes": encode(tone(0.8, 300 + 50 * i, sr=48_000),
-                                                          48_000), "path": f"clip{i}.wav"},
-            "key": f"mmsu-{i}", "question": f"Question {i}: is the tone rising?",
-            "options": ["Yes", "No", "None", "None"] if two else ["a", "b", "c", "d"],
-            "answer_index": i % 2,
-            "category": ["Perception-Phonetics-Pitch-Tone", "Reasoning-Semantics-Meaning-X"][i % 2],
-        })
-    path = folder / "train-00000-of-00001.parquet"
-    datasets.Dataset.from_list(rows).to_parquet(str(path))
-    return path
-
-
 def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch,
                                    capsys) -> None:
-    parquet = make_mmsu(tmp_path)
+    mmsu = mmsu_eval_set(tmp_path / "mmsu", N_ROWS)
     original = Generator.generate
     asked: dict[str, list[str]] = {"exact": [], "letter": []}
 
@@ -47,7 +28,7 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(Generator, "generate", spy)
     out = tmp_path / "out"
-    result = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(parquet),
+    result = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(mmsu),
                              "--out_dir", str(out), "--max_new_tokens", "4", "--batch_size", "4",
                              "--dtype", "float32"])
     assert result["accuracy_protocol"] == "exact"
@@ -80,7 +61,7 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
     # A rerun resumes both passes: nothing is asked again.
     asked["exact"].clear()
     asked["letter"].clear()
-    again = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(parquet),
+    again = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(mmsu),
                             "--out_dir", str(out), "--max_new_tokens", "4", "--dtype", "float32"])
     assert asked == {"exact": [], "letter": []}
     assert again["protocols"] == result["protocols"]

@@ -16,8 +16,9 @@ from local.eval.benchmarks import mmau as eval_mmau
 from local.eval.steps import steps
 from local.eval.summary import write_summary
 from tests.helpers import REPO
-from tests.test_eval_mmau import N_ITEMS, make_mmau
+from tests.sources import MMAU_EVAL_ITEMS, mmau_eval_set
 
+N_ITEMS = MMAU_EVAL_ITEMS
 COMPLETE = ("model.safetensors", "trainer_state.json")  # a finished HF Trainer save
 
 
@@ -148,7 +149,7 @@ def test_summary_without_results_says_what_to_do(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_stage_mmau_end_to_end_through_run_sh(tiny_omni: Path, tmp_path: Path) -> None:
-    make_mmau(tmp_path / "data" / "mmau")
+    mmau_eval_set(tmp_path / "data" / "mmau")
     run_dir = tmp_path / "exp" / "r"
     run_dir.mkdir(parents=True)
     shutil.copytree(tiny_omni, run_dir / "checkpoint-5")
@@ -170,7 +171,7 @@ def test_stage_mmau_end_to_end_through_run_sh(tiny_omni: Path, tmp_path: Path) -
 @pytest.mark.slow
 def test_two_processes_shard_and_merge_to_the_single_process_predictions(
         tiny_omni: Path, tmp_path: Path) -> None:
-    json_path, audio_dir = make_mmau(tmp_path / "data")
+    json_path, audio_dir = mmau_eval_set(tmp_path / "data")
     common = ["--model", str(tiny_omni), "--mmau_json", str(json_path), "--mmau_audio_dir",
               str(audio_dir), "--max_new_tokens", "6", "--batch_size", "1", "--dtype", "float32"]
     eval_mmau.main([*common, "--out_dir", str(tmp_path / "single")])
