@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from local.eval.prediction_log import (
-    PredictionLog,
-    atomic_write_json,
-    atomic_write_text,
-    check_settings,
-    clear,
-    read_logs,
-)
+from local.eval.prediction_log import PredictionLog, check_settings, clear, read_logs
+from local.util.fsio import atomic_write_json, atomic_write_text
 
 
 def _log(folder: Path, rank: int) -> Path:

@@ -13,7 +13,7 @@ import torch
 
 from local.core.collate import AUDIO_KEYS, encode_batch, render_prompt
 from local.core.prompts import clean_messages
-from local.train.trainer import placeholder_token_ids
+from local.core.special_tokens import placeholder_token_ids
 from tests.helpers_train import audio_encoder_state, make_trainer
 
 FAMILIES = ["qwen2_audio", "qwen2_5_omni"]

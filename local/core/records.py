@@ -31,6 +31,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 Errors = Literal["skip", "raise"]
+BAD_RECORD_POLICIES: tuple[Errors, ...] = ("skip", "raise")  # = get_args(Errors); a test checks
 MAX_LOGGED_SKIPS = 20  # individual warnings per read; the rest are only counted
 
 
@@ -171,9 +172,10 @@ class ReadReport:
         return text
 
 
-def check_errors(errors: str) -> None:
-    if errors not in ("skip", "raise"):
-        raise ValueError(f"errors={errors!r}: use 'skip' (warn, count, go on) or 'raise'.")
+def check_errors(errors: str, option: str = "errors") -> None:
+    """Refuse a bad-record policy other than `BAD_RECORD_POLICIES` (`option`: how it was given)."""
+    if errors not in BAD_RECORD_POLICIES:
+        raise ValueError(f"{option}={errors!r}: use 'skip' (warn, count, go on) or 'raise'.")
 
 
 def skip_or_raise(report: ReadReport, errors: Errors, row_id: str, err: Exception) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from local.demo.plots import curves, plot_curves
-from local.eval.prediction_log import atomic_write_text
+from local.util.fsio import atomic_write_text
 
 CONFIG_KEYS = ("model_name_or_path", "template", "reward_funcs", "reward_weights", "loss_type",
                "beta", "learning_rate", "num_generations", "per_device_train_batch_size",

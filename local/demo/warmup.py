@@ -31,12 +31,13 @@ from tqdm.auto import tqdm
 from local.core.collate import encode_batch, load_clip, render_prompt
 from local.core.models import load_model_and_processor
 from local.core.prompts import clean_messages
+from local.core.special_tokens import STOP_TOKENS
 from local.train.dataset import build_train_dataset
 
 IGNORE = -100
 
 
-def answer_target(answer: str, end_token: str = "<|im_end|>") -> str:
+def answer_target(answer: str, end_token: str = STOP_TOKENS[0]) -> str:
     """What the warm-up teaches the model to write after the prompt.
 
     >>> answer_target("rising")

@@ -11,8 +11,8 @@ Qwen2-Audio one samples with top_k 20 and repetition penalty 1.1); greedy is the
 no ``<|audio_bos|><|AUDIO|><|audio_eos|>`` in the prompt), the text is tokenized alone and no
 ``input_features`` / ``feature_attention_mask`` are passed: the model sees no audio at all.
 
-Data parallel: under torchrun (WORLD_SIZE > 1) each rank takes the deterministic shard
-``items[rank::world_size]``; a single process needs no torch.distributed.
+Data parallel (rank, world size, the deterministic shard ``items[rank::world_size]``) lives in
+`local.util.dist`.
 
 Example:
     >>> from local.eval.generation import GenerationSettings, Generator  # doctest: +SKIP
@@ -25,10 +25,9 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
@@ -37,13 +36,14 @@ from local.core.collate import AUDIO_KEYS, encode_batch, load_clip, render_promp
 from local.core.models import LoadedModel
 from local.core.prompts import build_messages, build_prompt
 from local.core.records import Record
-from local.core.special_tokens import STOP_TOKENS, token_ids
+from local.core.special_tokens import (
+    AUDIO_TOKEN,
+    STOP_TOKENS,
+    placeholder_token_ids,
+    token_ids,
+)
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# Placeholders that must never be generated: a sampled one crashes the next forward pass.
-PLACEHOLDER_TOKENS = ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>")
 
 
 @dataclass(frozen=True)
@@ -82,64 +82,13 @@ class GenerationSettings:
             "eos_token_id": stop_ids,
             "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None
             else stop_ids[-1],
-            "suppress_tokens": token_ids(tokenizer, PLACEHOLDER_TOKENS),
+            "suppress_tokens": placeholder_token_ids(tokenizer),
             # None clears a checkpoint's sampling defaults (greedy ignores them anyway).
             "temperature": None if self.greedy else self.temperature,
             "top_p": None if self.greedy else self.top_p,
             "top_k": None if self.greedy or self.top_k == 0 else self.top_k,
         }
         return kwargs
-
-
-# ---------------------------------------------------------------------------------------------
-# Data parallel
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process sits: rank and world size (1 process: rank 0 of 1, no process group)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device(f"cuda:{self.local_rank}") if torch.cuda.is_available() \
-            else torch.device("cpu")
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def init_distributed() -> DistContext:
-    """Read torchrun's RANK/WORLD_SIZE; start a process group only when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local)
-        torch.distributed.init_process_group(backend=backend)
-    return DistContext(rank=rank, world_size=world, local_rank=local)
-
-
-def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
-    """This rank's deterministic share: every world_size-th item from `rank`.
-
-    >>> shard(list(range(7)), 1, 3)
-    [1, 4]
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside a world of {world_size}.")
-    return list(items[rank::world_size])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,5 +183,5 @@ class Generator:
 
 def has_audio(inputs: dict[str, Any], tokenizer: Any) -> bool:
     """Whether a model input carries audio: features, or audio placeholder tokens in the text."""
-    audio_id = token_ids(tokenizer, ["<|AUDIO|>"])[0]
+    audio_id = token_ids(tokenizer, [AUDIO_TOKEN])[0]
     return any(k in inputs for k in AUDIO_KEYS) or bool((inputs["input_ids"] == audio_id).any())

@@ -1,10 +1,10 @@
-"""Evaluation files: atomic writes, resumable per-rank prediction logs, the run's settings guard.
+"""Evaluation files: resumable per-rank prediction logs and the run's settings guard.
 
 Each rank appends one JSON line per prediction to ``<out_dir>/partial/rank<R>.jsonl`` and flushes
 it, so a killed run loses at most the line being written. On restart every rank reads all the
 logs (any world size), skips the items already done, and first cuts a torn last line off its own
 log. Rank 0 merges the logs once at the end. Final files are written to a temporary name and
-renamed (`os.replace`), so a reader never sees half a file.
+renamed (`local.util.fsio`), so a reader never sees half a file.
 
 Example:
     >>> import tempfile
@@ -22,36 +22,15 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from local.util.fsio import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 PARTIAL_DIR = "partial"
 SETTINGS_FILE = "eval_settings.json"
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    """`atomic_write_text` of pretty-printed JSON (UTF-8, keys in insertion order)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _repair_tail(path: Path) -> int:

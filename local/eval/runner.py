@@ -28,8 +28,9 @@ from local.core.answers import extract_answer
 from local.core.models import ModelLoadError, load_model_and_processor
 from local.core.prompts import TEMPLATES
 from local.core.records import Record
-from local.eval.generation import DistContext, GenerationSettings, Generator, shard
+from local.eval.generation import GenerationSettings, Generator
 from local.eval.prediction_log import PredictionLog, check_settings, read_logs
+from local.util.dist import DistContext, shard
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import torch
 
 from local.eval.benchmarks import mmau as eval_mmau
 from local.eval.benchmarks import mmsu as eval_mmsu
-from local.eval.generation import init_distributed
 from local.eval.summary import write_summary
 from local.train.checkpoints import complete_checkpoints
+from local.util.dist import init_distributed
 
 logger = logging.getLogger(__name__)
 EVALUATORS = {"mmau": eval_mmau.main, "mmsu": eval_mmsu.main}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from local.eval.prediction_log import atomic_write_text
+from local.util.fsio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

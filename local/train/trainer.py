@@ -60,8 +60,13 @@ from local.core.audio import AudioError, DecodedAudio
 from local.core.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
 from local.core.models import ModelFamily
 from local.core.prompts import clean_messages
-from local.core.records import RecordError
-from local.core.special_tokens import STOP_TOKENS, stop_token_ids
+from local.core.records import RecordError, check_errors
+from local.core.special_tokens import (
+    AUDIO_TOKEN,
+    STOP_TOKENS,
+    placeholder_token_ids,
+    stop_token_ids,
+)
 from local.train.audio_cache import (
     AudioEncoderCache,
     encoder_is_frozen,
@@ -72,18 +77,6 @@ from local.train.audio_cache import (
 from local.train.rollout_clips import audio_key, audio_source, replacement_indices, row_name
 
 logger = logging.getLogger(__name__)
-
-BAD_RECORD_POLICIES = ("skip", "raise")
-PLACEHOLDER_TOKENS = ("<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>", "<|audio_bos|>", "<|audio_eos|>",
-                      "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>")
-
-
-def placeholder_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of the multimodal placeholder tokens this tokenizer knows (never to be sampled)."""
-    ids = tokenizer.convert_tokens_to_ids(list(PLACEHOLDER_TOKENS))
-    unknown = tokenizer.unk_token_id
-    return sorted({i for i in ids if i is not None and i != unknown})
-
 
 _AUDIO_TOWER_MODULES = r"(?:.*\.)?audio_tower(?:\..*)?"
 
@@ -171,9 +164,7 @@ class AudioGRPOTrainer(GRPOTrainer):
             getattr(grpo_args, "max_audio_duration_in_seconds", None)
             if max_audio_duration_in_seconds is None else max_audio_duration_in_seconds)
         self.bad_records = bad_records or getattr(grpo_args, "bad_records", "raise")
-        if self.bad_records not in BAD_RECORD_POLICIES:
-            raise ValueError(f"bad_records must be one of {BAD_RECORD_POLICIES}, got "
-                             f"{self.bad_records!r}")
+        check_errors(self.bad_records, "bad_records")
         self.forward_audio_in_loss = forward_audio_in_loss
         self._rollout_batch: dict[str, torch.Tensor] | None = None
         self._logp_audio: dict[str, torch.Tensor] | None = None
@@ -207,7 +198,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         config = getattr(model, "config", None)
         lent = config is not None and not hasattr(config, "image_token_id")
         if lent:
-            config.image_token_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+            config.image_token_id = processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
         try:
             super().__init__(*args, **kwargs)
         finally:

@@ -38,8 +38,7 @@ from typing import Any
 
 from local.core.readers import read_mmau
 from local.core.records import ReadReport, Record, RecordError
-from local.eval.generation import init_distributed
-from local.eval.prediction_log import atomic_write_json, atomic_write_text, clear
+from local.eval.prediction_log import clear
 from local.eval.report import (
     CHECK_SKIPPED,
     check_lines,
@@ -61,6 +60,8 @@ from local.eval.runner import (
     setup_logging,
     truncated_count,
 )
+from local.util.dist import init_distributed
+from local.util.fsio import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 BENCHMARK = "MMAU test-mini"

@@ -48,8 +48,7 @@ from local.eval.benchmarks.mmsu_official import (
     official_score,
     read_jsonl,
 )
-from local.eval.generation import init_distributed
-from local.eval.prediction_log import atomic_write_json, atomic_write_text, clear
+from local.eval.prediction_log import clear
 from local.eval.report import (
     CHECK_SKIPPED,
     check_lines,
@@ -70,6 +69,8 @@ from local.eval.runner import (
     truncated_count,
 )
 from local.eval.scoring import mmsu_breakdown
+from local.util.dist import init_distributed
+from local.util.fsio import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 BENCHMARK = "MMSU"
