@@ -44,11 +44,13 @@ def _source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False) -> Path:
+def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False,
+                    text_head_dim: int = 16) -> Path:
     """Build (once, cached under .cache/tests, safe across processes) a tiny checkpoint."""
     from local.demo.tiny import build_tiny_checkpoint
 
-    name = f"{family}-{vocab}{'-full' if full_omni else ''}-{_source_digest()}"
+    head = "" if text_head_dim == 16 else f"-hd{text_head_dim}"
+    name = f"{family}-{vocab}{'-full' if full_omni else ''}{head}-{_source_digest()}"
     out = CACHE / name
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / f"{name}.lock", "w") as lock:
@@ -56,7 +58,8 @@ def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False) -
         if not (out / ".done").exists():
             tmp = CACHE / f"{name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            build_tiny_checkpoint(family, tmp, vocab=vocab, full_omni=full_omni)  # type: ignore
+            build_tiny_checkpoint(family, tmp, vocab=vocab, full_omni=full_omni,  # type: ignore
+                                  text_head_dim=text_head_dim)
             (tmp / ".done").touch()
             shutil.rmtree(out, ignore_errors=True)
             tmp.rename(out)

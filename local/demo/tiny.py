@@ -86,7 +86,26 @@ OMNI_CHAT_TEMPLATE = (
 # 64) scales to [2, 3, 3] (sum 8 = 16/2), keeping the temporal/height/width proportions.
 TEXT_SIZE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
              "num_attention_heads": 4, "num_key_value_heads": 2}
-TINY_MROPE_SECTION = [2, 3, 3]
+# Other text head_dims keep hidden 64 (heads = 64 / head_dim, KV heads half of them, at least 1)
+# and scale the official mrope_section the same way. vLLM's CPU attention runs only head_dim 32
+# and up (vllm/v1/attention/backends/cpu_attn.py: 32, 64, 80, ...): vLLM tests build 32.
+TEXT_HEAD_DIMS = (16, 32, 64)
+DEFAULT_TEXT_HEAD_DIM = 16
+
+
+def text_size(head_dim: int = DEFAULT_TEXT_HEAD_DIM) -> dict[str, int]:
+    """TEXT_SIZE with the attention heads regrouped for a text head_dim of `head_dim`."""
+    if head_dim not in TEXT_HEAD_DIMS:
+        raise ValueError(f"text head_dim {head_dim} not in {TEXT_HEAD_DIMS}")
+    heads = TEXT_SIZE["hidden_size"] // head_dim
+    return {**TEXT_SIZE, "num_attention_heads": heads, "num_key_value_heads": max(1, heads // 2)}
+
+
+def mrope_section(head_dim: int = DEFAULT_TEXT_HEAD_DIM) -> list[int]:
+    """Omni's official mrope_section [16, 24, 24] (head_dim 128) scaled to `head_dim`."""
+    return [part * head_dim // 128 for part in (16, 24, 24)]
+
+
 AUDIO_SIZE = {"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 4,
               "encoder_ffn_dim": 128, "num_mel_bins": 128, "max_source_positions": 1500}
 
@@ -106,21 +125,23 @@ def _vocab_rows(family: str, tokenizer: Any) -> int:
     return REAL_VOCAB_ROWS[family] if len(tokenizer) > 100_000 else len(tokenizer)
 
 
-def _text_config(ids: dict[str, int], vocab_size: int) -> dict[str, Any]:
+def _text_config(ids: dict[str, int], vocab_size: int,
+                 head_dim: int = DEFAULT_TEXT_HEAD_DIM) -> dict[str, Any]:
     return {
-        **TEXT_SIZE, "vocab_size": vocab_size, "max_position_embeddings": 32768,
+        **text_size(head_dim), "vocab_size": vocab_size, "max_position_embeddings": 32768,
         "rms_norm_eps": 1e-6, "hidden_act": "silu", "tie_word_embeddings": False,
         "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
 
 
-def thinker_config(tokenizer: Any) -> Qwen2_5OmniThinkerConfig:
+def thinker_config(tokenizer: Any,
+                   text_head_dim: int = DEFAULT_TEXT_HEAD_DIM) -> Qwen2_5OmniThinkerConfig:
     """A tiny Qwen2.5-Omni thinker config with the official token ids and rope settings."""
     ids = _token_ids(tokenizer)
-    text = _text_config(ids, _vocab_rows("qwen2_5_omni", tokenizer))
+    text = _text_config(ids, _vocab_rows("qwen2_5_omni", tokenizer), text_head_dim)
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0,
-                               "mrope_section": TINY_MROPE_SECTION}
+                               "mrope_section": mrope_section(text_head_dim)}
     text["model_type"] = "qwen2_5_omni_text"
     audio = {**AUDIO_SIZE, "output_dim": TEXT_SIZE["hidden_size"], "n_window": 100,
              "model_type": "qwen2_5_omni_audio_encoder"}
@@ -139,10 +160,12 @@ def thinker_config(tokenizer: Any) -> Qwen2_5OmniThinkerConfig:
     )
 
 
-def qwen2_audio_config(tokenizer: Any) -> Qwen2AudioConfig:
+def qwen2_audio_config(tokenizer: Any,
+                       text_head_dim: int = DEFAULT_TEXT_HEAD_DIM) -> Qwen2AudioConfig:
     """A tiny Qwen2-Audio config with the official token ids."""
     ids = _token_ids(tokenizer)
-    text = {**_text_config(ids, _vocab_rows("qwen2_audio", tokenizer)), "model_type": "qwen2",
+    text = {**_text_config(ids, _vocab_rows("qwen2_audio", tokenizer), text_head_dim),
+            "model_type": "qwen2",
             "rope_parameters": {"rope_type": "default", "rope_theta": 10_000.0}}
     audio = {**AUDIO_SIZE, "model_type": "qwen2_audio_encoder"}
     return Qwen2AudioConfig(audio_config=audio, text_config=text,
@@ -210,11 +233,13 @@ def build_tiny_checkpoint(
     vocab: VocabTier = "tiny",
     full_omni: bool = False,
     seed: int = 0,
+    text_head_dim: int = DEFAULT_TEXT_HEAD_DIM,
 ) -> Path:
     """Write a tiny random checkpoint of `family` (model, processor, generation config) to out_dir.
 
     `full_omni=True` writes a whole Qwen2.5-Omni model (thinker + talker + token2wav), the shape
-    the hub ships, which the loader must reduce to its thinker.
+    the hub ships, which the loader must reduce to its thinker. `text_head_dim=32` regroups the
+    text attention heads (same widths) into the smallest head_dim vLLM's CPU backend runs.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
@@ -223,19 +248,23 @@ def build_tiny_checkpoint(
     tokenizer = build_tokenizer(vocab)
     torch.manual_seed(seed)
     if family == "qwen2_audio":
-        model: Any = Qwen2AudioForConditionalGeneration(qwen2_audio_config(tokenizer))
+        model: Any = Qwen2AudioForConditionalGeneration(
+            qwen2_audio_config(tokenizer, text_head_dim))
     elif full_omni:
-        config = full_omni_config(thinker_config(tokenizer), tokenizer)
+        config = full_omni_config(thinker_config(tokenizer, text_head_dim), tokenizer)
         model = Qwen2_5OmniForConditionalGeneration(config)
         model.thinker.generation_config = _generation_config(tokenizer)
     else:
-        model = Qwen2_5OmniThinkerForConditionalGeneration(thinker_config(tokenizer))
+        model = Qwen2_5OmniThinkerForConditionalGeneration(
+            thinker_config(tokenizer, text_head_dim))
     model.generation_config = _generation_config(tokenizer)
     model.save_pretrained(out)
     build_processor(family, tokenizer).save_pretrained(out)
     # Record how it was made (provenance for tests and reports).
     (out / "tiny_checkpoint.json").write_text(json.dumps(
-        {"family": family, "vocab": vocab, "full_omni": full_omni, "seed": seed}, indent=2))
+        {"family": family, "vocab": vocab, "full_omni": full_omni, "seed": seed,
+         **({} if text_head_dim == DEFAULT_TEXT_HEAD_DIM else {"text_head_dim": text_head_dim})},
+        indent=2))
     return out
 
 
@@ -249,9 +278,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--full_omni", action="store_true",
                         help="write a whole Omni model (thinker+talker+token2wav), like the hub's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--text_head_dim", type=int, default=DEFAULT_TEXT_HEAD_DIM,
+                        choices=TEXT_HEAD_DIMS,
+                        help="text attention head size (32+ for vLLM's CPU backend)")
     args = parser.parse_args(argv)
     out = build_tiny_checkpoint(args.family, args.out, vocab=args.vocab,
-                                full_omni=args.full_omni, seed=args.seed)
+                                full_omni=args.full_omni, seed=args.seed,
+                                text_head_dim=args.text_head_dim)
     print(f"tiny {args.family} checkpoint ({args.vocab} vocabulary) written to {out}")
     return out
 
