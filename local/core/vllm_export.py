@@ -1,0 +1,257 @@
+"""Checkpoints and weight names as vLLM expects them, for both model families.
+
+vLLM (0.32-0.33) registers Qwen2.5-Omni only as the whole model (`Qwen2_5OmniModel`,
+`Qwen2_5OmniForConditionalGeneration`, of which it runs the thinker), so a thinker-only
+checkpoint (`Qwen2_5OmniThinkerForConditionalGeneration`, what the trainer saves) is not
+served as it is. `export_for_vllm` gives the folder vLLM loads, by config.json's model_type:
+
+- `qwen2_5_omni_thinker` (the trainer's checkpoints, local.tiny): an export, i.e. the whole-Omni
+  config with the thinker as `thinker_config` and `enable_audio_output` false, the weights renamed
+  `thinker.<name>`, and the processor files copied;
+- `qwen2_5_omni` (the hub's Qwen/Qwen2.5-Omni-*): the folder itself;
+- `qwen2_audio` saved by transformers >= 5.23: the folder itself;
+- `qwen2_audio` saved by transformers 5.19-5.22: an export with the doubled
+  `language_model.model.model.` keys written once.
+
+`vllm_weight_name` maps the parameter names of the recipe's policy (transformers'
+`named_parameters()`) to the checkpoint names vLLM's `load_weights` / `reload_weights(...,
+is_checkpoint_format=True)` take, for weight sync during training. transformers >= 5.21 nests the
+modules (`model.language_model.*`, `model.audio_tower.*`); older releases and the files that
+`save_pretrained` writes use the hub layout, which passes through unchanged.
+
+Example:
+    $ python -m local.core.vllm_export exp/grpo/checkpoint-100 exp/grpo/vllm/checkpoint-100
+    exp/grpo/vllm/checkpoint-100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The architecture vLLM's registry runs for Qwen2.5-Omni (vllm/model_executor/models/registry.py
+# of vllm 0.33.0: "Qwen2_5OmniForConditionalGeneration" -> qwen2_5_omni_thinker).
+OMNI_VLLM_ARCHITECTURE = "Qwen2_5OmniForConditionalGeneration"
+# A whole Omni checkpoint stores the thinker under this prefix; vLLM's hf_to_vllm_mapper for the
+# thinker (qwen2_5_omni_thinker.py) strips it and drops talker./token2wav.
+THINKER_PREFIX = "thinker."
+# transformers 5.19-5.22 save Qwen2-Audio's text weights one `model.` too deep; vLLM refuses them
+# ("There is no module or parameter named 'model' in Qwen2Model"); 5.23+ save the hub names.
+_QWEN2_AUDIO_DOUBLED = ("language_model.model.model.", "language_model.model.")
+EXPORT_RECORD = "vllm_export.json"
+_WEIGHTS = "model.safetensors"
+_WEIGHT_INDEX = "model.safetensors.index.json"
+# Processor, tokenizer and generation files travel with an export; the trainer's own state
+# (optimizer, scheduler, RNG, trainer_state.json) does not.
+_CARRIED_SUFFIXES = (".json", ".txt", ".jinja", ".model", ".tiktoken")
+_NOT_CARRIED = ("config.json", _WEIGHT_INDEX, "trainer_state.json", EXPORT_RECORD,
+                "adapter_config.json")
+
+
+class ExportError(RuntimeError):
+    """A checkpoint that cannot be made loadable by vLLM; the message says why."""
+
+
+@dataclass(frozen=True)
+class NameMap:
+    """Rename by the first matching prefix, then add `prefix` to every name."""
+
+    renames: tuple[tuple[str, str], ...]
+    prefix: str = ""
+
+    def __call__(self, name: str) -> str:
+        for old, new in self.renames:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        return self.prefix + name
+
+
+# transformers 5.24 `named_parameters()` of each policy class -> the checkpoint names vLLM loads
+# (probe: vLLM 0.32/0.33 Qwen2AudioForConditionalGeneration has no hf_to_vllm_mapper and loads
+# checkpoint names only; the Omni thinker's mapper takes `thinker.`-prefixed checkpoint names).
+WEIGHT_NAME_MAPS: dict[str, NameMap] = {
+    "qwen2_audio": NameMap((
+        ("model.language_model.", "language_model.model."),
+        ("model.audio_tower.", "audio_tower."),
+        ("model.multi_modal_projector.", "multi_modal_projector."),
+        ("lm_head.", "language_model.lm_head."),
+    )),
+    "qwen2_5_omni": NameMap((
+        ("model.language_model.", "model."),
+        ("model.audio_tower.", "audio_tower."),
+        ("model.visual.", "visual."),
+    ), prefix=THINKER_PREFIX),
+}
+
+
+def vllm_weight_name(family: str, name: str) -> str:
+    """The name vLLM loads for the policy parameter `name` of a `family` model."""
+    try:
+        return WEIGHT_NAME_MAPS[family](name)
+    except KeyError:
+        raise ValueError(f"unknown family {family!r}; one of {sorted(WEIGHT_NAME_MAPS)}") from None
+
+
+def vllm_weights(family: str, named: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """(name, tensor) pairs renamed for vLLM, e.g. from `model.named_parameters()`."""
+    rename = WEIGHT_NAME_MAPS[family]
+    for name, tensor in named:
+        yield rename(name), tensor
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint export
+# ---------------------------------------------------------------------------------------------
+
+def _config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ExportError(f"{folder}: no config.json (a LoRA adapter must be merged and saved "
+                          "with save_pretrained first)")
+    return json.loads(path.read_text())
+
+
+def _weight_files(folder: Path) -> list[str]:
+    if (folder / _WEIGHTS).is_file():
+        return [_WEIGHTS]
+    if (folder / _WEIGHT_INDEX).is_file():
+        weight_map = json.loads((folder / _WEIGHT_INDEX).read_text())["weight_map"]
+        return sorted(set(weight_map.values()))
+    raise ExportError(f"{folder}: no {_WEIGHTS} or {_WEIGHT_INDEX} (only safetensors "
+                      "checkpoints are exported)")
+
+
+def _weight_keys(folder: Path) -> list[str]:
+    from safetensors import safe_open
+
+    keys: list[str] = []
+    for name in _weight_files(folder):
+        with safe_open(str(folder / name), framework="pt") as handle:
+            keys.extend(handle.keys())
+    return keys
+
+
+def _rename_doubled(name: str) -> str:
+    old, new = _QWEN2_AUDIO_DOUBLED
+    return new + name[len(old):] if name.startswith(old) else name
+
+
+def _add_thinker_prefix(name: str) -> str:
+    return THINKER_PREFIX + name
+
+
+Rename = Callable[[str], str]
+
+
+def key_rename(folder: str | Path) -> Rename | None:
+    """The rename a checkpoint's weight keys need for vLLM, or None when it loads as it is."""
+    root = Path(folder)
+    model_type = _config(root).get("model_type")
+    if model_type == "qwen2_5_omni_thinker":
+        return _add_thinker_prefix
+    if model_type == "qwen2_5_omni":
+        return None
+    if model_type == "qwen2_audio":
+        doubled = any(key.startswith(_QWEN2_AUDIO_DOUBLED[0]) for key in _weight_keys(root))
+        return _rename_doubled if doubled else None
+    raise ExportError(f"{root}: model_type {model_type!r} is neither Qwen2-Audio nor Qwen2.5-Omni")
+
+
+def _omni_config(folder: Path) -> Any:
+    """The whole-Omni config vLLM reads (`thinker_config`), with no talker to load."""
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniThinkerConfig
+
+    thinker = Qwen2_5OmniThinkerConfig.from_pretrained(folder)
+    config = Qwen2_5OmniConfig(thinker_config=thinker.to_dict(), enable_audio_output=False)
+    config.architectures = [OMNI_VLLM_ARCHITECTURE]
+    config.dtype = thinker.dtype
+    return config
+
+
+def _fingerprint(folder: Path) -> list[list[Any]]:
+    """Names, sizes and modification times of the files an export is made from."""
+    names = ["config.json", *_weight_files(folder)]
+    return [[name, (folder / name).stat().st_size, (folder / name).stat().st_mtime_ns]
+            for name in names]
+
+
+def _record(source: Path) -> dict[str, Any]:
+    return {"source": str(source.resolve()), "files": _fingerprint(source)}
+
+
+def _is_current(out: Path, source: Path) -> bool:
+    path = out / EXPORT_RECORD
+    return path.is_file() and json.loads(path.read_text()) == _record(source)
+
+
+def _write_weights(source: Path, dest: Path, rename: Rename) -> None:
+    from safetensors.torch import load_file, save_file
+
+    for name in _weight_files(source):  # one shard in memory at a time
+        tensors = load_file(str(source / name))
+        save_file({rename(key): value for key, value in tensors.items()}, str(dest / name),
+                  metadata={"format": "pt"})
+    if (source / _WEIGHT_INDEX).is_file():
+        index = json.loads((source / _WEIGHT_INDEX).read_text())
+        index["weight_map"] = {rename(key): shard for key, shard in index["weight_map"].items()}
+        (dest / _WEIGHT_INDEX).write_text(json.dumps(index, indent=2))
+
+
+def _copy_processor_files(source: Path, dest: Path) -> None:
+    for path in source.iterdir():
+        if (path.is_file() and path.suffix in _CARRIED_SUFFIXES
+                and path.name not in _NOT_CARRIED):
+            shutil.copy2(path, dest / path.name)
+
+
+def _write_export(source: Path, dest: Path, rename: Rename) -> None:
+    dest.mkdir(parents=True)
+    _copy_processor_files(source, dest)
+    if _config(source).get("model_type") == "qwen2_5_omni_thinker":
+        _omni_config(source).save_pretrained(dest)
+    else:
+        shutil.copy2(source / "config.json", dest / "config.json")
+    _write_weights(source, dest, rename)
+    (dest / EXPORT_RECORD).write_text(json.dumps(_record(source), indent=2))
+
+
+def export_for_vllm(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """The folder vLLM should load for `checkpoint`: the checkpoint itself when vLLM loads it as
+    it is, else an export written to `out_dir` (reused while the checkpoint is unchanged)."""
+    source = Path(checkpoint)
+    rename = key_rename(source)
+    if rename is None:
+        return source
+    out = Path(out_dir)
+    if _is_current(out, source):
+        return out
+    staging = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _write_export(source, staging, rename)
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a Qwen2-Audio or Qwen2.5-Omni checkpoint folder")
+    parser.add_argument("out", help="where an export is written when one is needed")
+    args = parser.parse_args(argv)
+    path = export_for_vllm(args.checkpoint, args.out)
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""The model side of the vLLM engine, checked on CPU without vLLM: tiny checkpoints with a text
+head_dim vLLM runs, the export of thinker-only Omni checkpoints, and the weight names vLLM loads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from local.core.models import load_model_and_processor
+from local.core.vllm_export import (
+    EXPORT_RECORD,
+    OMNI_VLLM_ARCHITECTURE,
+    ExportError,
+    export_for_vllm,
+    vllm_weight_name,
+    vllm_weights,
+)
+from local.demo.tiny import TEXT_SIZE, mrope_section, text_size
+from local.demo.tiny import main as tiny_main
+from tests.helpers import processor_inputs, tiny_checkpoint, tone
+
+FAMILIES = ("qwen2_audio", "qwen2_5_omni")
+
+
+def _keys(folder: Path) -> set[str]:
+    keys: set[str] = set()
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            keys.update(handle.keys())
+    return keys
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(str(path)))
+    return out
+
+
+def _logits(folder: Path) -> torch.Tensor:
+    loaded = load_model_and_processor(str(folder), dtype="float32")
+    inputs = processor_inputs(loaded.processor, [tone(1.0), tone(0.6, freq=880.0)])
+    with torch.no_grad():
+        return loaded.model(**inputs).logits
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny checkpoints with text head_dim 32 (vLLM's CPU attention runs 32 and up)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("head_dim", "heads", "kv_heads", "mrope"), [
+    (16, 4, 2, [2, 3, 3]),     # the default checkpoints
+    (32, 2, 1, [4, 6, 6]),     # what vLLM tests build
+    (64, 1, 1, [8, 12, 12]),
+])
+def test_text_head_dim_regroups_heads_and_scales_mrope(head_dim, heads, kv_heads, mrope):
+    size = text_size(head_dim)
+    assert (size["num_attention_heads"], size["num_key_value_heads"]) == (heads, kv_heads)
+    assert size["hidden_size"] // size["num_attention_heads"] == head_dim
+    assert {k: v for k, v in size.items() if "heads" not in k} == {
+        k: v for k, v in TEXT_SIZE.items() if "heads" not in k}
+    assert mrope_section(head_dim) == mrope and sum(mrope) == head_dim // 2
+
+
+def test_default_text_size_is_unchanged():
+    assert text_size() == TEXT_SIZE == {"hidden_size": 64, "intermediate_size": 128,
+                                        "num_hidden_layers": 2, "num_attention_heads": 4,
+                                        "num_key_value_heads": 2}
+    assert mrope_section() == [2, 3, 3]
+
+
+def test_unsupported_text_head_dim_is_refused():
+    with pytest.raises(ValueError, match="head_dim 24"):
+        text_size(24)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_head_dim_32_checkpoint_loads_and_runs_with_audio(family):
+    folder = tiny_checkpoint(family, text_head_dim=32)
+    loaded = load_model_and_processor(str(folder), dtype="float32")
+    text = loaded.model.config.get_text_config()
+    assert (text.num_attention_heads, text.num_key_value_heads) == (2, 1)
+    assert text.hidden_size // text.num_attention_heads == 32
+    if family == "qwen2_5_omni":
+        assert text.rope_parameters["mrope_section"] == [4, 6, 6]
+    assert json.loads((folder / "tiny_checkpoint.json").read_text())["text_head_dim"] == 32
+    logits = _logits(folder)
+    assert torch.isfinite(logits).all()
+    # The audio reaches the logits: two different clips give two different rows.
+    assert not torch.allclose(logits[0, -1], logits[1, -1])
+
+
+def test_text_head_dim_option_on_the_command_line(tmp_path):
+    out = tiny_main(["--family", "qwen2_audio", "--out", str(tmp_path / "ck"),
+                     "--text_head_dim", "32"])
+    config = json.loads((out / "config.json").read_text())["text_config"]
+    assert (config["num_attention_heads"], config["num_key_value_heads"]) == (2, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight names: the recipe's policy parameters -> the checkpoint names vLLM loads
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("family", "hf_name", "vllm_name"), [
+    # transformers >= 5.21 (the recipe's 5.24): nested modules.
+    ("qwen2_audio", "model.language_model.layers.0.self_attn.q_proj.weight",
+     "language_model.model.layers.0.self_attn.q_proj.weight"),
+    ("qwen2_audio", "model.language_model.embed_tokens.weight",
+     "language_model.model.embed_tokens.weight"),
+    ("qwen2_audio", "lm_head.weight", "language_model.lm_head.weight"),
+    ("qwen2_audio", "model.audio_tower.conv1.weight", "audio_tower.conv1.weight"),
+    ("qwen2_audio", "model.multi_modal_projector.linear.bias", "multi_modal_projector.linear.bias"),
+    ("qwen2_5_omni", "model.language_model.layers.1.mlp.up_proj.weight",
+     "thinker.model.layers.1.mlp.up_proj.weight"),
+    ("qwen2_5_omni", "lm_head.weight", "thinker.lm_head.weight"),
+    ("qwen2_5_omni", "model.audio_tower.proj.weight", "thinker.audio_tower.proj.weight"),
+    ("qwen2_5_omni", "model.visual.merger.ln_q.weight", "thinker.visual.merger.ln_q.weight"),
+    # Hub layout (transformers <= 5.20 parameters, and every saved file) passes through.
+    ("qwen2_audio", "language_model.model.norm.weight", "language_model.model.norm.weight"),
+    ("qwen2_audio", "audio_tower.layer_norm.bias", "audio_tower.layer_norm.bias"),
+    ("qwen2_5_omni", "model.layers.0.self_attn.k_proj.bias",
+     "thinker.model.layers.0.self_attn.k_proj.bias"),
+    ("qwen2_5_omni", "audio_tower.conv2.weight", "thinker.audio_tower.conv2.weight"),
+    ("qwen2_5_omni", "visual.patch_embed.proj.weight", "thinker.visual.patch_embed.proj.weight"),
+])
+def test_vllm_weight_name(family, hf_name, vllm_name):
+    assert vllm_weight_name(family, hf_name) == vllm_name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_policy_parameter_maps_to_a_checkpoint_name(family, tmp_path):
+    """The mapped names of the whole policy are exactly the keys of the file vLLM loads
+    (Qwen2-Audio as transformers saves it; Omni as exported)."""
+    folder = tiny_checkpoint(family)
+    model = load_model_and_processor(str(folder)).model
+    mapped = dict(vllm_weights(family, model.named_parameters()))
+    assert len(mapped) == len(list(model.named_parameters()))
+    served = export_for_vllm(folder, tmp_path / "export")
+    assert set(mapped) == _keys(served)
+    tensors = _tensors(served)
+    assert all(torch.equal(mapped[name].detach(), tensors[name]) for name in mapped)
+
+
+def test_unknown_family_has_no_name_map():
+    with pytest.raises(ValueError, match="unknown family"):
+        vllm_weight_name("llama", "lm_head.weight")
+
+
+# ---------------------------------------------------------------------------------------------
+# Export of checkpoints vLLM does not load as they are
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["one-file", "sharded"])
+def test_thinker_only_omni_is_exported_as_a_whole_omni_model(tmp_path, sharded):
+    source = tiny_checkpoint("qwen2_5_omni")
+    if sharded:
+        loaded = load_model_and_processor(str(source))
+        sharded_dir = tmp_path / "sharded"
+        loaded.model.save_pretrained(sharded_dir, max_shard_size="100KB")
+        loaded.processor.save_pretrained(sharded_dir)
+        assert (sharded_dir / "model.safetensors.index.json").is_file()
+        source = sharded_dir
+    out = export_for_vllm(source, tmp_path / "export")
+    assert out == tmp_path / "export"
+    config = json.loads((out / "config.json").read_text())
+    thinker = json.loads((source / "config.json").read_text())
+    assert config["model_type"] == "qwen2_5_omni"
+    assert config["architectures"] == [OMNI_VLLM_ARCHITECTURE]
+    assert config["enable_audio_output"] is False
+    for part in ("text_config", "audio_config"):   # the export adds defaults, changes none
+        assert thinker[part].items() <= config["thinker_config"][part].items()
+    assert config["thinker_config"]["audio_token_index"] == thinker["audio_token_index"]
+    assert config["dtype"] == thinker["dtype"]
+    # Weights: the same tensors under thinker.<name>, index rewritten when sharded.
+    before, after = _tensors(source), _tensors(out)
+    assert set(after) == {f"thinker.{name}" for name in before}
+    assert all(torch.equal(after[f"thinker.{name}"], value) for name, value in before.items())
+    if sharded:
+        index = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"]
+        assert set(index) == set(after)
+    # Processor files travel; the export loads in the recipe's HF path with the same logits.
+    carried = {p.name for p in source.iterdir() if p.suffix in (".json", ".jinja")}
+    assert carried - {"config.json", "model.safetensors.index.json"} <= {
+        p.name for p in out.iterdir()}
+    assert torch.allclose(_logits(out), _logits(source), atol=1e-6)
+
+
+def test_export_is_reused_until_the_checkpoint_changes(tmp_path):
+    source = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("qwen2_5_omni"), source)
+    out = export_for_vllm(source, tmp_path / "export")
+    first = (out / "model.safetensors").stat().st_mtime_ns
+    assert export_for_vllm(source, out) == out
+    assert (out / "model.safetensors").stat().st_mtime_ns == first   # reused
+    tensors = load_file(str(source / "model.safetensors"))
+    tensors["lm_head.weight"] = torch.zeros_like(tensors["lm_head.weight"])
+    save_file(tensors, str(source / "model.safetensors"), metadata={"format": "pt"})
+    export_for_vllm(source, out)
+    assert torch.count_nonzero(_tensors(out)["thinker.lm_head.weight"]) == 0
+    assert json.loads((out / EXPORT_RECORD).read_text())["source"] == str(source.resolve())
+    assert not list(tmp_path.glob("export.tmp-*"))
+
+
+@pytest.mark.parametrize("kind", ["qwen2_audio", "full_omni"])
+def test_checkpoints_vllm_loads_are_served_as_they_are(tmp_path, kind):
+    source = (tiny_checkpoint("qwen2_5_omni", full_omni=True) if kind == "full_omni"
+              else tiny_checkpoint("qwen2_audio"))
+    assert export_for_vllm(source, tmp_path / "export") == source
+    assert not (tmp_path / "export").exists()
+
+
+def test_qwen2_audio_with_doubled_keys_is_exported_with_hub_names(tmp_path):
+    """transformers 5.19-5.22 save `language_model.model.model.*`, which vLLM refuses."""
+    good = tiny_checkpoint("qwen2_audio")
+    source = tmp_path / "doubled"
+    shutil.copytree(good, source)
+    tensors = load_file(str(good / "model.safetensors"))
+    doubled = {name.replace("language_model.model.", "language_model.model.model.", 1): value
+               for name, value in tensors.items()}
+    assert sum(name.startswith("language_model.model.model.") for name in doubled) > 0
+    save_file(doubled, str(source / "model.safetensors"), metadata={"format": "pt"})
+    out = export_for_vllm(source, tmp_path / "export")
+    assert out != source
+    assert _keys(out) == set(tensors)
+    assert json.loads((out / "config.json").read_text()) == json.loads(
+        (good / "config.json").read_text())
+
+
+def test_folders_that_are_not_exportable_say_why(tmp_path):
+    with pytest.raises(ExportError, match="no config.json"):
+        export_for_vllm(tmp_path, tmp_path / "export")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ExportError, match="'llama'"):
+        export_for_vllm(tmp_path, tmp_path / "export")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_omni_thinker"}))
+    with pytest.raises(ExportError, match="no model.safetensors"):
+        export_for_vllm(tmp_path, tmp_path / "export")
