@@ -1,5 +1,6 @@
 """train.py under torchrun: 2 CPU processes (gloo) with DeepSpeed ZeRO-1 and ZeRO-3, and resume
-(bit-identical to the uninterrupted run; the single-process case is tests/test_train_resume.py).
+(bit-identical to the uninterrupted run; the single-process case is tests/test_train_resume.py;
+the run helpers are tests/helpers_train.py's).
 
 Slow (a minute per run): each run starts two Python processes that load torch, DeepSpeed and a
 tiny model. They go through `bash run.sh --stage train`, the launch the README documents.
@@ -20,17 +21,16 @@ import pytest
 import torch
 
 from local.core.models import load_model_and_processor
-from local.demo.data import write_demo_data
 from local.train.checkpoints import complete_checkpoints
-from tests.helpers import CACHE, REPO, tiny_checkpoint
-from tests.test_train_resume import assert_same_run, cut_after, train_argv
+from tests.helpers import REPO, tiny_checkpoint
+from tests.helpers_train import assert_same_run, cut_after, demo_data_small, train_argv
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _launch(out: Path, deepspeed: str, max_steps: int, port: int) -> list[str]:
     """The README's launch (`run.sh --stage train`) on 2 CPU processes over gloo."""
-    data = write_demo_data(CACHE / "demo-data-small", n_train=32, n_eval=8)
+    data = demo_data_small()
     return ["bash", "run.sh", "--stage", "train", "--config", "conf/demo.yaml",
             "--model", str(tiny_checkpoint("qwen2_5_omni")), "--data_dir", str(data),
             "--exp_dir", str(out.parent), "--run_name", out.name, "--deepspeed", deepspeed,

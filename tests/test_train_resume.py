@@ -23,15 +23,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from local.demo.data import write_demo_data
 from local.train.checkpoints import CheckpointError
-from local.train.rewards import REWARDS, completion_text
-from tests.helpers import CACHE, REPO, tiny_checkpoint
-from tests.helpers_train import make_trainer
+from local.train.rewards import REWARDS
+from tests.helpers_train import assert_same_run, cut_after, length_reward, make_trainer, train_argv
 
 FAMILIES = ["qwen2_audio", "qwen2_5_omni"]
-# Logged values that measure the machine, not the training.
-TIMING_KEYS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
 
 
 def _perturbed_checkpoint(trainer: Any, folder: Path) -> dict[str, torch.Tensor]:
@@ -114,47 +110,6 @@ def test_lora_resume_restores_the_adapter(tmp_path: Path, family: str) -> None:
 
 
 # -- the strong check: cut after checkpoint N, resume, compare with the uninterrupted run -------
-
-def length_reward(completions: list[Any], **_: Any) -> list[float]:
-    """Characters of each completion: random tokens of a tiny model differ in length, so every
-    group has spread and every step moves the weights."""
-    return [len(completion_text(c)) / 64 for c in completions]
-
-
-def train_argv(family: str, out: Path, max_steps: int = 3) -> list[str]:
-    """The demo's configuration, a few steps, a reward with spread (so the weights move)."""
-    data = write_demo_data(CACHE / "demo-data-small", n_train=32, n_eval=8)
-    return ["--config", str(REPO / "conf/demo.yaml"),
-            "--model_name_or_path", str(tiny_checkpoint(family)),
-            "--train_data", str(data / "avqa"), "--output_dir", str(out),
-            "--max_steps", str(max_steps), "--save_steps", "1", "--max_completion_length", "6",
-            "--per_device_train_batch_size", "4", "--log_completions", "false",
-            "--reward_funcs", "length"]
-
-
-def cut_after(run: Path, step: int, copy: Path) -> Path:
-    """`run` as a kill right after checkpoint-`step` would have left it (later saves absent)."""
-    shutil.copytree(run, copy)
-    for later in copy.glob("checkpoint-*"):
-        if int(later.name.split("-")[1]) > step:
-            shutil.rmtree(later)
-    return copy
-
-
-def assert_same_run(full: Path, resumed: Path, step: int) -> None:
-    """Final weights bit-identical, every logged metric equal (timings aside)."""
-    a = load_file(full / f"checkpoint-{step}" / "model.safetensors")
-    b = load_file(resumed / f"checkpoint-{step}" / "model.safetensors")
-    assert a.keys() == b.keys()
-    differ = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not differ, f"{len(differ)} of {len(a)} tensors differ after resume, e.g. {differ[:3]}"
-    logs = [json.loads((run / f"checkpoint-{step}" / "trainer_state.json").read_text())
-            ["log_history"] for run in (full, resumed)]
-    logs = [[{k: v for k, v in entry.items() if k not in TIMING_KEYS} for entry in log]
-            for log in logs]
-    assert [e["step"] for e in logs[0]] == list(range(1, step + 1))
-    assert logs[1] == logs[0]
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import train  # noqa: E402
 from local.train.rewards import REWARDS  # noqa: E402
-from tests.test_train_resume import length_reward  # noqa: E402
+from tests.helpers_train import length_reward  # noqa: E402
 
 if __name__ == "__main__":
     REWARDS["length"] = length_reward
