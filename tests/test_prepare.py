@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -25,12 +24,15 @@ from tests.sources import (
     MAIN,
     avqa_row,
     cache_repo,
+    mmau_audio_tar,
     mmau_item,
     mmsu_row,
     save_avqa,
+    save_mmau,
     save_mmsu,
     wav,
     write_mmau_hub,
+    write_mmau_json,
 )
 
 PINNED = "b" * 40
@@ -39,18 +41,11 @@ MODEL = "Qwen/Qwen2.5-Omni-7B"
 
 def mmau_sources(tmp: Path, n: int = 4) -> tuple[Path, Path]:
     """(folder holding test-mini-audios.tar.gz, question JSON) for n items."""
-    audio = tmp / "mmau-src" / "test-mini-audios"
-    audio.mkdir(parents=True)
-    items = [mmau_item(i) for i in range(n)]
-    for item in items:
-        (audio / f"{item['id']}.wav").write_bytes(wav(0.1))
-    archive_dir = tmp / "mmau-hub"
-    archive_dir.mkdir()
-    with tarfile.open(archive_dir / "test-mini-audios.tar.gz", "w:gz") as tf:
-        tf.add(audio, arcname="test-mini-audios")
-    questions = tmp / "mmau-test-mini.json"
-    questions.write_text(json.dumps(items))
-    return archive_dir, questions
+    questions = save_mmau(tmp / "mmau-src", [mmau_item(i) for i in range(n)],
+                          clip=lambda i, item: wav(0.1))
+    archive = mmau_audio_tar(tmp / "mmau-src" / "test-mini-audios",
+                             tmp / "mmau-hub" / "test-mini-audios.tar.gz")
+    return archive.parent, questions
 
 
 @pytest.fixture
@@ -64,8 +59,7 @@ def hub_cache(tmp_path: Path, tiny_omni: Path) -> dict[str, Path]:
     items = [mmau_item(i) for i in range(4)]
     mmau_dir = tmp_path / "mmau-hub-parquet"
     write_mmau_hub(mmau_dir, items)
-    questions = tmp_path / "mmau-test-mini.json"
-    questions.write_text(json.dumps(items))
+    questions = write_mmau_json(tmp_path / "mmau-test-mini.json", items)
     return {
         "cache": cache,
         "avqa": cache_repo(cache, "dataset", "gijs/avqa-processed", avqa),
@@ -217,8 +211,7 @@ def test_interrupted_mmau_finishes_on_rerun_like_a_clean_run(tmp_path: Path) -> 
     cache = tmp_path / "hub"
     items = [mmau_item(i) for i in range(4)]
     write_mmau_hub(tmp_path / "mmau-hub", items)
-    questions = tmp_path / "mmau-test-mini.json"
-    questions.write_text(json.dumps(items))
+    questions = write_mmau_json(tmp_path / "mmau-test-mini.json", items)
     cache_repo(cache, "dataset", "gamma-lab-umd/MMAU-test-mini", tmp_path / "mmau-hub")
     base = ["--sources", "mmau", "--no_validate", "--mmau_url", "file:///no/such/file.json"]
     assert prepare.main(args_for(tmp_path / "run", cache, *base)) == 1  # offline: no JSON

@@ -32,6 +32,7 @@ from tests.sources import (
     real_mmau_json,
     save_mmsu,
     write_mmau_hub,
+    write_mmau_json,
 )
 
 MMAU_REPO = "gamma-lab-umd/MMAU-test-mini"
@@ -64,8 +65,7 @@ def assert_each_item_has_its_clip(json_path: Path, audio_dir: Path,
 def test_hub_parquet_layout_gives_every_question_its_own_clip(
         tmp_path: Path, offline: None) -> None:
     items = [mmau_item(i) for i in range(60)]
-    questions = tmp_path / "mmau-test-mini.json"
-    questions.write_text(json.dumps(items))
+    questions = write_mmau_json(tmp_path / "mmau-test-mini.json", items)
     payloads = write_mmau_hub(tmp_path / "hub-files", items)
     assert sum(p[:4] != b"RIFF" for p in payloads.values()) >= 2  # MP3 payloads among them
     cache = tmp_path / "hub"
@@ -86,8 +86,7 @@ def test_join_reports_questions_without_audio_and_audio_without_question(
         tmp_path: Path, offline: None, caplog: pytest.LogCaptureFixture) -> None:
     items = [mmau_item(i) for i in range(12)]
     write_mmau_hub(tmp_path / "hub-files", [*items[2:], mmau_item(99)])  # m0, m1 absent
-    questions = tmp_path / "q.json"
-    questions.write_text(json.dumps(items))
+    questions = write_mmau_json(tmp_path / "q.json", items)
     cache_repo(tmp_path / "hub", "dataset", MMAU_REPO, tmp_path / "hub-files")
     argv = args_for(tmp_path, tmp_path / "hub", "--sources", "mmau", "--mmau_json",
                     str(questions), "--no_validate")

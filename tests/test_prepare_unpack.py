@@ -7,17 +7,15 @@ moved, written or linked); the code under test is not replaced.
 from __future__ import annotations
 
 import os
-import tarfile
 import zipfile
 from pathlib import Path
 
-import datasets
 import pytest
 
 from local.prepare import hub
 from local.prepare import unpack as hub_unpack
 from local.prepare.unpack import UnpackError, build_audio_dir
-from tests.sources import mmau_item, wav, write_mmau_hub
+from tests.sources import audio_dataset, mmau_audio_tar, mmau_item, wav, write_mmau_hub
 
 NAMES = [f"{i:02d}-clip.wav" for i in range(6)]
 
@@ -30,11 +28,8 @@ def audio_files(root: Path) -> Path:
 
 
 def make_tar(tmp: Path) -> Path:
-    src = audio_files(tmp / "src" / "test-mini-audios")
-    archive = tmp / "test-mini-audios.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
-        tf.add(src, arcname="test-mini-audios")
-    return archive
+    return mmau_audio_tar(audio_files(tmp / "src" / "test-mini-audios"),
+                          tmp / "test-mini-audios.tar.gz")
 
 
 def make_zip(tmp: Path) -> Path:
@@ -48,11 +43,11 @@ def make_zip(tmp: Path) -> Path:
 
 
 def make_parquet(tmp: Path) -> Path:
+    """An audio parquet snapshot (data/test-*.parquet, an `audio` column), named by `id`."""
     rows = [{"audio": {"bytes": wav(0.05 + 0.01 * i), "path": name}, "id": name[:-4]}
             for i, name in enumerate(NAMES)]
     (tmp / "snap" / "data").mkdir(parents=True)
-    ds = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
-    ds.to_parquet(str(tmp / "snap" / "data" / "test-00000-of-00001.parquet"))
+    audio_dataset(rows).to_parquet(str(tmp / "snap" / "data" / "test-00000-of-00001.parquet"))
     return tmp / "snap"
 
 
