@@ -154,3 +154,49 @@ def test_train_py_reports_unusable_data_in_one_line_without_a_traceback(tmp_path
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("train.py: ") and str(data) in last and "not valid JSON" in last
+
+
+# -- a training row's audio: every reader takes it from the one definition ---------------------
+
+@pytest.mark.parametrize("kind", ["path", "bytes", "samples"])
+def test_every_reader_of_a_training_row_gets_its_audio(tmp_path: Path, kind: str) -> None:
+    """Rollouts and the demo's warm-up read any audio column (the warm-up ignored samples)."""
+    import datasets
+    import numpy as np
+
+    from local.core.collate import load_clip
+    from local.core.models import QWEN2_5_OMNI
+    from local.core.records import Record
+    from local.demo.warmup import row_clip
+    from local.train.dataset import training_row
+    from local.train.rollout_clips import audio_source
+    from tests.helpers import encode, tone
+
+    wave = tone(0.5, 440)
+    (tmp_path / "a.wav").write_bytes(encode(wave, 16_000))
+    audio = {"path": str(tmp_path / "a.wav"), "bytes": encode(wave, 16_000),
+             "samples": wave}[kind]
+    record = Record(id="r", audio=audio, question="Q?", choices=["a", "b"], answer="a",
+                    sampling_rate=16_000)
+    expected = load_clip(audio, family=QWEN2_5_OMNI, sampling_rate=16_000).array
+    row = datasets.Dataset.from_list([training_row(record, "default")])[0]  # as TRL gets it
+    from_rollout = load_clip(audio_source(row), family=QWEN2_5_OMNI, sampling_rate=16_000).array
+    np.testing.assert_array_equal(from_rollout, expected)
+    np.testing.assert_array_equal(row_clip(row, QWEN2_5_OMNI), expected)
+
+
+def test_missing_audio_files_follow_the_bad_records_policy(tmp_path: Path, caplog) -> None:
+    """MMAU/MMSU-style data: a missing audio file is a bad record like any other."""
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(WAV)
+    items = [{"id": i, "audio_id": name, "question": "Q?", "choices": ["x", "y"], "answer": "x"}
+             for i, name in (("ok", "a.wav"), ("gone", "gone.wav"))]
+    path = _write(tmp_path / "q.json", json.dumps(items))
+    with caplog.at_level(logging.WARNING):
+        ds, report = build_train_dataset(path, "mmau", audio_dir=tmp_path)
+    assert [row["id"] for row in ds] == ["ok"] and report.skipped == 1
+    assert report.reasons[0][0] == "gone" and "audio file not found" in report.reasons[0][1]
+    assert "gone" in caplog.text  # warned, naming it
+    with pytest.raises(RecordError, match="gone: audio file not found") as error:
+        build_train_dataset(path, "mmau", audio_dir=tmp_path, errors="raise")
+    assert "bad_records: skip" in str(error.value)

@@ -4,9 +4,14 @@ A `Record` is one multiple-choice audio question: `answer` is the option TEXT an
 of `choices` (duplicates are legal: MMAU has 27 such items). Audio stays undecoded here (a path,
 encoded bytes, or a waveform with its rate); `local.core.audio` decodes it when a batch needs it.
 
+A row (`Record.to_row`, and the training rows of `local.train.dataset`) carries its audio in
+exactly one of the `AUDIO_COLUMNS` (`audio_path` / `audio_bytes` / `audio_array`, the others
+None): `audio_columns` writes them and `row_audio` reads them back, for every writer and reader.
+
 Readers are generators, so a 55 GB dataset is never decoded (or even fully read) to get one
-record. Bad rows follow the recipe's policy: ``errors="skip"`` logs a warning, counts the row in a
-`ReadReport` and goes on; ``errors="raise"`` stops with a `RecordError` naming the row.
+record. Bad rows follow the recipe's one policy (`skip_or_raise`, the `bad_records` option of
+training): ``errors="skip"`` logs a warning, counts the row in a `ReadReport` and goes on;
+``errors="raise"`` stops with a `RecordError` naming the row.
 
 Example:
     >>> from local.core.records import Record, from_row
@@ -37,6 +42,40 @@ MAX_LOGGED_SKIPS = 20  # individual warnings per read; the rest are only counted
 
 class RecordError(ValueError):
     """A record or source row that cannot be used; the message names it and says what to do."""
+
+
+AUDIO_COLUMNS = ("audio_path", "audio_bytes", "audio_array")  # a row's audio: one of them set
+
+
+def audio_columns(audio: str | bytes | np.ndarray | list | None) -> dict[str, Any]:
+    """The `AUDIO_COLUMNS` of a row holding `audio`: the one that fits it set, the others None.
+
+    A path goes to `audio_path`, encoded bytes to `audio_bytes`, samples (an array, or the list
+    Arrow stores) to `audio_array`.
+
+    >>> audio_columns("clip.wav")
+    {'audio_path': 'clip.wav', 'audio_bytes': None, 'audio_array': None}
+    """
+    return {"audio_path": audio if isinstance(audio, str) else None,
+            "audio_bytes": audio if isinstance(audio, bytes) else None,
+            "audio_array": audio if isinstance(audio, (np.ndarray, list)) else None}
+
+
+def row_audio(row: dict[str, Any]) -> str | bytes | np.ndarray | None:
+    """The audio a row carries: the first of `AUDIO_COLUMNS` set, None when none is.
+
+    Samples come back as a float32 array (Arrow hands them back as a list).
+
+    >>> row_audio({"audio_path": None, "audio_bytes": b"RIFF", "audio_array": None})
+    b'RIFF'
+    """
+    name = next((c for c in AUDIO_COLUMNS if row.get(c) is not None), None)
+    if name is None:
+        return None
+    audio = row[name]
+    if name == "audio_array":
+        return np.asarray(audio, dtype=np.float32)
+    return bytes(audio) if isinstance(audio, bytearray) else audio
 
 
 @dataclass
@@ -109,15 +148,14 @@ class Record:
         None); `meta` is a JSON string so rows with different meta keys share one schema.
         """
         audio = self.audio
+        if isinstance(audio, np.ndarray):  # a plain list: one Arrow type for every row
+            audio = np.asarray(audio, dtype=np.float32).tolist()
         return {
             "id": self.id,
             "question": self.question,
             "choices": list(self.choices),
             "answer": self.answer,
-            "audio_path": audio if isinstance(audio, str) else None,
-            "audio_bytes": audio if isinstance(audio, bytes) else None,
-            "audio_array": (np.asarray(audio, dtype=np.float32).tolist()
-                            if isinstance(audio, np.ndarray) else None),
+            **audio_columns(audio),
             "sampling_rate": int(self.sampling_rate) if self.sampling_rate else None,
             "meta": json.dumps(self.meta, ensure_ascii=False, sort_keys=True),
         }
@@ -140,13 +178,7 @@ def from_row(row: dict[str, Any]) -> Record:
     if missing:
         raise RecordError(f"row {row.get('id', '?')!r}: missing keys {missing}; rows must come "
                           "from Record.to_row().")
-    audio: str | bytes | np.ndarray | None = None
-    if row.get("audio_path") is not None:
-        audio = row["audio_path"]
-    elif row.get("audio_bytes") is not None:
-        audio = row["audio_bytes"]
-    elif row.get("audio_array") is not None:
-        audio = np.asarray(row["audio_array"], dtype=np.float32)
+    audio = row_audio(row)
     meta = row.get("meta") or {}
     if isinstance(meta, str):
         meta = json.loads(meta)
@@ -178,13 +210,21 @@ def check_errors(errors: str, option: str = "errors") -> None:
         raise ValueError(f"{option}={errors!r}: use 'skip' (warn, count, go on) or 'raise'.")
 
 
-def skip_or_raise(report: ReadReport, errors: Errors, row_id: str, err: Exception) -> None:
+def skip_or_raise(report: ReadReport, errors: Errors, row_id: str, err: Exception, *,
+                  label: str | None = None, advice: str = "") -> None:
+    """The one bad-record policy, for readers and the training set alike.
+
+    "raise": a `RecordError` naming the source and the row (`label`, else `row_id`), then
+    `advice`. "skip": the row is counted in `report`, its reason kept under `row_id`, and the
+    first `MAX_LOGGED_SKIPS` are logged one warning each.
+    """
+    label = label or row_id
     if errors == "raise":
-        raise RecordError(f"{report.source} {row_id}: {err}") from err
+        raise RecordError(f"{report.source} {label}: {err}{advice}") from err
     report.skipped += 1
     report.reasons.append((row_id, str(err)))
     if report.skipped <= MAX_LOGGED_SKIPS:
-        logger.warning("%s: skipping %s: %s", report.source, row_id, err)
+        logger.warning("%s: skipping %s: %s", report.source, label, err)
     elif report.skipped == MAX_LOGGED_SKIPS + 1:
         logger.warning("%s: more rows skipped; see the ReadReport for all reasons.",
                        report.source)

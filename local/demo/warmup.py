@@ -25,12 +25,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from local.core.collate import encode_batch, load_clip, render_prompt
 from local.core.models import load_model_and_processor
 from local.core.prompts import clean_messages
+from local.core.records import row_audio
 from local.core.special_tokens import STOP_TOKENS
 from local.train.dataset import build_train_dataset
 
@@ -78,13 +80,18 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         ignore_index=IGNORE)
 
 
+def row_clip(row: dict[str, Any], family: Any) -> np.ndarray:
+    """The training row's audio (any of its audio columns), decoded for `family`'s model."""
+    return load_clip(row_audio(row), family=family, sampling_rate=row["sampling_rate"],
+                     name=row["id"]).array
+
+
 def _batch(loaded: Any, rows: list[dict[str, Any]], labels: list[str]) -> dict[str, torch.Tensor]:
     processor, family = loaded.processor, loaded.family
     targets = [answer_target(label) for label in labels]
     texts = [render_prompt(processor, clean_messages(row["prompt"])) + target
              for row, target in zip(rows, targets, strict=True)]
-    audios = [load_clip(row["audio_bytes"] or row["audio_path"], family=family,
-                        sampling_rate=row["sampling_rate"], name=row["id"]).array for row in rows]
+    audios = [row_clip(row, family) for row in rows]
     batch = dict(encode_batch(processor, family, texts, audios, padding_side="left"))
     target_ids = [processor.tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
     batch["labels"] = answer_labels(batch["input_ids"], target_ids)

@@ -1,12 +1,17 @@
 """The training dataset: records -> rows TRL's GRPOTrainer consumes, lazily, bad records skipped.
 
-A training row: `id`, `prompt` (chat messages from `local.core.prompts`), one of `audio_bytes` /
-`audio_path` / `audio_array` (+ `sampling_rate`), and the reward columns `answer`, `choices`.
+A training row: `id`, `prompt` (chat messages from `local.core.prompts`), its audio in one of
+`local.core.records.AUDIO_COLUMNS` (`audio_path` / `audio_bytes` / `audio_array`, written by
+`audio_columns`, read back by `row_audio`) + `sampling_rate`, and the reward columns `answer`,
+`choices`.
 
-AVQA (55 GB of embedded audio) is never copied: the text columns are checked once, bad rows are
-skipped with a count (`errors="skip"`) or stop the run (`errors="raise"`), rows without audio
-bytes are found from the Arrow column lengths without reading the audio, and the rows are built
-on access with `Dataset.with_transform`.
+Bad records follow the one policy of `local.core.records.skip_or_raise` (`bad_records`): skipped
+with a warning and a count (`errors="skip"`), or the run stops naming the row (`errors="raise"`).
+A record whose audio file is missing is such a record.
+
+AVQA (55 GB of embedded audio) is never copied: the text columns are checked once, rows without
+audio bytes are found from the Arrow column lengths without reading the audio, and the rows are
+built on access with `Dataset.with_transform`.
 
 Example:
     >>> ds, report = build_train_dataset("data/avqa", "avqa", template="default")  # doctest: +SKIP
@@ -26,24 +31,28 @@ import numpy as np
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from local.core.prompts import build_messages, build_prompt
 from local.core.readers import avqa_record, open_avqa, read_mmau, read_mmsu
-from local.core.records import ReadReport, Record, RecordError
+from local.core.records import (
+    ReadReport,
+    Record,
+    RecordError,
+    audio_columns,
+    check_errors,
+    skip_or_raise,
+)
 
 logger = logging.getLogger(__name__)
 FORMATS = ("avqa", "mmau", "mmsu")
+FIX_OR_SKIP = " Fix the data, or set bad_records: skip to train without it."
 
 
 def training_row(record: Record, template: str) -> dict[str, Any]:
     """The row TRL gets for one record (the audio travels beside the prompt, never inside it)."""
-    from local.core.prompts import build_messages, build_prompt
-
-    audio = record.audio
     return {
         "id": record.id,
         "prompt": build_messages(build_prompt(record.question, record.choices, template)),
-        "audio_bytes": audio if isinstance(audio, bytes) else None,
-        "audio_path": audio if isinstance(audio, str) else None,
-        "audio_array": audio if isinstance(audio, np.ndarray) else None,
+        **audio_columns(record.audio),
         "sampling_rate": record.sampling_rate,
         "answer": record.answer,
         "choices": list(record.choices),
@@ -91,12 +100,9 @@ def _avqa_dataset(path: str | Path, split: str, template: str, errors: str,
             if not has_audio[index]:
                 raise RecordError("row carries no audio (neither bytes nor path).")
         except (RecordError, TypeError, KeyError) as err:
-            reason = f"row {index} (file_name {row.get('file_name')!r}): {err}"
-            if errors == "raise":
-                raise RecordError(f"{source}: {reason} Fix the data, or set "
-                                  "bad_records: skip to train without it.") from err
-            report.skipped += 1
-            report.reasons.append((f"avqa-{split}-{index}", str(err)))
+            skip_or_raise(report, errors, f"avqa-{split}-{index}", err,  # type: ignore[arg-type]
+                          label=f"row {index} (file_name {row.get('file_name')!r})",
+                          advice=FIX_OR_SKIP)
             continue
         keep.append(index)
     report.read = len(keep)
@@ -125,8 +131,7 @@ def build_train_dataset(
     """Training rows from `path` in `data_format` (avqa | mmau | mmsu), and what was skipped."""
     if data_format not in FORMATS:
         raise ValueError(f"unknown train data format {data_format!r}; choose one of {FORMATS}")
-    if errors not in ("skip", "raise"):
-        raise ValueError(f"bad_records must be 'skip' or 'raise', got {errors!r}")
+    check_errors(errors, "bad_records")
     report = ReadReport()
     _check_path(path, data_format)
     try:
@@ -174,8 +179,9 @@ def _read_rows(path: str | Path, data_format: str, *, template: str, split: str,
         for record in reader:
             if record.audio is None or (isinstance(record.audio, str)
                                         and not Path(record.audio).is_file()):
-                report.skipped += 1
-                report.reasons.append((record.id, "audio file not found"))
+                missing = RecordError(f"audio file not found ({record.audio or 'no path'})")
+                skip_or_raise(report, errors, record.id, missing,  # type: ignore[arg-type]
+                              advice=FIX_OR_SKIP)
                 continue
             rows.append(training_row(record, template))
             if limit is not None and len(rows) >= limit:

@@ -1,11 +1,12 @@
 """Which clip a training row carries, what to call it, and which rows may stand in for it.
 
-Used by `local.train.trainer` at rollout time. A clip is identified by the row's audio itself
-(its path,
-or a hash of its bytes or samples), never by the row id: two rows may share an id and carry
-different audio. A row whose clip cannot be used (`bad_records: skip`) is replaced by another
-training row chosen from the clip's key alone, so every copy of the row (G per prompt, possibly on
-several ranks) gets the same replacement and groups stay whole.
+Used by `local.train.trainer` at rollout time. The row's audio is read with
+`local.core.records.row_audio` (the one reader of the audio columns). A clip is identified by
+the row's audio itself (its path, or a hash of its bytes or samples), never by the row id: two
+rows may share an id and carry different audio. A row whose clip cannot be used (`bad_records:
+skip`) is replaced by another training row chosen from the clip's key alone, so every copy of
+the row (G per prompt, possibly on several ranks) gets the same replacement and groups stay
+whole.
 
 Example:
     >>> audio_key({"id": "a", "audio_path": "/data/x.wav"})
@@ -27,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from local.core.audio import AudioError, AudioSource
-
-AUDIO_COLUMNS = ("audio_array", "audio_bytes", "audio_path")  # the first one set is the audio
+from local.core.records import row_audio
 
 
 def _hash(data: bytes) -> str:
@@ -37,18 +37,16 @@ def _hash(data: bytes) -> str:
 
 def row_name(row: dict[str, Any]) -> str:
     """The row's id, and its audio file when it has one (what messages name)."""
-    path = row.get("audio_path")
-    return f"{row.get('id')}" + (f" ({path})" if path else "")
+    audio = row_audio(row)
+    return f"{row.get('id')}" + (f" ({audio})" if isinstance(audio, str) and audio else "")
 
 
 def audio_source(row: dict[str, Any]) -> AudioSource:
     """The row's audio as `local.core.audio.decode_audio` takes it; AudioError if it has none."""
-    source = next((row[k] for k in AUDIO_COLUMNS if row.get(k) is not None), None)
+    source = row_audio(row)  # Arrow's lists come back as float32 arrays
     if source is None:
         raise AudioError(f"{row_name(row)}: the training row carries no audio; the dataset "
                          "builder should have skipped it (see local/train/dataset.py).")
-    if isinstance(source, list):  # Arrow hands arrays back as lists
-        source = np.asarray(source, dtype=np.float32)
     return source
 
 
