@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from peft import LoraConfig
+from trl import ModelConfig
 
+import train
 from local.core.models import load_model_and_processor
+from local.train.audio_cache import find_audio_tower
 from tests.helpers import tiny_checkpoint
-from tests.helpers_train import make_trainer
+from tests.helpers_train import make_trainer, small_config, synthetic_rows, vowel_reward
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_omni", "qwen2_audio"])
@@ -36,14 +41,6 @@ def test_frozen_encoder_stays_frozen_under_lora(tmp_path, caplog, monkeypatch) -
     """freeze_audio_encoder with LoRA targets that also name encoder modules (q_proj, v_proj):
     the encoder gets no adapters and nothing in it trains, the text model's adapters do, and the
     frozen-encoder cache is on (and said so in the log)."""
-    import logging
-
-    from trl import ModelConfig
-
-    import train
-    from local.train.audio_cache import find_audio_tower
-    from tests.helpers_train import small_config, synthetic_rows, vowel_reward
-
     monkeypatch.setattr(train, "resolve_rewards", lambda config: [vowel_reward])  # has spread
     config = small_config(tmp_path / "run", beta=0.04, freeze_audio_encoder="true", max_steps=2)
     model_args = ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
