@@ -1,4 +1,4 @@
-"""Batched generation for evaluation: explicit settings, audio in (or provably out), data parallel.
+"""Batched generation for evaluation: explicit settings, audio in (or provably out).
 
 `Generator` turns `Record`s into responses with HF `generate`: the chat is built by
 `local.core.prompts`, audio decoded by `local.core.audio` (through
@@ -14,6 +14,10 @@ no ``<|audio_bos|><|AUDIO|><|audio_eos|>`` in the prompt), the text is tokenized
 Data parallel (rank, world size, the deterministic shard ``items[rank::world_size]``) lives in
 `local.util.dist`.
 
+A generation backend is anything with the `Backend` shape: `generate(records, template, texts)`
+returns one `Output` per record, in order, and `truncated` counts the clips cut so far;
+`local.eval.runner` builds one per run and drives it over each rank's shard.
+
 Example:
     >>> from local.eval.generation import GenerationSettings, Generator  # doctest: +SKIP
     >>> gen = Generator(load_model_and_processor("ckpt"), GenerationSettings(max_new_tokens=64))
@@ -27,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -48,7 +52,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Generation settings, all explicit. temperature 0 means greedy (the seed's evaluation)."""
+    """Generation settings, all explicit. temperature 0 means greedy (the reference recipe's
+    evaluation, WeST's GRPO example)."""
 
     max_new_tokens: int = 2048
     temperature: float = 0.0
@@ -103,6 +108,19 @@ class Output:
     response: str | None
     error: str | None = None
     audio_truncated: bool = False
+
+
+class Backend(Protocol):
+    """What the evaluation runner needs of a generation backend (HF `Generator`, or another)."""
+
+    truncated: int  # clips cut to max_audio_seconds so far
+    max_audio_seconds: float | None
+
+    def generate(self, records: Sequence[Record], template: str = "default",
+                 texts: Sequence[str] | None = None) -> list[Output]:
+        """One batch: an `Output` per record, in order (`texts`: user texts that replace the
+        templated prompt, one per record); an item that cannot be asked gets its error."""
+        ...
 
 
 def text_only_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
