@@ -1,5 +1,21 @@
-"""Evaluate an audio language model on MMAU test-mini (thin CLI; the work is in
-local/eval/benchmarks/mmau.py).
+"""Evaluate an audio language model on MMAU test-mini; or re-score a predictions file.
+
+The flow, for one model (`local.eval.runner.evaluate`, the same for every benchmark; `bash run.sh
+--stage mmau` runs it for step 0 and each checkpoint of a run through `local.eval.steps`):
+
+  parse    the shared options (`local.eval.options`: model, template, greedy generation, audio
+           cut at 30 s, output folder) and MMAU's: --mmau_json, --mmau_audio_dir
+  load     the question file, one record per item; an unusable item (malformed row, missing or
+           unreadable audio, repeated id) is kept and counted wrong, with its reason
+  predict  the `--template` prompt, this rank's shard, batched; one log line per answer under
+           OUT/partial/, so an interrupted run resumes where it stopped
+  score    MMAU's official token rule on the `<answer>` content; tables by task, difficulty and
+           sub-category (`local.eval.benchmarks.mmau`)
+  write    OUT/predictions.json (the official format: every item with `model_output`),
+           OUT/results.json and OUT/results.md
+
+`--score_only PRED.json` skips load and predict: the file is checked against the question file
+(`--mmau_json`), scored and written beside it (or to `--out`).
 
 Example (CPU, a tiny model, 20 items):
     $ python -m local.tiny --family qwen2_5_omni --out .cache/tiny-omni
@@ -11,7 +27,19 @@ Example (CPU, a tiny model, 20 items):
 Multi-GPU (one node): torchrun --nproc_per_node 8 evaluate_mmau.py --model ... --out_dir ...
 """
 
-from local.eval.benchmarks.mmau import main
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from local.eval.benchmarks.mmau import MMAU
+from local.eval.runner import evaluate
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """parse -> load -> predict -> score -> write (or --score_only); rank 0 returns the results."""
+    return evaluate(MMAU, argv)
+
 
 if __name__ == "__main__":
     main()

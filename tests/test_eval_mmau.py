@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+import evaluate_mmau
 from local.core.answers import extract_answer
-from local.eval.benchmarks import mmau as eval_mmau
+from local.eval.benchmarks.mmau import MMAU
 from local.eval.generation import Generator
+from local.eval.options import build_parser
 from tests.helpers import REPO
 from tests.sources import MMAU_EVAL_ITEMS, mmau_eval_set
 
@@ -26,7 +28,7 @@ FAST = ["--max_new_tokens", "8", "--batch_size", "4", "--dtype", "float32"]
 
 
 def run(model: Path, json_path: Path, audio_dir: Path, out_dir: Path, *extra: str) -> dict:
-    return eval_mmau.main(["--model", str(model), "--mmau_json", str(json_path),
+    return evaluate_mmau.main(["--model", str(model), "--mmau_json", str(json_path),
                            "--mmau_audio_dir", str(audio_dir), "--out_dir", str(out_dir),
                            *FAST, *extra])
 
@@ -69,7 +71,7 @@ def test_end_to_end_writes_every_file_in_the_official_format(full_run: Path, dat
 
 def test_score_only_reproduces_the_run(full_run: Path, data, tmp_path: Path) -> None:
     out = tmp_path / "rescored.json"
-    rescored = eval_mmau.main(["--score_only", str(full_run / "predictions.json"),
+    rescored = evaluate_mmau.main(["--score_only", str(full_run / "predictions.json"),
                                "--mmau_json", str(data[0]), "--out", str(out)])
     original = json.loads((full_run / "results.json").read_text())
     assert rescored["accuracy"] == original["accuracy"]
@@ -214,7 +216,7 @@ def test_clear_errors(tiny_omni, data, tmp_path: Path, change: str, message: str
 
 
 def test_cli_help_and_score_only_as_a_script(full_run: Path, data, tmp_path: Path) -> None:
-    help_text = eval_mmau.build_parser().format_help()
+    help_text = build_parser(MMAU).format_help()
     for option in ("--model", "--template", "--batch_size", "--max_new_tokens", "--no_audio",
                    "--max_audio_duration_in_seconds", "--score_only", "--overwrite", "--limit",
                    "--no_question_check"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.eval.benchmarks import mmsu as eval_mmsu
+import evaluate_mmsu
 from local.eval.generation import Generator
 from tests.sources import mmsu_eval_set
 
@@ -28,7 +28,7 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(Generator, "generate", spy)
     out = tmp_path / "out"
-    result = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(mmsu),
+    result = evaluate_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(mmsu),
                              "--out_dir", str(out), "--max_new_tokens", "4", "--batch_size", "4",
                              "--dtype", "float32"])
     assert result["accuracy_protocol"] == "exact"
@@ -61,7 +61,7 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
     # A rerun resumes both passes: nothing is asked again.
     asked["exact"].clear()
     asked["letter"].clear()
-    again = eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(mmsu),
+    again = evaluate_mmsu.main(["--model", str(tiny_qwen2_audio), "--mmsu_path", str(mmsu),
                             "--out_dir", str(out), "--max_new_tokens", "4", "--dtype", "float32"])
     assert asked == {"exact": [], "letter": []}
     assert again["protocols"] == result["protocols"]
@@ -77,4 +77,4 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
 def test_mmsu_clear_errors(tiny_qwen2_audio, tmp_path: Path, argv: list[str],
                            message: str) -> None:
     with pytest.raises(SystemExit, match=message):
-        eval_mmsu.main(["--model", str(tiny_qwen2_audio), "--out_dir", str(tmp_path), *argv])
+        evaluate_mmsu.main(["--model", str(tiny_qwen2_audio), "--out_dir", str(tmp_path), *argv])

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from local.eval.benchmarks import mmau as eval_mmau
-from local.eval.benchmarks import mmsu as eval_mmsu
+import evaluate_mmau
+import evaluate_mmsu
+from local.eval.benchmarks.mmau import MMAU
 from local.eval.report import reconcile
 from tests.helpers import REPO
 
@@ -59,7 +60,7 @@ def _score_only(tmp_path: Path, predictions: list[dict], questions: list[dict] |
     """MMAU --score_only against a question file (by default the predictions' own items)."""
     if questions is None:
         questions = [{k: v for k, v in p.items() if k not in OUTPUTS} for p in predictions]
-    return eval_mmau.main(["--score_only", str(_write(tmp_path, predictions)), "--mmau_json",
+    return evaluate_mmau.main(["--score_only", str(_write(tmp_path, predictions)), "--mmau_json",
                            str(_write(tmp_path, questions, "questions.json")),
                            "--out", str(tmp_path / "RESULTS.json"), *extra])
 
@@ -95,7 +96,7 @@ def test_each_official_case(tmp_path, rid, output, answer, choices, expected, wh
     item = {"id": rid, "answer": answer, "choices": choices}
     if output is not MISSING:
         item["model_output"] = output
-    result = eval_mmau.score_predictions([item])
+    result = MMAU.score([item], "mmau")
     assert result["correct"] == (expected is True), why
     assert result["no_prediction"] == (expected is None), why
 
@@ -107,7 +108,7 @@ def test_each_official_case(tmp_path, rid, output, answer, choices, expected, wh
 ])
 def test_non_text_output_is_listed_with_its_reason(output, reason: str) -> None:
     item = {"id": "q", "answer": "Man", "choices": CHOICES, "model_output": output}
-    result = eval_mmau.score_predictions([item])
+    result = MMAU.score([item], "mmau")
     assert result["no_prediction_reasons"] == {"q": reason}
 
 
@@ -116,7 +117,7 @@ def test_malformed_and_errored_items_are_wrong_and_listed(tmp_path) -> None:
              {"id": "audio", "answer": "Man", "choices": CHOICES, "model_output": "",
               "prediction_error": "unreadable audio: x.wav"},
              {"id": "broken", "question": "no answer or choices", "model_output": "Man"}]
-    result = eval_mmau.score_predictions(items)
+    result = MMAU.score(items, "mmau")
     assert (result["correct"], result["total"]) == (1, 3)
     assert result["accuracy"] == pytest.approx(100 / 3)
     assert result["no_prediction_reasons"] == {
@@ -137,7 +138,7 @@ def test_score_only_rejects_wrong_files(tmp_path, content: str, message: str) ->
     path = tmp_path / "p.json"
     path.write_text(content)
     with pytest.raises(SystemExit, match=message):
-        eval_mmau.main(["--score_only", str(path)])
+        evaluate_mmau.main(["--score_only", str(path)])
 
 
 def _q(i: int, **fields) -> dict:
@@ -195,8 +196,8 @@ def test_score_only_needs_the_question_file_or_an_explicit_opt_out(tmp_path, cap
     absent = str(tmp_path / "absent.json")
     with pytest.raises(SystemExit, match="question file .*absent.json is not found.*"
                                          "--no_question_check"):
-        eval_mmau.main(["--score_only", predictions, "--mmau_json", absent])
-    result = eval_mmau.main(["--score_only", predictions, "--mmau_json", absent,
+        evaluate_mmau.main(["--score_only", predictions, "--mmau_json", absent])
+    result = evaluate_mmau.main(["--score_only", predictions, "--mmau_json", absent,
                              "--no_question_check"])
     assert result["total"] == 5  # the file as it is, and the results say so
     assert "--no_question_check" in result["question_check"]
@@ -253,7 +254,7 @@ def test_mmsu_score_only_per_protocol(tmp_path, protocol: str) -> None:
               "category": "Perception-Phonetics-Pitch-Tone"}
              for i, (output, answer, *_) in enumerate(MMSU_CASES)]
     out = tmp_path / "r.json"
-    result = eval_mmsu.main(["--score_only", str(_write(tmp_path, items)), "--protocols",
+    result = evaluate_mmsu.main(["--score_only", str(_write(tmp_path, items)), "--protocols",
                              protocol, "--out", str(out), "--no_question_check"])
     column = 2 if protocol == "exact" else 3
     expected = [c[column] for c in MMSU_CASES]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from local.eval.benchmarks import mmau as eval_mmau
+import evaluate_mmau
 from local.eval.steps import steps
 from local.eval.summary import write_summary
 from tests.helpers import REPO
@@ -174,7 +174,7 @@ def test_two_processes_shard_and_merge_to_the_single_process_predictions(
     json_path, audio_dir = mmau_eval_set(tmp_path / "data")
     common = ["--model", str(tiny_omni), "--mmau_json", str(json_path), "--mmau_audio_dir",
               str(audio_dir), "--max_new_tokens", "6", "--batch_size", "1", "--dtype", "float32"]
-    eval_mmau.main([*common, "--out_dir", str(tmp_path / "single")])
+    evaluate_mmau.main([*common, "--out_dir", str(tmp_path / "single")])
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node", "2", "evaluate_mmau.py", *common, "--out_dir",

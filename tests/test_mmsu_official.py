@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+import evaluate_mmsu
 from local.core.answers import match_letter, mmsu_official_letter
 from local.core.prompts import build_letter_prompt
 from local.core.readers import read_mmsu
 from local.core.records import ReadReport
-from local.eval.benchmarks import mmsu as eval_mmsu
+from local.eval.benchmarks.mmsu import OFFICIAL_AS_IS
 from local.eval.benchmarks.mmsu_official import official_rows, official_score
 from tests.sources import mmsu_row, save_mmsu
 
@@ -90,7 +91,7 @@ def test_official_figures_equal_what_the_official_script_printed() -> None:
 def test_score_only_on_the_official_format(tmp_path: Path, capsys: pytest.CaptureFixture
                                            ) -> None:
     path = write_jsonl(tmp_path / "official.jsonl", table_rows())
-    result = eval_mmsu.main(["--score_only", str(path), "--protocols", "letter"])
+    result = evaluate_mmsu.main(["--score_only", str(path), "--protocols", "letter"])
     letter = result["protocols"]["letter"]
     assert letter["official_denominator"] == OFFICIAL_PRINTED["total_count"]
     assert round(letter["official_accuracy"] / 100, 4) == OFFICIAL_PRINTED["accuracy"]
@@ -136,7 +137,7 @@ def test_score_only_refuses_what_is_not_predictions(content: str, message: str,
     path = tmp_path / "file.json"
     path.write_text(content)
     with pytest.raises(SystemExit, match=message):
-        eval_mmsu.main(["--score_only", str(path), "--protocols", "letter"])
+        evaluate_mmsu.main(["--score_only", str(path), "--protocols", "letter"])
     assert not (tmp_path / "results.json").exists()
 
 
@@ -199,7 +200,7 @@ def test_score_only_checks_our_predictions_against_the_question_set(tmp_path: Pa
     ]
     path = tmp_path / "predictions_exact.json"
     path.write_text(json.dumps(predictions))
-    result = eval_mmsu.main(["--score_only", str(path), "--protocols", "exact",
+    result = evaluate_mmsu.main(["--score_only", str(path), "--protocols", "exact",
                              "--mmsu_path", str(mmsu)])
     exact = result["protocols"]["exact"]
     # answers and choices come from the question set: k2's own "x" is not trusted
@@ -210,8 +211,8 @@ def test_score_only_checks_our_predictions_against_the_question_set(tmp_path: Pa
     assert exact["no_prediction_ids"] == ["k1"]
 
     with pytest.raises(SystemExit, match="--no_question_check"):
-        eval_mmsu.main(["--score_only", str(path), "--mmsu_path", str(tmp_path / "none")])
-    unchecked = eval_mmsu.main(["--score_only", str(path), "--protocols", "exact",
+        evaluate_mmsu.main(["--score_only", str(path), "--mmsu_path", str(tmp_path / "none")])
+    unchecked = evaluate_mmsu.main(["--score_only", str(path), "--protocols", "exact",
                                 "--no_question_check"])
     assert unchecked["protocols"]["exact"]["total"] == 5
     assert "not checked" in unchecked["protocols"]["exact"]["question_check"]
@@ -219,6 +220,6 @@ def test_score_only_checks_our_predictions_against_the_question_set(tmp_path: Pa
 
 def test_official_format_is_scored_as_it_is(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "official.jsonl", table_rows())
-    result = eval_mmsu.main(["--score_only", str(path), "--protocols", "letter",
+    result = evaluate_mmsu.main(["--score_only", str(path), "--protocols", "letter",
                              "--mmsu_path", str(tmp_path / "no-such-folder")])
-    assert result["protocols"]["letter"]["question_check"] == eval_mmsu.OFFICIAL_AS_IS
+    assert result["protocols"]["letter"]["question_check"] == OFFICIAL_AS_IS

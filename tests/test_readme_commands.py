@@ -75,12 +75,12 @@ def _check_train_args(args: list[str]) -> None:
 
 
 def _check_eval_args(args: list[str]) -> None:
-    from local.eval.benchmarks import mmau as eval_mmau
-    from local.eval.benchmarks import mmsu as eval_mmsu
+    from local.eval.benchmarks.base import registered
+    from local.eval.options import build_parser
 
     bench = args[args.index("--bench") + 1]
     rest = args[args.index("--") + 1:]
-    parser = {"mmau": eval_mmau, "mmsu": eval_mmsu}[bench].build_parser()
+    parser = build_parser(registered()[bench])
     parser.parse_args(["--model", "m", "--out_dir", "o", *rest])
 
 

@@ -1,16 +1,30 @@
-"""What both evaluators share: command-line options, model set-up and the resumable predict loop.
+"""Evaluate one model on one benchmark: parse -> load -> predict -> score -> write.
 
-`predict` runs one pass over the records: this rank's deterministic shard, minus what an earlier
-run already logged, in batches, one flushed JSONL line per answer (see
-`local.eval.prediction_log`), with a
-progress bar on rank 0. After a barrier, rank 0 merges every rank's log once and gets all
-predictions by id; other ranks get None.
+`evaluate(benchmark, argv)` is the whole flow, the same for every registered benchmark
+(`local.eval.benchmarks`); evaluate_mmau.py, evaluate_mmsu.py and `local.eval.steps` (the run.sh
+stages) all run it:
+
+  parse    the shared options (`local.eval.options`) and the benchmark's data options
+  load     `benchmark.load`: the records to ask, and the rows counted wrong
+  predict  per protocol: this rank's deterministic shard, minus what an earlier run already
+           logged, in batches, one flushed JSONL line per answer (`local.eval.prediction_log`),
+           a progress bar on rank 0; after a barrier rank 0 merges every rank's log once
+  score    `benchmark.items` (every question with its prediction) -> `benchmark.score`
+  write    `benchmark.write_predictions`, then results.json and results.md (rank 0)
+
+`--score_only PRED` skips load and predict: the file is read by `benchmark.read_predictions`,
+checked against `benchmark.question_set` (extra ids listed and ignored, duplicates counted once,
+missing ids counted wrong; `--no_question_check` scores it as it is, and the results say so),
+scored and written the same way.
+
+Generation goes through a backend built once per run by `generator_factory` (HF `generate`:
+`local.eval.generation.Generator`); any object with its `generate(records, template, texts)`
+and `truncated` count can stand in.
 
 Example:
-    >>> parser = argparse.ArgumentParser(); add_common_args(parser)           # doctest: +SKIP
-    >>> args = parser.parse_args(["--model", "ckpt", "--out_dir", "out"])     # doctest: +SKIP
-    >>> dist = init_distributed(); make = generator_factory(args, dist)      # doctest: +SKIP
-    >>> by_id = predict(make, records, Path("out"), dist, batch_size=8)  # doctest: +SKIP
+    >>> from local.eval.benchmarks.mmau import MMAU                          # doctest: +SKIP
+    >>> evaluate(MMAU, ["--model", "ckpt", "--out_dir", "out", "--limit", "20"])  # doctest: +SKIP
+    >>> evaluate(MMAU, ["--score_only", "out/predictions.json"])              # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,75 +38,117 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from local.core.answers import extract_answer
 from local.core.models import ModelLoadError, load_model_and_processor
-from local.core.prompts import TEMPLATES
-from local.core.records import Record
-from local.eval.generation import GenerationSettings, Generator
-from local.eval.prediction_log import PredictionLog, check_settings, read_logs
-from local.util.dist import DistContext, shard
+from local.core.records import Record, RecordError
+from local.eval.benchmarks.base import Benchmark, QuestionSet
+from local.eval.generation import Backend, Generator
+from local.eval.options import generation_settings, parse_args, run_settings
+from local.eval.prediction_log import PredictionLog, check_settings, clear, read_logs
+from local.eval.report import (
+    CHECK_SKIPPED,
+    check_lines,
+    checked_items,
+    headline,
+    markdown,
+    public,
+)
+from local.util.dist import DistContext, init_distributed, shard
+from local.util.fsio import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
+Results = dict[str, dict[str, Any]]  # protocol -> its results
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Model, prompt, generation, audio and output options shared by both evaluators."""
-    add = parser.add_argument
-    add("--model", help="checkpoint folder (e.g. exp/grpo/checkpoint-100) or hub id "
-        "(Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2-Audio-7B-Instruct)")
-    add("--template", default="default", choices=sorted(TEMPLATES),
-        help="prompt template, as in training (default: %(default)s)")
-    add("--batch_size", type=int, default=8, help="prompts per generate call (default: 8)")
-    add("--max_new_tokens", type=int, default=2048,
-        help="new tokens per answer (default: %(default)s, as the seed)")
-    add("--temperature", type=float, default=0.0,
-        help="0 = greedy, the seed's evaluation (default: %(default)s)")
-    add("--top_p", type=float, default=1.0, help="nucleus sampling, if temperature > 0")
-    add("--top_k", type=int, default=0, help="top-k sampling if temperature > 0 (0 = off)")
-    add("--repetition_penalty", type=float, default=1.0,
-        help="explicit, so a checkpoint's generation_config cannot change it (default: 1.0)")
-    add("--max_audio_duration_in_seconds", type=float, default=30.0,
-        help="cut longer clips (counted, with a warning); default 30 as the seed, for every "
-        "model (Qwen2-Audio's window is 30 s, Omni's 300 s)")
-    add("--no_audio", action="store_true",
-        help="ablation: the prompt has no audio part and no audio features are passed")
-    add("--dtype", default="auto", help="model dtype: auto, bfloat16, float16, float32")
-    add("--attn_implementation", default=None, help="e.g. sdpa, flash_attention_2")
-    add("--out_dir", type=Path, help="where predictions, results and logs go "
-        "(the recipe uses exp/<run>/eval/<bench>/<step>)")
-    add("--overwrite", action="store_true", help="discard earlier predictions and start over")
-    add("--limit", type=int, default=None, help="only the first N items (quick runs)")
-    add("--score_only", type=Path, default=None, metavar="PRED.json",
-        help="score an existing predictions file, no model needed")
-    add("--out", type=Path, default=None, metavar="RESULTS.json",
-        help="results file for --score_only (default: results.json beside PRED.json)")
-    add("--no_question_check", action="store_true",
-        help="with --score_only: score the file as it is, without checking it against the "
-        "benchmark's question set (extra, duplicated and missing items then go unnoticed; the "
-        "results say so)")
+def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Run the evaluation (or --score_only); rank 0 returns what results.json holds."""
+    args = parse_args(benchmark, argv)
+    protocols = benchmark.chosen_protocols(args)
+    if args.score_only is not None:
+        return score_only(benchmark, args, protocols)
+    dist = start(benchmark, args)
+    data = load(benchmark, args)
+    make_generator = generator_factory(args, dist)
+    results: Results = {}
+    for protocol in protocols:
+        by_id = predict(make_generator, data.records, work_dir(benchmark, args.out_dir, protocol),
+                        dist, batch_size=args.batch_size, template=args.template,
+                        settings=run_settings(args, **data_settings(benchmark, args, protocol)),
+                        text_fn=benchmark.prompt_text(protocol),
+                        desc=f"{benchmark.title} [{protocol}]" if benchmark.multi_protocol
+                        else benchmark.title)
+        if by_id is not None:  # rank 0: score and write what every rank predicted
+            items = benchmark.items(data, protocol, by_id)
+            benchmark.write_predictions(args.out_dir, protocol, items)
+            results[protocol] = {**benchmark.score(items, protocol),
+                                 "audio_truncated": truncated_count(by_id)}
+    if not dist.is_main:
+        return None
+    settings = run_settings(args, **data_settings(benchmark, args), limit=args.limit)
+    return write_results(benchmark, results, args.out_dir / "results.json",
+                         f"{benchmark.title}: {args.model}", settings=settings)
 
 
-def generation_settings(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                              top_p=args.top_p, top_k=args.top_k,
-                              repetition_penalty=args.repetition_penalty)
+def score_only(benchmark: Benchmark, args: argparse.Namespace,
+               protocols: Sequence[str]) -> dict[str, Any]:
+    """Score the predictions file `args.score_only` under each protocol; no model is loaded."""
+    logging.basicConfig(level=logging.INFO)
+    path: Path = args.score_only
+    items, as_is = benchmark.read_predictions(path)
+    check: dict[str, Any] | str
+    extra: dict[str, Any] = {}
+    if as_is is not None:
+        check = as_is
+    elif args.no_question_check:
+        check = CHECK_SKIPPED
+    else:
+        items, check = checked_items(benchmark.question_set(args), items, path,
+                                     benchmark.question_option)
+        extra["question_file"] = str(benchmark.question_path(args))
+    for line in check_lines(check):
+        logger.warning("%s: %s", path, line)
+    results = {p: {**benchmark.score(items, p), "question_check": check, **extra}
+               for p in protocols}
+    return write_results(benchmark, results, args.out or path.with_name("results.json"),
+                         f"{benchmark.title}: {path}")
 
 
-def run_settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    """What a resumed run must share with the one it continues (written to eval_settings.json)."""
-    return {"model": str(args.model), "template": args.template, "no_audio": args.no_audio,
-            "max_audio_duration_in_seconds": args.max_audio_duration_in_seconds,
-            "generation": generation_settings(args).as_dict(), **extra}
+def start(benchmark: Benchmark, args: argparse.Namespace) -> DistContext:
+    """Ranks, logging and the output folder (emptied first with --overwrite)."""
+    dist = init_distributed()
+    setup_logging(dist)
+    out_dir: Path = args.out_dir
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if args.overwrite:
+            clear(out_dir, ["results.json", "results.md",
+                            *(f for p in benchmark.protocols for f in
+                              benchmark.prediction_files(p))])
+            for protocol in benchmark.protocols if benchmark.multi_protocol else ():
+                clear(out_dir / protocol, [])
+    dist.barrier()  # no rank reads the folder before rank 0 has cleared it
+    return dist
 
 
-def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Required-together options, checked before anything slow starts."""
-    if args.score_only is None and (args.model is None or args.out_dir is None):
-        parser.error("--model and --out_dir are required (or --score_only PRED.json)")
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--batch_size and --limit must be positive")
-    if args.max_audio_duration_in_seconds <= 0:
-        parser.error("--max_audio_duration_in_seconds must be positive")
+def load(benchmark: Benchmark, args: argparse.Namespace) -> QuestionSet:
+    """The benchmark's question set; a missing or unreadable source is one line naming it."""
+    try:
+        return benchmark.load(args)
+    except (FileNotFoundError, RecordError) as err:
+        raise SystemExit(f"{benchmark.question_option}: {err}") from err
+
+
+def work_dir(benchmark: Benchmark, out_dir: Path, protocol: str) -> Path:
+    """Where a protocol's logs go: `out_dir`, or `out_dir/<protocol>` with several protocols."""
+    return out_dir / protocol if benchmark.multi_protocol else out_dir
+
+
+def data_settings(benchmark: Benchmark, args: argparse.Namespace,
+                  protocol: str | None = None) -> dict[str, Any]:
+    """The question source (and, with several protocols, the protocol) a run was made with."""
+    settings = {benchmark.question_dest: str(benchmark.question_path(args))}
+    if protocol is not None and benchmark.multi_protocol:
+        settings["protocol"] = protocol
+    return settings
 
 
 def setup_logging(dist: DistContext) -> None:
@@ -101,12 +157,16 @@ def setup_logging(dist: DistContext) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
 
-def generator_factory(args: argparse.Namespace, dist: DistContext) -> Callable[[], Generator]:
+# ---------------------------------------------------------------------------------------------
+# Predict
+# ---------------------------------------------------------------------------------------------
+
+def generator_factory(args: argparse.Namespace, dist: DistContext) -> Callable[[], Backend]:
     """A function that builds the generator on first call and then returns the same one."""
     return functools.cache(lambda: build_generator(args, dist))
 
 
-def build_generator(args: argparse.Namespace, dist: DistContext) -> Generator:
+def build_generator(args: argparse.Namespace, dist: DistContext) -> Backend:
     """Load the model (clear error for a bad checkpoint) and wrap it for generation."""
     try:
         loaded = load_model_and_processor(str(args.model), dtype=args.dtype,
@@ -120,7 +180,7 @@ def build_generator(args: argparse.Namespace, dist: DistContext) -> Generator:
                      max_audio_seconds=args.max_audio_duration_in_seconds, device=dist.device)
 
 
-def predict(make_generator: Callable[[], Generator], records: Sequence[Record],
+def predict(make_generator: Callable[[], Backend], records: Sequence[Record],
             work_dir: Path, dist: DistContext, *, batch_size: int, template: str = "default",
             settings: dict[str, Any] | None = None,
             text_fn: Callable[[Record], str] | None = None,
@@ -144,8 +204,8 @@ def predict(make_generator: Callable[[], Generator], records: Sequence[Record],
     with PredictionLog(work_dir, dist.rank) as log, tqdm(
             total=len(mine), initial=len(mine) - len(todo), desc=desc, unit="item",
             disable=not dist.is_main) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+        for start_at in range(0, len(todo), batch_size):
+            batch = todo[start_at:start_at + batch_size]
             texts = [text_fn(r) for r in batch] if text_fn is not None else None
             outputs = generator.generate(batch, template, texts)
             if [o.id for o in outputs] != [r.id for r in batch]:
@@ -167,13 +227,34 @@ def truncated_count(by_id: dict[str, dict[str, Any]]) -> int:
     return sum(bool(entry.get("audio_truncated")) for entry in by_id.values())
 
 
-def prediction_fields(entry: dict[str, Any] | None) -> dict[str, Any]:
-    """`model_output` (the `<answer>` content, DOTALL, else the whole response), the response
-    and the error, for one item; no entry or no response gives model_output None."""
-    if entry is None:
-        return {"model_output": None, "response": None,
-                "prediction_error": "no prediction was made (run interrupted or item skipped)"}
-    response = entry.get("response")
-    return {"model_output": None if response is None else extract_answer(response, "eval"),
-            "response": response,
-            "prediction_error": entry.get("error") if response is None else None}
+# ---------------------------------------------------------------------------------------------
+# Write
+# ---------------------------------------------------------------------------------------------
+
+def results_file(benchmark: Benchmark, results: Results,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What results.json holds: a one-protocol benchmark's result as it is; with several, the
+    first protocol's accuracy as the headline (`accuracy_protocol`) and each under `protocols`."""
+    extra = {} if settings is None else {"settings": settings}
+    if not benchmark.multi_protocol:
+        (result,) = results.values()
+        return {"benchmark": benchmark.title, **public(result), **extra}
+    first = next(iter(results))
+    return {"benchmark": benchmark.title, "accuracy": results[first]["accuracy"],
+            "accuracy_protocol": first, "protocols": {p: public(r) for p, r in results.items()},
+            **extra}
+
+
+def write_results(benchmark: Benchmark, results: Results, out: Path, heading: str,
+                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `out` (JSON) and its .md, print each protocol's headline; returns the JSON."""
+    written = results_file(benchmark, results, settings)
+    atomic_write_json(out, written)
+    atomic_write_text(out.with_suffix(".md"), "\n".join(
+        markdown(r, f"{heading} [{p}]" if benchmark.multi_protocol else heading)
+        + "".join(f"\n**{line}**\n" for line in benchmark.notes(r))
+        for p, r in results.items()))
+    for result in results.values():
+        for line in [headline(benchmark.title, result), *benchmark.notes(result)]:
+            print(line, flush=True)
+    return written

@@ -2,9 +2,11 @@
 
 The single call behind `run.sh --stage mmau|mmsu`. Steps: 0 = `--model`, N = `<run_dir>/
 checkpoint-N` (every one whose save finished, or those named by `--checkpoints "100 200"`).
-Each step writes `<run_dir>/eval/<bench>/<step>/` through the benchmark's evaluator (resumable:
-a finished step only re-merges its logs); rank 0 then writes `summary.md` and `summary.png`.
-Arguments after `--` go to the evaluator unchanged. Under torchrun every rank runs the same loop.
+Each step runs what `python evaluate_<bench>.py --model M --out_dir <run_dir>/eval/<bench>/<step>
+ARGS` runs, `local.eval.runner.evaluate` with the registered benchmark (resumable: a finished
+step only re-merges its logs), in this process, so one torchrun launch serves every step; rank 0
+then writes `summary.md` and `summary.png`. Arguments after `--` go to the evaluator unchanged.
+`--bench` takes any benchmark of `local.eval.benchmarks` (a new module there is enough).
 
 Example:
     $ python -m local.eval.steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir exp/grpo \\
@@ -21,14 +23,13 @@ from pathlib import Path
 
 import torch
 
-from local.eval.benchmarks import mmau as eval_mmau
-from local.eval.benchmarks import mmsu as eval_mmsu
+from local.eval.benchmarks.base import registered
+from local.eval.runner import evaluate
 from local.eval.summary import write_summary
 from local.train.checkpoints import complete_checkpoints
 from local.util.dist import init_distributed
 
 logger = logging.getLogger(__name__)
-EVALUATORS = {"mmau": eval_mmau.main, "mmsu": eval_mmsu.main}
 
 
 def _step(folder: Path) -> int:
@@ -65,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     """Run the loop; rank 0 returns the summary's path."""
     argv = list(argv) if argv is not None else None
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bench", required=True, choices=sorted(EVALUATORS))
+    benchmarks = registered()
+    parser.add_argument("--bench", required=True, choices=sorted(benchmarks))
     parser.add_argument("--model", required=True, help="starting model (step 0): path or hub id")
     parser.add_argument("--run_dir", type=Path, required=True, help="e.g. exp/grpo")
     parser.add_argument("--checkpoints", default="",
@@ -82,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
         logging.basicConfig(level=logging.INFO, force=True)
         logger.info("%s: steps %s -> %s", args.bench, [s for s, _ in plan], eval_dir)
     for step, model in plan:
-        EVALUATORS[args.bench](["--model", model, "--out_dir", str(eval_dir / str(step)), *rest])
+        evaluate(benchmarks[args.bench],
+                 ["--model", model, "--out_dir", str(eval_dir / str(step)), *rest])
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
