@@ -74,6 +74,7 @@ from local.train.audio_cache import (
     freeze_audio_tower,
     tuner_layers,
 )
+from local.train.checkpoints import load_full_weights, restores_full_weights
 from local.train.rollout_clips import audio_key, audio_source, replacement_indices, row_name
 
 logger = logging.getLogger(__name__)
@@ -421,8 +422,6 @@ class AudioGRPOTrainer(GRPOTrainer):
         save_pretrained writes matches none of the loaded model's names, and the run went on
         from its initial weights with a warning. PEFT adapters and FSDP keep the Trainer's way.
         """
-        from local.train.checkpoints import load_full_weights, restores_full_weights
-
         target = self.model if model is None else model
         if self.is_fsdp_enabled or not restores_full_weights(target, resume_from_checkpoint):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
