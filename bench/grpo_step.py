@@ -12,8 +12,9 @@ Models: `tiny_qwen2_audio`, `tiny_omni` (local/demo/tiny.py sizes, real vocabula
 `scaled_omni7b` (Omni-7B's audio-encoder / LM-body parameter ratio, ~512-token vocabulary; see
 bench/models.py). With
 `--real_size qwen2_5_omni_3b|qwen2_5_omni_7b` (GPU) it builds the real sizes with random weights
-and runs the seed's batch settings (1 prompt x 4 completions, grad-accum 2, 1024 new tokens,
-bf16, gradient checkpointing): 3B fully trained, 7B with LoRA (r 64) on the language model.
+and runs the batch settings of the reference recipe, WeST's GRPO example (1 prompt x 4
+completions, grad-accum 2, 1024 new tokens, bf16, gradient checkpointing): 3B fully trained, 7B
+with LoRA (r 64) on the language model.
 
 Example:
     $ .venv/bin/python -m bench.grpo_step --models tiny_omni --G 4 --steps 1 --warmup 0
@@ -73,7 +74,7 @@ def grpo_args(out: str, g: int, prompts: int, steps: int, max_new: int, real: bo
             "--max_completion_length", str(max_new), "--save_strategy", "no",
             "--report_to", "none", "--log_completions", "false", "--disable_tqdm", "true",
             "--logging_steps", "1000"]
-    if real:  # the seed: 1 prompt x G per device and micro-step, grad-accum 2, bf16
+    if real:  # the reference recipe's: 1 prompt x G per device and micro-step, grad-accum 2, bf16
         argv += ["--per_device_train_batch_size", str(g), "--gradient_accumulation_steps", "2",
                  "--gradient_checkpointing", "true", "--bf16", "true"]
     else:  # all prompts in one micro-step (one rollout, one optimizer step)
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default="tiny_qwen2_audio,tiny_omni,scaled_omni7b",
                         help=f"comma-separated, from {KINDS}")
     parser.add_argument("--real_size", choices=sorted(REAL_SHAPES), default=None,
-                        help="GPU: real-size random model at the seed's batch settings")
+                        help="GPU: real-size random model, the reference recipe's batch")
     parser.add_argument("--G", default="4,8", help="completions per prompt, comma-separated")
     parser.add_argument("--configs", default="naive,nocache,ours")
     parser.add_argument("--encoder", choices=["frozen", "trained"], default="frozen")

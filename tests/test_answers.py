@@ -1,4 +1,5 @@
-"""Answer extraction (seed's train/eval parsing) and the exact, robust, MMAU and letter matchers."""
+"""Answer extraction (the reference recipe's train/eval parsing) and the exact, robust, MMAU and
+letter matchers."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ VOICES = ["Man", "Woman", "Child", "Robot"]
         pytest.param("<think>a\nb</think>\n<answer>B</answer>", "B", "B",
                      id="think-then-answer"),
         pytest.param("<ANSWER>B</ANSWER>", "<ANSWER>B</ANSWER>", "<ANSWER>B</ANSWER>",
-                     id="tags-are-case-sensitive-as-the-seed"),
+                     id="tags-are-case-sensitive-as-the-reference"),
         pytest.param("<answer></answer>", "", "", id="empty-tag-gives-empty-answer"),
         pytest.param("x <answer>a\nb</answer> <answer>c</answer>", "c", "a\nb",
                      id="train-skips-multiline-first-tag-eval-takes-it"),
@@ -70,9 +71,9 @@ def test_extract_all_answers(text: str, expected: list[str]) -> None:
     ("pred", "answer", "expected"),
     [
         pytest.param("Woman", "Woman", True, id="same-text"),
-        pytest.param("woman", "Woman", False, id="case-change-is-wrong-in-the-seed"),
-        pytest.param("Woman.", "Woman", False, id="punctuation-is-wrong-in-the-seed"),
-        pytest.param("B", "Woman", False, id="letter-is-wrong-in-the-seed"),
+        pytest.param("woman", "Woman", False, id="case-change-is-wrong-in-the-reference"),
+        pytest.param("Woman.", "Woman", False, id="punctuation-is-wrong-in-the-reference"),
+        pytest.param("B", "Woman", False, id="letter-is-wrong-in-the-reference"),
         pytest.param(None, "Woman", False, id="no-prediction"),
     ],
 )

@@ -1,4 +1,5 @@
-"""Prompt templates render exactly as the seed's, and the message builder's shape."""
+"""Prompt templates render exactly as the reference recipe's, and the message builder's
+shape."""
 
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ CHOICES = ["3", "One", "4", "2"]
             "How many animals are there in the audio? Please choose the answer from the "
             "following options: ['3', 'One', '4', '2']. Output the final answer in "
             "<answer> </answer>.",
-            id="default-seed-wording-and-list-repr",
+            id="default-reference-wording-and-list-repr",
         ),
         pytest.param(
             "think",
             "How many animals are there in the audio? Please choose the answer from the "
             "following options: ['3', 'One', '4', '2']. Output the thinking process in "
             "<think> </think> and final answer in <answer> </answer>.",
-            id="think-seed-wording-and-list-repr",
+            id="think-reference-wording-and-list-repr",
         ),
         pytest.param(
             "new",
@@ -44,7 +45,7 @@ def test_templates_render_exactly(template: str, expected: str) -> None:
     ("question", "choices", "expected_tail"),
     [
         pytest.param("Q?", ["it's", 'say "hi"'], "[\"it's\", 'say \"hi\"']",
-                     id="quotes-rendered-as-python-repr-like-the-seed"),
+                     id="quotes-rendered-as-python-repr-like-the-reference"),
         pytest.param("Q?", ("a", "b"), "['a', 'b']",
                      id="tuple-choices-still-render-as-a-list"),
         pytest.param("Q?", ["fourteen", "fourteen"], "['fourteen', 'fourteen']",

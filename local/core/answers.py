@@ -1,11 +1,11 @@
 """Answer extraction and matching, shared by the rewards (training) and the evaluators.
 
-Extraction: ``mode="train"`` is the seed's reward parsing (first ``<answer>(.*?)</answer>``
-without DOTALL, else the whole text, stripped); ``mode="eval"`` is the seed's evaluators' (the
-same with DOTALL, so a tag spanning lines is found).
+Extraction: ``mode="train"`` is the reward parsing of the reference recipe (WeST's GRPO
+example): first ``<answer>(.*?)</answer>`` without DOTALL, else the whole text, stripped;
+``mode="eval"`` is its evaluators' (the same with DOTALL, so a tag spanning lines is found).
 
 Matching, from strict to lenient:
-  * `match_exact`: the seed's rule, the prediction equals the option text exactly.
+  * `match_exact`: the reference recipe's rule, the prediction equals the option text exactly.
   * `match_robust`: case, spacing and punctuation normalised; an option letter ("B", "(B)",
     "B.", "B. text") accepted by its position in the choices.
   * `match_mmau`: the MMAU benchmark's official token-set rule.
@@ -60,7 +60,8 @@ def extract_all_answers(text: str) -> list[str]:
 
 
 def match_exact(pred: str | None, answer: str) -> bool:
-    """The seed's accuracy rule: the prediction is the option text, exactly (case-sensitive)."""
+    """The reference recipe's accuracy rule: the prediction is the option text, exactly
+    (case-sensitive)."""
     return pred is not None and pred == answer
 
 

@@ -1,8 +1,9 @@
-"""Prompt templates (worded exactly as the seed) and the one chat-message builder.
+"""Prompt templates (worded exactly as the reference recipe, WeST's GRPO example) and the one
+chat-message builder.
 
 Training and evaluation both call `build_messages(build_prompt(...))`, so the model sees the same
-text in both. `{choices}` renders as a Python list repr (``['3', 'One', '4', '2']``) as the seed
-did; its published numbers depend on it.
+text in both. `{choices}` renders as a Python list repr (``['3', 'One', '4', '2']``) as the
+reference recipe does; its published numbers depend on it.
 
 Example:
     >>> from local.core.prompts import build_messages, build_prompt

@@ -45,9 +45,10 @@ _CHOICES_SPLIT = re.compile(r"\n\s*Choices:\s*\n")
 
 
 def parse_avqa_question(text: str) -> tuple[str, list[str]]:
-    """Split AVQA's "question\\nChoices:\\nA. x\\nB. y" into (question, ["x", "y"]) as the seed.
+    """Split AVQA's "question\\nChoices:\\nA. x\\nB. y" into (question, ["x", "y"]) as the
+    reference recipe (WeST's GRPO example) does.
 
-    The question's word "video" becomes "audio" (plain, case-sensitive replace, as the seed).
+    The question's word "video" becomes "audio" (plain, case-sensitive replace, as there).
 
     >>> parse_avqa_question("What is in the video?\\nChoices:\\nA. 3\\nB. One")
     ('What is in the audio?', ['3', 'One'])
