@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
+
+from local.util.fsio import building, is_done
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "tests"
@@ -39,7 +40,7 @@ def encode(wave: np.ndarray, sr: int, fmt: str = "WAV") -> bytes:
 def _source_digest() -> str:
     """Fixtures are rebuilt whenever the code that builds them changes."""
     digest = hashlib.sha256()
-    for name in ("local/demo/tiny.py", "local/demo/tokenizers.py"):
+    for name in ("local/demo/tiny.py", "local/demo/tokenizers.py", "local/util/fsio.py"):
         digest.update((REPO / name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -53,16 +54,14 @@ def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False,
     name = f"{family}-{vocab}{'-full' if full_omni else ''}{head}-{_source_digest()}"
     out = CACHE / name
     CACHE.mkdir(parents=True, exist_ok=True)
+    settings = {"family": family, "vocab": vocab, "full_omni": full_omni,
+                "text_head_dim": text_head_dim}
     with open(CACHE / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / ".done").exists():
-            tmp = CACHE / f"{name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            build_tiny_checkpoint(family, tmp, vocab=vocab, full_omni=full_omni,  # type: ignore
-                                  text_head_dim=text_head_dim)
-            (tmp / ".done").touch()
-            shutil.rmtree(out, ignore_errors=True)
-            tmp.rename(out)
+        if not is_done(out, settings):
+            with building(out, settings) as tmp:
+                build_tiny_checkpoint(family, tmp, vocab=vocab, full_omni=full_omni,  # type: ignore
+                                      text_head_dim=text_head_dim)
     return out
 
 

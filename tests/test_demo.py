@@ -136,3 +136,15 @@ def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
     # A second call skips every finished part.
     again = main(argv)
     assert set(again["skipped"]) == {"data", "tiny model", "warm-up", "GRPO training"}
+
+
+def test_the_demo_finds_the_repository_it_runs_train_py_in() -> None:
+    """run.py reads conf/ and starts train.py from the repository root (not from local/)."""
+    import yaml
+
+    from local.demo.run import REPO, DemoSettings, train_command
+    from tests.helpers import REPO as ROOT
+
+    settings = DemoSettings()
+    assert REPO == ROOT and (REPO / train_command(settings)[1]).is_file()
+    assert settings.max_steps() == yaml.safe_load((ROOT / settings.config).read_text())["max_steps"]

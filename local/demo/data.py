@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from local.util.fsio import building, is_done, mark_done
 
 SR = 16_000
 
@@ -126,13 +126,14 @@ def write_avqa_like(out: Path, splits: dict[str, list[Item]]) -> Path:
             rows.append({"question": question, "answer": answer, "file_name": name,
                          "audio": {"bytes": _wav_bytes(item.audio), "path": name}})
         tables[split] = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
-    _atomic_dir(out, lambda tmp: datasets.DatasetDict(tables).save_to_disk(str(tmp)))
+    with building(out) as tmp:
+        datasets.DatasetDict(tables).save_to_disk(str(tmp))
     return out
 
 
 def write_mmau_like(out: Path, items: list[Item]) -> Path:
     """`mmau-test-mini.json` + `test-mini-audios/<id>.wav`, fields as the MMAU release."""
-    def build(tmp: Path) -> None:
+    with building(out) as tmp:
         (tmp / "test-mini-audios").mkdir(parents=True)
         entries = []
         for i, item in enumerate(items):
@@ -147,30 +148,24 @@ def write_mmau_like(out: Path, items: list[Item]) -> Path:
                 "difficulty": "easy" if item.task in ("pitch", "loudness") else "medium",
             })
         (tmp / "mmau-test-mini.json").write_text(json.dumps(entries, indent=2))
-    _atomic_dir(out, build)
     return out
 
 
-def _atomic_dir(out: Path, build: Callable[[Path], None]) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-
-
 def write_demo_data(out: str | Path, n_train: int = 256, n_eval: int = 64, seed: int = 0) -> Path:
-    """The demo's data under `out`: `avqa/` (train, val) and `mmau/` (eval). Skips if done."""
+    """The demo's data under `out`: `avqa/` (train, val) and `mmau/` (eval).
+
+    Each half is built aside and swapped in; `out/.done` records the settings, written last, and
+    a re-run with the same settings skips the whole step.
+    """
     out = Path(out)
-    stamp = out / ".done"
-    settings = json.dumps({"n_train": n_train, "n_eval": n_eval, "seed": seed})
-    if stamp.exists() and stamp.read_text() == settings:
+    settings = {"n_train": n_train, "n_eval": n_eval, "seed": seed}
+    if is_done(out, settings):
         return out
     out.mkdir(parents=True, exist_ok=True)
     write_avqa_like(out / "avqa", {"train": make_items(n_train, seed),
                                    "val": make_items(max(8, n_eval // 4), seed + 1)})
     write_mmau_like(out / "mmau", make_items(n_eval, seed + 2))
-    stamp.write_text(settings)  # written last
+    mark_done(out, settings)
     return out
 
 

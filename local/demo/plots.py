@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from local.util.fsio import atomic_path
+
 Series = list[tuple[int, float]]
 
 
@@ -54,11 +56,9 @@ def _figure(path: Path, title: str, ylabel: str, lines: dict[str, Series],
     ax.grid(alpha=0.3)
     if len([p for p in lines.values() if p]) > 1:
         ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path, suffix=".png") as tmp:  # savefig picks the format by the suffix
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -37,10 +37,13 @@ import yaml
 
 from local.demo.data import write_demo_data
 from local.demo.report import encoder_change, write_report
+from local.demo.tiny import build_tiny_checkpoint
 from local.demo.warmup import warmup
+from local.eval import steps as eval_steps
 from local.train.checkpoints import complete_checkpoints
+from local.util.fsio import building, is_done
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the repository root (local/demo/run.py)
 PARTS = ("data", "tiny model", "warm-up", "GRPO training", "evaluation", "report")
 
 
@@ -84,19 +87,18 @@ def _timed(name: str, timings: dict[str, Any], fn: Callable[[], Any]) -> Any:
     return result
 
 
-def _tiny(paths: dict[str, Path], seed: int) -> Path:
-    from local.demo.tiny import build_tiny_checkpoint
+def tiny_settings(seed: int) -> dict[str, Any]:
+    """What the demo's random model is built with (recorded in its `.done`)."""
+    return {"family": "qwen2_5_omni", "vocab": "tiny", "seed": seed}
 
-    out = paths["random"]
-    if (out / ".done").exists():
+
+def _tiny(paths: dict[str, Path], seed: int) -> Path:
+    out, settings = paths["random"], tiny_settings(seed)
+    if is_done(out, settings):
         print(f"tiny model: {out} is done")
         return out
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_tiny_checkpoint("qwen2_5_omni", tmp, vocab="tiny", seed=seed)
-    (tmp / ".done").touch()
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    with building(out, settings) as tmp:
+        build_tiny_checkpoint(settings["family"], tmp, vocab=settings["vocab"], seed=seed)
     print(f"tiny random Qwen2.5-Omni thinker written to {out}")
     return out
 
@@ -144,8 +146,6 @@ def _train(settings: DemoSettings) -> Path:
 
 
 def _evaluate(settings: DemoSettings) -> Path:
-    from local.eval import steps as eval_steps
-
     paths = settings.paths
     mmau = paths["data"] / "mmau"
     summary = eval_steps.main([
@@ -175,9 +175,9 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         _clear(paths)
     settings.out.mkdir(parents=True, exist_ok=True)
     earlier = json.loads(paths["timings"].read_text()) if paths["timings"].exists() else {}
-    done_before = {"data": (paths["data"] / ".done").exists(),
-                   "tiny model": (paths["random"] / ".done").exists(),
-                   "warm-up": (paths["initial"] / ".done").exists(),
+    done_before = {"data": is_done(paths["data"]),
+                   "tiny model": is_done(paths["random"], tiny_settings(settings.seed)),
+                   "warm-up": is_done(paths["initial"]),
                    "GRPO training": finished_checkpoint(paths["run"], settings.max_steps())
                    is not None}
     timings: dict[str, Any] = {}

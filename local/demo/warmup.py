@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from local.core.prompts import clean_messages
 from local.core.records import row_audio
 from local.core.special_tokens import STOP_TOKENS
 from local.train.dataset import build_train_dataset
+from local.util.fsio import building, is_done
 
 IGNORE = -100
 
@@ -104,14 +103,14 @@ def warmup(model: str | Path, data: str | Path, out: str | Path, *, steps: int =
     """Fine-tune `model` on the answers of the AVQA-shaped set `data`; save it to `out`.
 
     Skips when `out/.done` records the same settings (unless `overwrite`). Writes the model,
-    processor and `warmup_log.json` (loss per step) to a temporary folder, renamed when done.
+    processor and `warmup_log.json` (loss per step) to a folder built aside and swapped in when
+    done (`local.util.fsio.building`), its `.done` recording the settings.
     """
     out = Path(out)
     settings = {"model": str(model), "data": str(data), "steps": steps, "batch_size": batch_size,
                 "learning_rate": learning_rate, "label_noise": label_noise,
                 "template": template, "seed": seed}
-    stamp = out / ".done"
-    if not overwrite and stamp.exists() and json.loads(stamp.read_text()) == settings:
+    if not overwrite and is_done(out, settings):
         print(f"warm-up: {out} is done (delete it or pass --overwrite to redo)")
         return out
     torch.manual_seed(seed)
@@ -141,14 +140,11 @@ def warmup(model: str | Path, data: str | Path, out: str | Path, *, steps: int =
             log.append({"step": step, "loss": value})
             bar.set_postfix(loss=f"{value:.3f}")
     loaded.model.eval()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    loaded.model.save_pretrained(tmp)
-    loaded.processor.save_pretrained(tmp)
-    (tmp / "warmup_log.json").write_text(json.dumps({"settings": settings, "log": log}, indent=1))
-    (tmp / ".done").write_text(json.dumps(settings))  # written last
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    with building(out, settings) as tmp:
+        loaded.model.save_pretrained(tmp)
+        loaded.processor.save_pretrained(tmp)
+        (tmp / "warmup_log.json").write_text(json.dumps({"settings": settings, "log": log},
+                                                        indent=1))
     return out
 
 

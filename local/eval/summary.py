@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from local.util.fsio import atomic_write_text
+from local.util.fsio import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,9 @@ def plot(rows: Sequence[tuple[int, dict[str, Any]]], path: Path, title: str) -> 
     ax.set(xlabel="training step (0 = starting model)", ylabel="accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(title="protocol")
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with atomic_path(path, suffix=".png") as tmp:  # savefig picks the format by the suffix
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

@@ -40,14 +40,13 @@ from pathlib import Path
 from local.prepare.hub import (
     Source,
     SourceError,
+    already_prepared,
     hub_snapshot,
-    is_done,
     link_tree,
     local_path,
-    mark_done,
-    read_done,
 )
 from local.prepare.mmau import MMAU_JSON_URL, prepare_mmau
+from local.util.fsio import DONE, mark_done, read_done
 
 logger = logging.getLogger("prepare")
 SOURCES = {
@@ -80,7 +79,7 @@ def prepare_linked(ctx: Context, key: str, need: tuple[str, ...]) -> None:
     dest = Path(ctx.args.data_dir) / key
     wanted = {"source": str(Path(local).resolve()) if local else src.repo_id,
               "revision": src.revision}
-    if is_done(dest, wanted, ctx.args.overwrite):
+    if already_prepared(dest, wanted, ctx.args.overwrite):
         return
     folder = local_path(local, src.option, key) if local else hub_snapshot(src, ctx.args.cache_dir)
     if not any(any(folder.glob(pattern)) for pattern in need):
@@ -100,7 +99,7 @@ def prepare_model(ctx: Context) -> None:
     is_local = local.is_dir()
     dest = Path(ctx.args.model_dir) / (local.name if is_local else model.split("/")[-1])
     wanted = {"source": str(local.resolve()) if is_local else model, "revision": pin}
-    if not is_done(dest, wanted, ctx.args.overwrite):
+    if not already_prepared(dest, wanted, ctx.args.overwrite):
         if is_local:
             folder = local
         elif model not in MODEL_GB:  # == local.core.models.SUPPORTED_MODELS (a test checks)
@@ -166,7 +165,7 @@ def _validated(report: Path, keys: list[str], ctx: Context) -> bool:
         covered = {d["name"].split("/")[0].split("-")[0] for d in data["datasets"]}
     except (ValueError, KeyError, TypeError):
         return False
-    markers = [Path(ctx.args.data_dir) / k / ".done" for k in keys]
+    markers = [Path(ctx.args.data_dir) / k / DONE for k in keys]
     newest = max((m.stat().st_mtime for m in markers if m.is_file()), default=float("inf"))
     return (data.get("usable") is True and set(keys) <= covered
             and data.get("model_family") == ctx.family

@@ -1,5 +1,8 @@
 """Hub access for `local.prepare.cli`: snapshots, one-file URLs, disk checks, atomic link trees.
 
+Each prepared part is a folder built aside and swapped into place, with a `.done` marker of where
+it came from (`local.util.fsio`); `already_prepared` decides whether a re-run skips it.
+
 Everything here turns the expected failures (offline, not cached, gated, disk full, bad
 revision) into a `SourceError` whose message is ONE actionable line naming the source and how
 to supply it, so `prepare` can print one line per missing source and never a stack trace.
@@ -20,16 +23,16 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from local.util.fsio import DONE, atomic_path, building, is_done, read_done
 
 logger = logging.getLogger("prepare")
 GB = 1024**3
@@ -201,92 +204,58 @@ def sha256_of(path: Path) -> str:
 
 
 def fetch_url(url: str, dest: Path, option: str, what: str, timeout: float = 60.0) -> str:
-    """Download one small file to `dest` atomically (tmp + rename); returns its sha256."""
+    """Download one small file to `dest` atomically (`atomic_path`); returns its sha256."""
     if _offline():
         raise SourceError(f"{what}: not downloaded from {url} because HF_HUB_OFFLINE=1; run on "
                           f"a node with internet access, or pass {option} PATH.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.partial")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        tmp.unlink(missing_ok=True)
-        raise SourceError(f"{what}: cannot download {url} ({err}); run on a node with internet "
-                          f"access, or pass {option} PATH.") from None
-    digest = sha256_of(tmp)
-    os.replace(tmp, dest)
-    return digest
+    with atomic_path(dest) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise SourceError(f"{what}: cannot download {url} ({err}); run on a node with "
+                              f"internet access, or pass {option} PATH.") from None
+        return sha256_of(tmp)
 
 
 def link_tree(src: Path, dest: Path) -> int:
     """Mirror `src` (a folder or a file) at `dest` as real folders + symlinks to the files.
 
-    Built beside `dest` and renamed into place, so an interrupted run leaves no half tree at
-    `dest`. Symlinks point at the resolved files (HF cache blobs), so chains stay short. Git
-    and hub bookkeeping (.git*, .cache) is left out. Returns the number of files linked.
+    Built beside `dest` and renamed into place (`local.util.fsio.building`), so an interrupted
+    run leaves no half tree at `dest`. Symlinks point at the resolved files (HF cache blobs), so
+    chains stay short. Git and hub bookkeeping (.git*, .cache) and a source's own `.done` marker
+    are left out. Returns the number of files linked.
     """
     src = Path(src).resolve()
-    dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     count = 0
-    if src.is_file():
-        os.symlink(src, tmp / src.name)
-        count = 1
-    for root, dirs, files in os.walk(src, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".git", ".cache")))
-        rel = Path(root).relative_to(src)
-        (tmp / rel).mkdir(parents=True, exist_ok=True)
-        for name in sorted(files):
-            if name.startswith(".git") or name == ".done":
-                continue
-            os.symlink(os.path.realpath(Path(root) / name), tmp / rel / name)
-            count += 1
-    replace_dir(tmp, dest)
+    with building(dest) as tmp:
+        if src.is_file():
+            os.symlink(src, tmp / src.name)
+            count = 1
+        for root, dirs, files in os.walk(src, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".git", ".cache")))
+            rel = Path(root).relative_to(src)
+            (tmp / rel).mkdir(parents=True, exist_ok=True)
+            for name in sorted(files):
+                if name.startswith(".git") or name == DONE:
+                    continue
+                os.symlink(os.path.realpath(Path(root) / name), tmp / rel / name)
+                count += 1
     return count
 
 
-def replace_dir(tmp: Path, dest: Path) -> None:
-    """Put the finished folder `tmp` at `dest`, removing an older `dest` (or link) first."""
-    if dest.is_symlink() or dest.is_file():
-        dest.unlink()
-    elif dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
-
-
-# ----------------------------------------------------------------------------------------------
-# .done markers: JSON of where a part came from, written last
-# ----------------------------------------------------------------------------------------------
-
-def read_done(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / ".done").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def is_done(folder: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
-    """True when `folder` was finished from the same source/revision (and no --overwrite)."""
+def already_prepared(folder: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
+    """True (and logged) when `folder`'s `.done` records the same source/revision and no
+    --overwrite was given; a part made from another source is logged and redone."""
     done = read_done(folder)
     if overwrite or done is None:
         return False
-    if any(done.get(k) != v for k, v in wanted.items()):
+    if not is_done(folder, wanted):
         logger.info("%s: prepared from %s before; redoing it for %s", folder, done, wanted)
         return False
     logger.info("%s: already prepared (%s); skipping (--overwrite redoes it)", folder,
                 done.get("how", "done"))
     return True
-
-
-def mark_done(folder: Path, info: dict[str, Any]) -> None:
-    """Write folder/.done (JSON: source, revision, how) atomically, last."""
-    info = {**info, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    tmp = folder / ".done.tmp"
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
-    os.replace(tmp, folder / ".done")
 
 
 def local_path(path: str, option: str, what: str) -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,14 @@ from typing import Any
 from local.prepare.hub import (
     Source,
     SourceError,
+    already_prepared,
     fetch_url,
     hub_snapshot,
-    is_done,
     local_path,
-    mark_done,
     sha256_of,
 )
 from local.prepare.unpack import UnpackError, build_audio_dir
+from local.util.fsio import atomic_path, atomic_write_json, mark_done
 
 logger = logging.getLogger("prepare")
 MMAU_JSON_URL = "https://raw.githubusercontent.com/Sakshi113/MMAU/main/mmau-test-mini.json"
@@ -52,7 +51,7 @@ def prepare_mmau(args: argparse.Namespace, src: Source, errors: list[str]) -> No
     wanted = {"source": str(Path(args.mmau_audio).resolve()) if args.mmau_audio else src.repo_id,
               "revision": src.revision,
               "questions": str(Path(args.mmau_json).resolve()) if args.mmau_json else args.mmau_url}
-    if is_done(dest, wanted, args.overwrite):
+    if already_prepared(dest, wanted, args.overwrite):
         return
     manifest: dict[str, Any] = {}
     failed = False
@@ -78,10 +77,7 @@ def prepare_mmau(args: argparse.Namespace, src: Source, errors: list[str]) -> No
     manifest["join"] = join_report(names, audio_dir)
     old = json.loads((dest / "manifest.json").read_text()) if (dest / "manifest.json").is_file() \
         else {}
-    manifest = {**old, **manifest}
-    tmp = dest / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, dest / "manifest.json")
+    atomic_write_json(dest / "manifest.json", {**old, **manifest})
     mark_done(dest, {**wanted, "how": "audio folder + question file (see manifest.json)"})
 
 
@@ -117,25 +113,22 @@ def join_report(names: dict[str, str], audio_dir: Path, shown: int = 5) -> dict[
 def fetch_questions(args: argparse.Namespace, json_path: Path) -> dict[str, Any]:
     """Copy --mmau_json or download the URL to json_path (atomic); check it; its manifest."""
     what = "mmau questions (mmau-test-mini.json, from the MMAU project's GitHub repository)"
-    tmp = json_path.with_name(f".{json_path.name}.partial")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    if args.mmau_json:
-        local = local_path(args.mmau_json, "--mmau_json", what)
-        shutil.copyfile(local, tmp)
-        digest, origin, how = sha256_of(tmp), str(local.resolve()), "copied"
-    else:
-        digest = fetch_url(args.mmau_url, tmp, "--mmau_json", what)
-        origin, how = args.mmau_url, "downloaded"
-    try:
-        items = json.loads(tmp.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        items = None
-    if not (isinstance(items, list) and items and isinstance(items[0], dict)
-            and "audio_id" in items[0]):
-        tmp.unlink()
-        raise SourceError(f"{what}: {origin} is not the MMAU question list (JSON list of items "
-                          "with audio_id); pass the right file with --mmau_json PATH.")
-    os.replace(tmp, json_path)
+    with atomic_path(json_path) as tmp:  # in place only once checked
+        if args.mmau_json:
+            local = local_path(args.mmau_json, "--mmau_json", what)
+            shutil.copyfile(local, tmp)
+            digest, origin, how = sha256_of(tmp), str(local.resolve()), "copied"
+        else:
+            digest = fetch_url(args.mmau_url, tmp, "--mmau_json", what)
+            origin, how = args.mmau_url, "downloaded"
+        try:
+            items = json.loads(tmp.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            items = None
+        if not (isinstance(items, list) and items and isinstance(items[0], dict)
+                and "audio_id" in items[0]):
+            raise SourceError(f"{what}: {origin} is not the MMAU question list (JSON list of "
+                              "items with audio_id); pass the right file with --mmau_json PATH.")
     known = KNOWN_MMAU_JSON.get(digest)
     if known is None:
         logger.warning("mmau questions: sha256 %s is not a version this recipe was checked "

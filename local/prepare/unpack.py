@@ -2,9 +2,9 @@
 
 MMAU test-mini audio may arrive as a tar/zip archive, as parquet with embedded clips, or as
 loose audio files. `build_audio_dir` handles all three and writes the result under a hidden
-`.NAME.partial` folder that is renamed to `dest` only when complete: an interrupted extraction
-or conversion leaves `dest` untouched, and the next run starts the partial folder afresh,
-giving the same result as one clean run.
+`.NAME.partial` folder that is renamed to `dest` only when complete (`local.util.fsio.building`):
+an interrupted extraction or conversion leaves `dest` untouched, and the next run starts the
+partial folder afresh, giving the same result as one clean run.
 
 Parquet comes in two layouts:
 
@@ -41,7 +41,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from local.prepare.hub import replace_dir
+from local.util.fsio import building
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus"}
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
@@ -174,10 +174,12 @@ def build_audio_dir(source: Path, dest: Path, names: Mapping[str, str] | None = 
     `names` maps item ids to file names for the hub parquet layout (see the module doc).
     """
     source = Path(source)
-    dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted run
-    tmp.mkdir(parents=True)
+    with building(dest) as tmp:  # no .done inside: readers take every file of the folder
+        return _fill(source, tmp, names or {})
+
+
+def _fill(source: Path, tmp: Path, names: Mapping[str, str]) -> str:
+    """Put the audio of `source` into the empty folder `tmp`; what was done, in words."""
     files = [source] if source.is_file() else sorted(
         p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
     archives = [p for p in files if is_archive(p)]
@@ -196,7 +198,7 @@ def build_audio_dir(source: Path, dest: Path, names: Mapping[str, str] | None = 
         done.append(f"extracted {len(extracted)} audio files from {len(archives)} archive(s)")
     if parquets:
         empty: list[str] = []
-        converted = sum(_convert(p, tmp, seen, names or {}, empty) for p in parquets)
+        converted = sum(_convert(p, tmp, seen, names, empty) for p in parquets)
         done.append(f"converted {converted} clips from {len(parquets)} parquet file(s)")
         if empty:
             done.append(f"{len(empty)} row(s) without audio bytes skipped "
@@ -206,8 +208,7 @@ def build_audio_dir(source: Path, dest: Path, names: Mapping[str, str] | None = 
             _place(file, tmp, seen, move=False)
         done.append(f"linked {len(loose)} audio files (symlinks, not copied)")
     if not seen:
-        shutil.rmtree(tmp)
+        shutil.rmtree(tmp)  # nothing to resume: leave no partial folder behind
         raise UnpackError(f"{source}: no audio found (looked for archives {ARCHIVE_SUFFIXES}, "
                           f".parquet with an audio column, and {sorted(AUDIO_SUFFIXES)} files).")
-    replace_dir(tmp, dest)
     return "; ".join(done)

@@ -23,9 +23,10 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from local.util.fsio import atomic_write_text
 
 BROKEN = ("malformed", "answer_not_in_choices", "missing_audio", "unreadable_audio",
           "truncated_audio")
@@ -144,14 +145,11 @@ def markdown(checks: list[DatasetCheck], family: str | None, windows: dict[str, 
 
 def write_report(checks: list[DatasetCheck], path: Path, family: str | None,
                  windows: dict[str, float]) -> None:
-    """Write the markdown report and its `.json` twin at `path`, each atomically (tmp + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the markdown report and its `.json` twin at `path`, each atomically."""
     data = {"model_family": family, "windows_s": windows,
             "usable": all(c.usable for c in checks),
             "datasets": [c.summary() for c in checks]}
     md_path = path.with_suffix(".md") if path.suffix == ".json" else path
     for target, text in ((md_path, markdown(checks, family, windows)),
                          (path.with_suffix(".json"), json.dumps(data, indent=1) + "\n")):
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write_text(target, text)

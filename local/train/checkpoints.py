@@ -10,13 +10,14 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from local.util.fsio import atomic_write_text, building, is_done
 
 if TYPE_CHECKING:
     import torch
@@ -67,27 +68,24 @@ def policy_source(name_or_path: str, cache_dir: str | Path, *, revision: str | N
     """A folder or hub id whose config names the class TRL must rebuild the reference with.
 
     A whole Qwen2.5-Omni checkpoint (thinker + talker) is reduced once to its thinker, saved with
-    the processor under `cache_dir` (written to a temporary folder, renamed when complete).
+    the processor under `cache_dir` (built aside and swapped in when complete, its `.done`
+    recording the source: `local.util.fsio.building`); a finished `cache_dir` is reused.
     Anything else is returned unchanged.
     """
+    # Deferred: local.core.models loads transformers, and evaluation imports this module for
+    # checkpoint discovery alone.
     from local.core.models import load_config, load_model_and_processor
 
     config = load_config(name_or_path, revision=revision)
     if config.model_type != "qwen2_5_omni":
         return name_or_path
     target = Path(cache_dir)
-    if (target / ".done").exists():
+    if is_done(target):
         return str(target)
     loaded = load_model_and_processor(name_or_path, dtype="auto", revision=revision)
-    tmp = target.with_name(target.name + ".tmp")
-    loaded.model.save_pretrained(tmp)
-    loaded.processor.save_pretrained(tmp)
-    (tmp / ".done").write_text(json.dumps({"source": name_or_path, "revision": revision}))
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with building(target, {"source": name_or_path, "revision": revision}) as tmp:
+        loaded.model.save_pretrained(tmp)
+        loaded.processor.save_pretrained(tmp)
     return str(target)
 
 
@@ -100,9 +98,7 @@ def write_run_record(run_dir: str | Path, config: Any, model_args: Any,
     root.mkdir(parents=True, exist_ok=True)
     resolved = {"training": config.to_dict(), "model": vars(model_args)}
     text = yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=True)
-    tmp = root / "resolved_config.yaml.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, root / "resolved_config.yaml")
+    atomic_write_text(root / "resolved_config.yaml", text)
     command = " ".join(shlex.quote(a) for a in [sys.executable, *(argv or sys.argv)])
     with open(root / "command.txt", "a") as handle:
         handle.write(command + "\n")
