@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from local.eval.benchmarks.mmau import MMAU
+from local.eval.benchmarks.mmsu import MMSU
 from local.eval.scoring import (
     MISSING_GROUP,
     Row,
     accuracy_table,
-    breakdown,
     judge,
-    mmsu_breakdown,
     no_prediction,
     render_markdown,
     render_report,
@@ -65,7 +65,7 @@ def test_list_valued_category_groups_by_its_text() -> None:
 
 
 def test_breakdown_has_overall_and_mmau_keys() -> None:
-    tables = breakdown(ITEMS)
+    tables = MMAU.tables(ITEMS)
     assert list(tables) == ["overall", "task", "difficulty", "sub-category"]
     assert tables["overall"] == [Row("all", 2, 4, 1)]
 
@@ -77,7 +77,7 @@ def test_mmsu_levels_group_by_category_prefix() -> None:
         {"id": "3", "correct": None, "category": "Reasoning-Semantics-Syntax-Inference"},
         {"id": "4", "correct": True},
     ]
-    tables = mmsu_breakdown(items)
+    tables = MMSU.tables(items)
     assert list(tables) == ["overall", "level 1", "level 2", "level 3", "level 4"]
     assert tables["level 1"] == [Row("Perception", 1, 2, 0), Row("Reasoning", 0, 1, 1),
                                  Row(MISSING_GROUP, 1, 1, 0)]
@@ -125,7 +125,7 @@ def test_render_markdown_exact() -> None:
 
 
 def test_render_report_lists_unanswered_and_protocol() -> None:
-    text = render_report(breakdown(ITEMS), no_prediction(ITEMS), protocol="MMAU official rule")
+    text = render_report(MMAU.tables(ITEMS), no_prediction(ITEMS), protocol="MMAU official rule")
     assert "Scored with: MMAU official rule." in text
     assert "No prediction (counted wrong): 1 items: 3" in text
     assert "| all | 2 | 4 | 50.00 | 1 |" in text

@@ -20,7 +20,8 @@ returns one `Output` per record, in order, and `truncated` counts the clips cut 
 
 Example:
     >>> from local.eval.generation import GenerationSettings, Generator  # doctest: +SKIP
-    >>> gen = Generator(load_model_and_processor("ckpt"), GenerationSettings(max_new_tokens=64))
+    >>> settings = GenerationSettings(max_new_tokens=64)
+    >>> gen = Generator(load_model_and_processor("ckpt"), settings)            # doctest: +SKIP
     >>> outputs = gen.generate(records, template="default")                     # doctest: +SKIP
     >>> outputs[0].response, outputs[0].error                                  # doctest: +SKIP
     ('<answer>Man</answer>', None)

@@ -1,4 +1,4 @@
-"""Scored items -> results JSON and markdown, for either benchmark; nothing is ever dropped.
+"""Scored items -> results JSON and markdown, for any benchmark; nothing is ever dropped.
 
 An item counts as "no prediction" (wrong, and listed with its reason) when its `model_output`
 is absent, null or not text (a number, a list: `local.eval.scoring.prediction_problem`), when it
@@ -23,15 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from local.eval.scoring import Row, breakdown, judge, prediction_problem, render_report
-
-PROTOCOLS = {
-    "mmau": "MMAU official token rule (word-token sets of the <answer> content)",
-    "exact": ("reference recipe protocol (WeST's GRPO example): <answer> content equals the "
-              "option text exactly"),
-    "letter": ("MMSU letter protocol, strict: the official prompt and letter rule on the raw "
-               "response, every item in the denominator, no readable letter counted wrong "
-               "(official_accuracy: the official scorer's figure)"),
-}
 
 
 def item_id(item: Any, index: int) -> str:
@@ -195,10 +186,11 @@ def tables_json(tables: dict[str, list[Row]]) -> dict[str, list[dict[str, Any]]]
 
 def score_items(items: Sequence[dict[str, Any]], match: str,
                 tables_fn: Callable[[Sequence[dict[str, Any]]], dict[str, list[Row]]] = breakdown,
-                ) -> dict[str, Any]:
+                description: str | None = None) -> dict[str, Any]:
     """Results for one protocol: top-level `accuracy` in percent, counts, tables, what is missing.
 
-    `tables_fn` makes the breakdown (`local.eval.scoring.breakdown` for MMAU, `mmsu_breakdown`).
+    `match` names the matcher and the protocol; `description` says what it does (printed beside
+    every number; default: the name). `tables_fn` makes the tables (default: overall only).
     """
     if not items:
         raise ValueError("nothing to score: no items (an accuracy of 0/0 means nothing); check the "
@@ -208,7 +200,7 @@ def score_items(items: Sequence[dict[str, Any]], match: str,
     overall = tables["overall"][0] if tables["overall"] else Row("all", 0, 0, 0)
     return {
         "protocol": match,
-        "protocol_description": PROTOCOLS.get(match, match),
+        "protocol_description": description or match,
         "accuracy": overall.accuracy,
         "correct": overall.correct,
         "total": overall.total,

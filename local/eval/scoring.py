@@ -1,7 +1,7 @@
 """Scoring for evaluation: judge predictions, then accuracy tables (overall and per group).
 
-Items are dicts with `id`, `correct` (True / False / None = no prediction) and meta fields
-(`task`, `difficulty`, `sub-category` for MMAU; `category` "L1-L2-L3-L4" for MMSU). An item
+Items are dicts with `id`, `correct` (True / False / None = no prediction) and the fields the
+tables group by (e.g. MMAU's `task`, or MMSU's `category` path "L1-L2-L3-L4"). An item
 without a prediction is counted WRONG and listed: unlike the MMAU official script, which drops
 items lacking `model_output` from the denominator, nothing is ever dropped here.
 
@@ -27,8 +27,6 @@ from typing import Any
 
 from local.core.answers import MATCHERS
 
-MMAU_KEYS = ("task", "difficulty", "sub-category")
-MMSU_DEPTH = 4
 MISSING_GROUP = "(missing)"
 _ORDER = {"easy": 0, "medium": 1, "hard": 2}
 
@@ -133,17 +131,18 @@ def accuracy_table(items: Sequence[dict[str, Any]], key: str | None = None,
 
 
 def breakdown(items: Sequence[dict[str, Any]],
-              keys: Sequence[str] = MMAU_KEYS) -> dict[str, list[Row]]:
-    """{"overall": ..., key: ...} tables; MMAU by task, difficulty and sub-category by default."""
+              keys: Sequence[str] = ()) -> dict[str, list[Row]]:
+    """{"overall": ..., key: ...}: the overall row, then one table per field of `keys`."""
     tables = {"overall": accuracy_table(items)}
     for key in keys:
         tables[key] = accuracy_table(items, key)
     return tables
 
 
-def mmsu_breakdown(items: Sequence[dict[str, Any]], key: str = "category",
-                   depth: int = MMSU_DEPTH) -> dict[str, list[Row]]:
-    """{"overall": ..., "level 1": ..., ..., "level <depth>": ...} for MMSU's category path."""
+def level_breakdown(items: Sequence[dict[str, Any]], key: str,
+                    depth: int) -> dict[str, list[Row]]:
+    """{"overall": ..., "level 1": ..., ..., "level <depth>": ...} for a "-"-separated path in
+    `item[key]` (MMSU's category), each level grouped by its prefix."""
     tables = {"overall": accuracy_table(items)}
     for level in range(1, depth + 1):
         tables[f"level {level}"] = accuracy_table(items, key, level=level)
@@ -161,7 +160,7 @@ def render_markdown(rows: Sequence[Row], title: str = "group") -> str:
 
 def render_report(tables: dict[str, list[Row]], missing: Sequence[str] = (),
                   heading: str = "Accuracy", protocol: str | None = None) -> str:
-    """Markdown for several tables (from `breakdown`/`mmsu_breakdown`) and the unanswered ids.
+    """Markdown for several tables (from `breakdown`/`level_breakdown`) and the unanswered ids.
 
     `protocol` names the matcher that produced the numbers (e.g. "MMAU official token rule").
     """

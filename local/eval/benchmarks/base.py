@@ -5,8 +5,9 @@ same way for every benchmark (options, sharding, resume, generation, scoring, wr
 `--score_only`). A `Benchmark` gives:
 
   name, title          its key (`--bench`, `eval/<name>/`) and the name printed with each number
-  protocols            the ways it is scored, each a matcher of `local.core.answers` (and, where
-                       it asks differently, a prompt: `prompt_text`); the first is the headline
+  protocols            the ways it is scored, by name (a matcher of `local.core.answers`; where
+                       it asks differently, also a prompt: `prompt_text`) with what each does,
+                       printed beside every number; the first gives the headline accuracy
   question_option      the option naming its question set (declared in `add_arguments`)
   add_arguments        its data options
   read                 its records (`local.core.readers`), bad rows counted in the report
@@ -28,7 +29,8 @@ Adding a benchmark is one module in this folder: `registered()` imports every mo
 its `register(...)` call makes it `--bench NAME` for `local.eval.steps`:
 
     >>> class Toy(Benchmark):                                              # doctest: +SKIP
-    ...     name, title, protocols, question_option = "toy", "Toy", ("exact",), "--toy_json"
+    ...     name, title, question_option = "toy", "Toy", "--toy_json"
+    ...     protocols = {"exact": "the <answer> content equals the option text"}
     ...     def add_arguments(self, parser):
     ...         parser.add_argument("--toy_json", type=Path, default=Path("data/toy.json"))
     ...     def read(self, args, report):
@@ -44,7 +46,7 @@ import importlib
 import itertools
 import json
 import pkgutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -115,7 +117,7 @@ class Benchmark:
 
     name: ClassVar[str]
     title: ClassVar[str]
-    protocols: ClassVar[tuple[str, ...]]
+    protocols: ClassVar[Mapping[str, str]]  # name (= matcher) -> what it does
     question_option: ClassVar[str]
     description: ClassVar[str] = ""
     table_keys: ClassVar[tuple[str, ...]] = ()
@@ -186,7 +188,8 @@ class Benchmark:
 
     def score(self, items: Sequence[dict[str, Any]], protocol: str) -> dict[str, Any]:
         """One protocol's results: the matcher named `protocol`, the benchmark's tables."""
-        return score_items(items, match=protocol, tables_fn=self.tables)
+        return score_items(items, match=protocol, tables_fn=self.tables,
+                           description=self.protocols[protocol])
 
     def notes(self, result: dict[str, Any]) -> list[str]:
         """Labelled lines printed and written after a protocol's headline (e.g. other figures)."""

@@ -46,7 +46,6 @@ from local.eval.benchmarks.base import (
     register,
 )
 from local.eval.report import duplicate_question_reason, item_id
-from local.eval.scoring import MMAU_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +125,9 @@ class MMAUBenchmark(Benchmark):
 
     name = "mmau"
     title = "MMAU test-mini"
-    protocols = ("mmau",)
+    protocols = {"mmau": "MMAU official token rule (word-token sets of the <answer> content)"}
     question_option = "--mmau_json"
-    table_keys = MMAU_KEYS
+    table_keys = ("task", "difficulty", "sub-category")
     description = ("Evaluate an audio LM on MMAU test-mini (official-format predictions, "
                    "official token rule, items without a prediction counted wrong).")
 

@@ -46,10 +46,10 @@ from local.eval.benchmarks.mmsu_official import (
     official_score,
     read_jsonl,
 )
-from local.eval.report import score_items
-from local.eval.scoring import mmsu_breakdown
+from local.eval.scoring import Row, level_breakdown
 from local.util.fsio import atomic_write_text
 
+CATEGORY_LEVELS = 4  # MMSU's `category` is a path "L1-L2-L3-L4"
 OFFICIAL_AS_IS = ("the official scorer's format, scored as the official script scores it: as "
                   "it is, not checked against the question set")
 NOT_PREDICTIONS = ("expected this tool's predictions_<protocol>.json (a JSON list of MMSU "
@@ -109,7 +109,13 @@ class MMSUBenchmark(Benchmark):
 
     name = "mmsu"
     title = "MMSU"
-    protocols = ("exact", "letter")
+    protocols = {
+        "exact": ("reference recipe protocol (WeST's GRPO example): <answer> content equals the "
+                  "option text exactly"),
+        "letter": ("MMSU letter protocol, strict: the official prompt and letter rule on the raw "
+                   "response, every item in the denominator, no readable letter counted wrong "
+                   "(official_accuracy: the official scorer's figure)"),
+    }
     question_option = "--mmsu_path"
     description = ("Evaluate an audio LM on MMSU with the reference recipe's exact-text "
                    "protocol and the official letter protocol; every number is printed with "
@@ -142,11 +148,15 @@ class MMSUBenchmark(Benchmark):
     def model_output(self, protocol: str, fields: dict[str, Any]) -> Any:
         return model_output_for(protocol, fields)
 
+    def tables(self, items: Sequence[dict[str, Any]]) -> dict[str, list[Row]]:
+        """Overall, then one table per level of the category path."""
+        return level_breakdown(items, "category", CATEGORY_LEVELS)
+
     def score(self, items: Sequence[dict[str, Any]], protocol: str) -> dict[str, Any]:
-        """Overall and per category level (`local.eval.scoring.mmsu_breakdown`); the letter
-        protocol also gets the official scorer's figures (`mmsu_official.official_score`)."""
+        """What the protocol judges (`model_output_for`) by its matcher; the letter protocol
+        also gets the official scorer's figures (`mmsu_official.official_score`)."""
         judged = [{**item, "model_output": model_output_for(protocol, item)} for item in items]
-        result = score_items(judged, match=protocol, tables_fn=mmsu_breakdown)
+        result = super().score(judged, protocol)
         if protocol == "letter":
             result.update(official_score(official_rows(judged)))
         return result
