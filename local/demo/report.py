@@ -22,6 +22,9 @@ import numpy as np
 import yaml
 
 from local.demo.plots import curves, plot_curves
+from local.demo.text import render
+from local.eval.summary import collect
+from local.train.rewards import resolve_reward_weights
 from local.util.fsio import atomic_write_text
 
 CONFIG_KEYS = ("model_name_or_path", "template", "reward_funcs", "reward_weights", "loss_type",
@@ -105,8 +108,6 @@ def reward_names_and_weights(config: dict[str, Any]) -> tuple[list[str], list[fl
     ...                           "reward_weights": None, "robust_rewards": False})
     (['accuracy', 'format'], [1.0, 1.0])
     """
-    from local.train.rewards import resolve_reward_weights
-
     return resolve_reward_weights(config["template"], robust=bool(config.get("robust_rewards")),
                                   reward_funcs=config.get("reward_funcs"),
                                   reward_weights=config.get("reward_weights"))
@@ -122,8 +123,6 @@ def _commit() -> str:
 
 
 def _eval_rows(eval_dir: Path) -> list[tuple[int, dict[str, Any]]]:
-    from local.eval.summary import collect
-
     return collect(eval_dir)
 
 
@@ -156,8 +155,6 @@ def _samples(rows: list[dict[str, Any]], names: list[str], limit: int = 8) -> st
 
 def write_report(out: Path, paths: dict[str, Path], info: dict[str, Any]) -> Path:
     """Write `<out>/report.md` and its PNGs from the run's files; returns the report's path."""
-    from local.demo.text import render
-
     run, final = paths["run"], Path(info["final_checkpoint"])
     resolved = yaml.safe_load((run / "resolved_config.yaml").read_text())
     config = {**resolved["training"],

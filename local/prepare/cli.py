@@ -37,6 +37,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from local.prepare import validate as validation
 from local.prepare.hub import (
     Source,
     SourceError,
@@ -118,6 +119,7 @@ def prepare_model(ctx: Context) -> None:
 
 
 def _family(folder: Path) -> str:
+    # Deferred: local.core.models loads torch and transformers, which only the model part needs.
     from local.core.models import ModelLoadError, family_of, load_config
 
     try:
@@ -129,8 +131,6 @@ def _family(folder: Path) -> str:
 
 def validate(ctx: Context) -> bool:
     """Run local.prepare.validate on what is prepared; True when every dataset is usable."""
-    from local.prepare import validate as validation
-
     data = Path(ctx.args.data_dir)
     avqa, mmsu, mmau = data / "avqa", data / "mmsu", data / "mmau"
     chosen = {k: (data / k).is_dir() and k in ctx.args.sources and k not in ctx.failed

@@ -41,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from local.core.audio import AudioError, decode_audio
+from local.core.readers import open_avqa, read_avqa, read_mmau, read_mmsu
 from local.core.records import ReadReport, Record, RecordError
 from local.prepare.validate_report import DatasetCheck, write_report
 
@@ -51,6 +52,8 @@ FAMILIES = ("qwen2_audio", "qwen2_5_omni")
 
 def windows() -> dict[str, float]:
     """Each model family's audio window in seconds, from local.core.models."""
+    # Deferred: local.core.models loads torch and transformers, which validation (and its worker
+    # processes) otherwise never needs.
     from local.core.models import QWEN2_5_OMNI, QWEN2_AUDIO
 
     return {f.name: f.max_audio_seconds for f in (QWEN2_AUDIO, QWEN2_5_OMNI)}
@@ -147,7 +150,6 @@ def check_records(check: DatasetCheck, records: Iterable[Record], report: ReadRe
 
 def check_avqa(root: Path, split: str, max_items: int | None, num_workers: int) -> DatasetCheck:
     """AVQA split: `max_items` evenly spaced rows (None or 0: all), text and audio."""
-    from local.core.readers import open_avqa, read_avqa
 
     check = DatasetCheck(f"avqa/{split}")
     ds, split, _ = open_avqa(root, split)
@@ -181,7 +183,6 @@ def _renumber(records: Iterable[Record], picked: list[int] | None, split: str
 
 def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCheck:
     """MMSU, streamed (its clips are not all held in memory); `max_items`: the first N decoded."""
-    from local.core.readers import read_mmsu
 
     check = DatasetCheck("mmsu")
     report = ReadReport()
@@ -195,7 +196,6 @@ def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCh
 
 def check_mmau(json_path: Path, audio_dir: Path, max_items: int | None,
                num_workers: int) -> DatasetCheck:
-    from local.core.readers import read_mmau
 
     check = DatasetCheck("mmau-test-mini")
     report = ReadReport()
