@@ -21,7 +21,7 @@ from local.eval.benchmarks.mmau import MMAU
 from local.eval.generation import Generator
 from local.eval.options import build_parser
 from tests.helpers import REPO
-from tests.sources import MMAU_EVAL_ITEMS, mmau_eval_set
+from tests.sources import MMAU_EVAL_ITEMS, mmau_eval_set, write_mmau_json
 
 N_ITEMS = MMAU_EVAL_ITEMS
 FAST = ["--max_new_tokens", "8", "--batch_size", "4", "--dtype", "float32"]
@@ -139,7 +139,7 @@ def test_bad_items_are_counted_wrong_and_listed(tiny_omni, tmp_path: Path) -> No
     (audio_dir / Path(missing["audio_id"]).name).unlink()
     (audio_dir / Path(corrupt["audio_id"]).name).write_bytes(b"RIFF garbage")
     items[2]["answer"] = "not one of the choices"  # a malformed row: the reader skips it
-    json_path.write_text(json.dumps(items))
+    write_mmau_json(json_path, items)
     result = run(tiny_omni, json_path, audio_dir, tmp_path / "out")
     assert result["total"] == N_ITEMS  # nothing dropped
     assert set(result["no_prediction_ids"]) == {missing["id"], corrupt["id"], items[2]["id"]}
@@ -156,7 +156,7 @@ def test_duplicate_ids_in_the_question_file_are_counted_wrong_and_listed(
     a, b, c, d = json.loads(json_path.read_text())[:4]
     dup = {**a, "answer": a["choices"][-1]}  # same id, another answer: never scored with a's reply
     bad = {**c, "id": d["id"], "answer": "not one of the choices"}  # malformed, then d: same id
-    json_path.write_text(json.dumps([a, b, dup, bad, d]))
+    write_mmau_json(json_path, [a, b, dup, bad, d])
     original_generate = Generator.generate
     answered: list[str] = []
     monkeypatch.setattr(Generator, "generate", lambda self, records, *x, **k: (
