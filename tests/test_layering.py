@@ -224,3 +224,15 @@ def test_layers_import_only_what_is_below_them_and_deferred_imports_say_why() ->
 def test_files_being_reworked_follow_the_rules_too() -> None:
     found = [f"{rel}: {problem}" for rel, problem in offenders() if _pending(rel)]
     assert found == [], "\n".join(found)
+
+
+def test_no_test_imports_another_test_file() -> None:
+    """Shared fixtures and writers live in tests/sources.py, helpers.py, helpers_train.py and
+    conftest.py, never in a test file another test imports."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        module = module_name(path)
+        found += [f"{path.relative_to(REPO)}:{imp.line} imports {imp.target}"
+                  for imp in imports(module, path.read_text(), path.name == "__init__.py")
+                  if imp.target.startswith("tests.test_")]
+    assert found == [], "\n".join(found)
