@@ -16,7 +16,6 @@ from safetensors.torch import load_file, save_file
 from local.core.collate import encode_batch, feature_samples, render_prompt
 from local.core.models import load_model_and_processor
 from local.core.vllm_export import (
-    EXPORT_RECORD,
     OMNI_VLLM_ARCHITECTURE,
     ExportError,
     export_for_vllm,
@@ -26,6 +25,7 @@ from local.core.vllm_export import (
 from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits
 from local.demo.tiny import TEXT_SIZE, mrope_section, text_size
 from local.demo.tiny import main as tiny_main
+from local.util.fsio import read_done
 from local.util.torchvision_cpu import ORIGINAL, PATCHED, patched_text
 from tests.helpers import processor_inputs, tiny_checkpoint, tone, user_turn
 
@@ -207,8 +207,8 @@ def test_export_is_reused_until_the_checkpoint_changes(tmp_path):
     save_file(tensors, str(source / "model.safetensors"), metadata={"format": "pt"})
     export_for_vllm(source, out)
     assert torch.count_nonzero(_tensors(out)["thinker.lm_head.weight"]) == 0
-    assert json.loads((out / EXPORT_RECORD).read_text())["source"] == str(source.resolve())
-    assert not list(tmp_path.glob("export.tmp-*"))
+    assert read_done(out)["vllm_export_of"] == str(source.resolve())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no partial left
 
 
 @pytest.mark.parametrize("kind", ["qwen2_audio", "full_omni"])

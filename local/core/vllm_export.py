@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from local.util.fsio import building, is_done
 
 # The architecture vLLM's registry runs for Qwen2.5-Omni (vllm/model_executor/models/registry.py
 # of vllm 0.33.0: "Qwen2_5OmniForConditionalGeneration" -> qwen2_5_omni_thinker).
@@ -44,14 +45,12 @@ THINKER_PREFIX = "thinker."
 # transformers 5.19-5.22 save Qwen2-Audio's text weights one `model.` too deep; vLLM refuses them
 # ("There is no module or parameter named 'model' in Qwen2Model"); 5.23+ save the hub names.
 _QWEN2_AUDIO_DOUBLED = ("language_model.model.model.", "language_model.model.")
-EXPORT_RECORD = "vllm_export.json"
 _WEIGHTS = "model.safetensors"
 _WEIGHT_INDEX = "model.safetensors.index.json"
 # Processor, tokenizer and generation files travel with an export; the trainer's own state
 # (optimizer, scheduler, RNG, trainer_state.json) does not.
 _CARRIED_SUFFIXES = (".json", ".txt", ".jinja", ".model", ".tiktoken")
-_NOT_CARRIED = ("config.json", _WEIGHT_INDEX, "trainer_state.json", EXPORT_RECORD,
-                "adapter_config.json")
+_NOT_CARRIED = ("config.json", _WEIGHT_INDEX, "trainer_state.json", "adapter_config.json")
 
 
 class ExportError(RuntimeError):
@@ -182,13 +181,9 @@ def _fingerprint(folder: Path) -> list[list[Any]]:
             for name in names]
 
 
-def _record(source: Path) -> dict[str, Any]:
-    return {"source": str(source.resolve()), "files": _fingerprint(source)}
-
-
-def _is_current(out: Path, source: Path) -> bool:
-    path = out / EXPORT_RECORD
-    return path.is_file() and json.loads(path.read_text()) == _record(source)
+def export_record(source: Path) -> dict[str, Any]:
+    """What an export is made from (its `.done` marker): reused while this is unchanged."""
+    return {"vllm_export_of": str(source.resolve()), "files": _fingerprint(source)}
 
 
 def _write_weights(source: Path, dest: Path, rename: Rename) -> None:
@@ -212,14 +207,12 @@ def _copy_processor_files(source: Path, dest: Path) -> None:
 
 
 def _write_export(source: Path, dest: Path, rename: Rename) -> None:
-    dest.mkdir(parents=True)
     _copy_processor_files(source, dest)
     if _config(source).get("model_type") == "qwen2_5_omni_thinker":
         _omni_config(source).save_pretrained(dest)
     else:
         shutil.copy2(source / "config.json", dest / "config.json")
     _write_weights(source, dest, rename)
-    (dest / EXPORT_RECORD).write_text(json.dumps(_record(source), indent=2))
 
 
 def export_for_vllm(checkpoint: str | Path, out_dir: str | Path) -> Path:
@@ -229,17 +222,10 @@ def export_for_vllm(checkpoint: str | Path, out_dir: str | Path) -> Path:
     rename = key_rename(source)
     if rename is None:
         return source
-    out = Path(out_dir)
-    if _is_current(out, source):
-        return out
-    staging = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        _write_export(source, staging, rename)
-        shutil.rmtree(out, ignore_errors=True)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    out, record = Path(out_dir), export_record(source)
+    if not is_done(out, record):
+        with building(out, record) as staging:
+            _write_export(source, staging, rename)
     return out
 
 
