@@ -41,7 +41,7 @@ OPTIONS=(
   "test_args|-m 'not gpu'|arguments for pytest in stage test"
   "checkpoints||steps evaluated by mmau/mmsu besides step 0, e.g. \"100 200\" (default: every checkpoint-N of the run)"
   "eval_batch_size|8|prompts per generate call in mmau/mmsu"
-  "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the seed)"
+  "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the reference recipe)"
 )
 
 for spec in "${OPTIONS[@]}"; do

@@ -39,7 +39,8 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
         predictions = json.loads((out / f"predictions_{protocol}.json").read_text())
         assert [p["id"] for p in predictions] == [f"mmsu-{i}" for i in range(N_ROWS)]
     assert len(asked["exact"]) == len(asked["letter"]) == N_ROWS
-    assert "['Yes', 'No', 'None', 'None']" in asked["exact"][1]  # seed: padding kept, list repr
+    # the reference recipe's prompt: padding kept, options as a list repr
+    assert "['Yes', 'No', 'None', 'None']" in asked["exact"][1]
     # the official prompt, padding kept so letters never shift
     assert ("You must respond with only A, B, C, or D.\n\nQuestion: Question 1: is the tone "
             "rising?\n\nA. Yes\nB. No\nC. None\nD. None") in asked["letter"][1]

@@ -239,7 +239,8 @@ def test_reconcile(question_ids: list[str], predictions: list[str], expected: tu
 MMSU_CHOICES = ["Yes", "No", "None", "None"]
 # (model_output, answer, exact verdict, letter verdict, why)
 MMSU_CASES = [
-    ("No", "No", True, False, "the option text: right for the seed, no letter for the official"),
+    ("No", "No", True, False,
+     "the option text: right for the reference recipe, no letter for the official"),
     ("B", "No", False, True, "the letter: the official protocol's answer"),
     ("B. No", "No", False, True, "letter and text"),
     ("no", "No", False, False, "exact is case-sensitive; not a letter"),

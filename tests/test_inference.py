@@ -184,7 +184,7 @@ def test_placeholder_tokens_are_never_generated(tiny_omni) -> None:
         pytest.param(GenerationSettings(), {"do_sample": False, "max_new_tokens": 2048,
                                             "temperature": None, "top_p": None, "top_k": None,
                                             "repetition_penalty": 1.0},
-                     id="greedy-default-as-the-seed"),
+                     id="greedy-default-as-the-reference-recipe"),
         pytest.param(GenerationSettings(temperature=0.7, top_p=0.9, top_k=20,
                                         repetition_penalty=1.1, max_new_tokens=64),
                      {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 20,
