@@ -18,12 +18,12 @@ same way for every benchmark (options, sharding, resume, generation, scoring, wr
   read_predictions     a file given to `--score_only`
   question_set         the questions `--score_only` checks a predictions file against
 
-The defaults make a plain benchmark: one protocol per matcher, the `--template` prompt (as in
-training), predictions as a JSON list of the records' fields plus `model_output`, `response`
-and `prediction_error`, tables by `table_keys`. MMAU (the official predictions format) and MMSU
-(two protocols, the official scorer's files) override what differs. With one protocol the run's
-logs and results sit directly in `--out_dir`; with several, each protocol predicts under
-`<out_dir>/<protocol>/` and results.json lists them under `protocols`.
+The defaults make a plain benchmark: each protocol judged by the matcher of its name, the
+`--template` prompt (as in training), predictions as a JSON list of the records' fields plus
+`model_output`, `response` and `prediction_error`, tables by `table_keys`. MMAU (the official
+predictions format) and MMSU (two protocols, the official scorer's files) override what differs.
+With one protocol the run's logs and results sit directly in `--out_dir`; with several, each
+protocol predicts under `<out_dir>/<protocol>/` and results.json lists them under `protocols`.
 
 Adding a benchmark is one module in this folder: `registered()` imports every module here, so
 its `register(...)` call makes it `--bench NAME` for `local.eval.steps`:
