@@ -193,10 +193,9 @@ def test_tests_tiny_checkpoint_cache_uses_the_one_format() -> None:
 
 # ------------------------------------------------------------------- no second copy anywhere
 
-# Renames into place that are not the build-aside pattern, or not yet moved onto it.
+# Renames that are not the build-aside pattern.
 RENAME_ALLOWED = {
     "local/prepare/unpack.py": "moves each extracted file into the folder being built",
-    "local/core/vllm_export.py": "issue 14's export staging, not yet on fsio.building",
 }
 
 
