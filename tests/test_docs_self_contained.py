@@ -29,14 +29,6 @@ SEED = re.compile(r"\bseed's\b|\bthe[ -]seed\b(?![ -]*(?:=|\d|value|of\b|number)
                   r"|\bseed[ -](?:wording|recipe|parity)\b", re.IGNORECASE)
 SELF = Path(__file__).resolve()
 
-# Files other engineers are reworking right now (issue 13), with what they still say; listed by
-# test_files_being_reworked_are_self_contained_too (xfail) until that work lands.
-PENDING = ("local/eval/", "local/util/", "local/prepare/", "local/demo/", "local/core/records.py",
-           "local/core/special_tokens.py", "local/train/dataset.py",
-           "local/train/rollout_clips.py", "run.sh", "README.md#mmau, mmsu",
-           "tests/test_eval_scoring.py", "tests/test_inference.py", "tests/test_eval_mmsu.py")
-
-
 def text_files() -> list[Path]:
     """Every text file of the repo (environments, caches and outputs left out)."""
     found = []
@@ -71,10 +63,6 @@ def hits(pattern: re.Pattern[str], *, tests: bool) -> list[tuple[str, str]]:
                 where = f"{rel}#{section}" if section else rel
                 found.append((where, f"{rel}:{number}: {line.strip()[:100]}"))
     return found
-
-
-def _pending(where: str) -> bool:
-    return where.startswith(PENDING)
 
 
 def problems() -> list[tuple[str, str]]:
@@ -123,12 +111,5 @@ def test_the_readme_and_the_code_are_read() -> None:
 
 
 def test_docs_cite_nothing_outside_the_repo_and_name_the_reference_recipe() -> None:
-    found = [line for where, line in problems() if not _pending(where)]
-    assert found == [], "\n".join(found)
-
-
-@pytest.mark.xfail(strict=False, reason="files being reworked under issue 13: " + ", ".join(
-    PENDING))
-def test_files_being_reworked_are_self_contained_too() -> None:
-    found = [line for where, line in problems() if _pending(where)]
+    found = [line for _, line in problems()]
     assert found == [], "\n".join(found)

@@ -41,6 +41,11 @@ Example:
     ...     family=loaded.family, reward_funcs=[...], args=grpo_config,
     ...     train_dataset=dataset)                                          # doctest: +SKIP
     >>> trainer.train()                                                     # doctest: +SKIP
+
+Size: over 300 lines on purpose. It is one TRL subclass: each override is thin, but the class also
+carries the rollout's audio state across TRL's calls (the rollout batch, the per-chunk feeder,
+the encoder cache and its re-checks, replaced rows, checkpoint loading); what stands alone lives
+in `local.train.audio_cache` and `local.train.rollout_clips`.
 """
 
 from __future__ import annotations
