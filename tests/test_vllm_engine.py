@@ -22,7 +22,7 @@ import torch
 
 from local.core.collate import encode_batch, render_prompt
 from local.core.models import LoadedModel, load_model_and_processor
-from local.core.vllm_export import export_for_vllm
+from local.core.vllm_export import export_for_vllm, vllm_weights
 from local.core.vllm_requests import audio_request, mm_limits
 from tests.helpers import tiny_checkpoint, tone, user_turn
 
@@ -107,3 +107,39 @@ def test_first_token_logprobs_follow_the_audio(served: Served) -> None:
         firsts.append(first)
     a, b = firsts
     assert set(a) != set(b) or max(abs(a[t] - b[t]) for t in a) > 1e-3
+
+
+def _sync(served: Served) -> None:
+    """The policy's weights into vLLM under the names vLLM loads, then the caches cleared."""
+    named = vllm_weights(served.family, served.hf.model.named_parameters())
+    served.llm.collective_rpc("reload_weights", kwargs={
+        "weights_iterator": ((name, p.detach()) for name, p in named),
+        "is_checkpoint_format": True})
+    served.llm.llm_engine.reset_encoder_cache()   # else stale encodings ("Encoder cache miss")
+    served.llm.reset_prefix_cache()
+
+
+def test_weights_synced_under_the_mapped_names_reach_vllm(served: Served) -> None:
+    """Every parameter changed in the HF policy (audio encoder included) and synced by
+    `vllm_weights` names: vLLM's first-token log-probs then equal the changed policy's."""
+    clip = _clips()[0]
+    model = served.hf.model
+    original = {name: p.detach().clone() for name, p in model.named_parameters()}
+    _, before = _hf_ids_and_logprobs(served, clip)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=generator))
+        _, after = _hf_ids_and_logprobs(served, clip)
+        _sync(served)
+        out = _generate(served, [served.prompt], [clip], max_tokens=1, logprobs=TOP)[0]
+        first = {token: lp.logprob for token, lp in out.outputs[0].logprobs[0].items()}
+        assert out.outputs[0].token_ids[0] == int(after.argmax())
+        assert all(abs(logprob - float(after[token])) < 1e-3 for token, logprob in first.items())
+        assert max(abs(float(before[token]) - float(after[token])) for token in first) > 1e-2
+    finally:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(original[name])
+        _sync(served)
