@@ -34,6 +34,7 @@ from local.train.checkpoints import last_resumable_checkpoint, policy_source, wr
 from local.train.config import AudioGRPOConfig, parse_args
 from local.train.dataset import build_train_dataset
 from local.train.rewards import get_rewards, resolve_reward_weights, weight_table
+from local.train.tracking import CompletionSamples, set_up_tracking, wants
 from local.train.trainer import AudioGRPOTrainer, UnusableClipError
 
 logger = logging.getLogger("train")
@@ -53,7 +54,8 @@ def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: Load
                   dataset: Any) -> AudioGRPOTrainer:
     """The trainer of a run: rewards resolved by name, the encoder frozen after PEFT wrapping
     (`freeze_audio_encoder`), the bad-record policy applied to clips decoded at rollout time."""
-    return AudioGRPOTrainer(
+    set_up_tracking(config.report_to)
+    trainer = AudioGRPOTrainer(
         model=loaded.model,
         processing_class=loaded.processor,
         family=loaded.family,
@@ -65,6 +67,9 @@ def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: Load
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),
     )
+    if wants(config.report_to, "tensorboard") and config.log_completions:
+        trainer.add_callback(CompletionSamples(trainer))  # TRL sends its tables to W&B only
+    return trainer
 
 
 def _finished(checkpoint: Path, max_steps: int) -> bool:
@@ -95,6 +100,7 @@ def training_rows(config: AudioGRPOConfig, state: PartialState) -> datasets.Data
 
 def main(argv: list[str] | None = None) -> Path:
     config, model_args = parse_args(argv)
+    config.run_name = config.run_name or Path(config.output_dir).name  # W&B run = run folder
     _ = config.device  # sets up torch.distributed before the model is built
     if config.deepspeed:  # ZeRO-3 partitions at load time: DeepSpeed's comm must be up (CPU too)
         import deepspeed

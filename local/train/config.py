@@ -90,6 +90,10 @@ class AudioGRPOConfig(GRPOConfig):
         "help": "skip: drop malformed records with a warning and a count; raise: stop."})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Start over in output_dir instead of resuming from its last complete checkpoint."})
+    report_to: None | str | list[str] = field(default="tensorboard", metadata={
+        "help": "Where metrics go: tensorboard (the default: event files under "
+                "<output_dir>/runs, no network), wandb (needs `pip install wandb`; run name from "
+                "--run_name, project from WANDB_PROJECT), none, all, or a list."})
     model_dtype: str = field(default="bfloat16", metadata={
         "help": "dtype the policy is loaded in (bfloat16 | float32 | auto)."})
 
