@@ -4,6 +4,14 @@ Reads `<eval_dir>/<step>/results.json` for every numeric step folder (0 = the st
 MMAU results have one protocol; MMSU results list theirs under `protocols`, each with its own
 column and curve, so no number appears without the protocol that produced it.
 
+Audio contribution: a step also evaluated with `--no_audio` (the prompt has no audio part and no
+audio features are passed; `run.sh --with_no_audio true` does it for step 0 and the last step)
+has its results in `<eval_dir>/<step>-no_audio/` (`no_audio_dir`). summary.md then adds, per
+protocol, accuracy with audio, without, and the difference (with - without, in points: what the
+audio adds), overall and per group (`CONTRIBUTION_TABLES`: MMAU per task, MMSU per level-1
+category); summary.png marks the text-only points. Many MMAU/MMSU items are answerable from
+the text alone, so a number without this says little about listening.
+
 Example:
     $ python -m local.eval.summary exp/grpo/eval/mmau
     >>> from local.eval.summary import write_summary                          # doctest: +SKIP
@@ -16,7 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +33,68 @@ from local.util.fsio import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+NO_AUDIO_SUFFIX = "-no_audio"
+# The per-group table the contribution is shown for, the first a result has: MMAU's by task,
+# MMSU's by level-1 category (the tables `local.eval.benchmarks` score into results.json).
+CONTRIBUTION_TABLES = {"task": "task", "level 1": "level 1 category"}
+Results = dict[str, Any]
 
-def collect(eval_dir: str | Path) -> list[tuple[int, dict[str, Any]]]:
+
+def no_audio_dir(eval_dir: str | Path, step: int) -> Path:
+    """Where a step's text-only (`--no_audio`) evaluation goes: `<eval_dir>/<step>-no_audio`."""
+    return Path(eval_dir) / f"{step}{NO_AUDIO_SUFFIX}"
+
+
+def collect(eval_dir: str | Path) -> list[tuple[int, Results]]:
     """(step, results) for every `<step>/results.json` under `eval_dir`, by step."""
     found = []
     for path in Path(eval_dir).glob("*/results.json"):
         if path.parent.name.isdigit():
-            found.append((int(path.parent.name), json.loads(path.read_text(encoding="utf-8"))))
+            found.append((int(path.parent.name), _read(path)))
     return sorted(found, key=lambda pair: pair[0])
 
 
-def protocols_of(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def collect_no_audio(eval_dir: str | Path) -> tuple[dict[int, Results], list[str]]:
+    """({step: results} of every `<step>-no_audio/results.json` made with --no_audio, notes on
+    those left out (made with audio: `settings.no_audio` false)."""
+    found: dict[int, Results] = {}
+    notes = []
+    for path in Path(eval_dir).glob(f"*{NO_AUDIO_SUFFIX}/results.json"):
+        step = path.parent.name.removesuffix(NO_AUDIO_SUFFIX)
+        if not step.isdigit():
+            continue
+        result = _read(path)
+        if not result.get("settings", {}).get("no_audio", False):
+            notes.append(f"{path.parent.name}/ left out: its results were not made with "
+                         "--no_audio (settings.no_audio is false)")
+            continue
+        found[int(step)] = result
+    return dict(sorted(found.items())), notes
+
+
+def _read(path: Path) -> Results:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def protocols_of(result: Results) -> dict[str, Results]:
     """{protocol: its result} for an MMAU (single) or MMSU (several protocols) results file."""
     if "protocols" in result:
         return result["protocols"]
     return {result.get("protocol", "accuracy"): result}
 
 
-def render(rows: Sequence[tuple[int, dict[str, Any]]], title: str) -> str:
-    """The markdown table: step, model, one accuracy column per protocol, unanswered counts."""
+def _protocol_names(results: Sequence[Results]) -> list[str]:
     names: list[str] = []
-    for _, result in rows:
+    for result in results:
         names += [p for p in protocols_of(result) if p not in names]
+    return names
+
+
+def render(rows: Sequence[tuple[int, Results]], title: str,
+           no_audio: Mapping[int, Results] | None = None, notes: Sequence[str] = ()) -> str:
+    """The markdown: one row per step (model, one accuracy column per protocol, unanswered
+    counts), then, with `no_audio` results, the audio-contribution tables."""
+    names = _protocol_names([r for _, r in rows])
     head = ["step", "model", *(f"accuracy (%) [{p}]" for p in names), "correct/total",
             "no prediction"]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |",
@@ -57,11 +106,107 @@ def render(rows: Sequence[tuple[int, dict[str, Any]]], title: str) -> str:
         cells += [f"{per[p]['accuracy']:.2f}" if p in per else "-" for p in names]
         cells += [f"{first['correct']}/{first['total']}", str(first["no_prediction"])]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if no_audio or notes:
+        text += render_contribution(dict(rows), no_audio or {}, notes)
+    return text
 
 
-def plot(rows: Sequence[tuple[int, dict[str, Any]]], path: Path, title: str) -> Path:
-    """Accuracy vs step, one line per protocol, saved as PNG (written atomically)."""
+# ---------------------------------------------------------------------------------------------
+# Audio contribution
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Contribution:
+    """One group's accuracy with and without audio (percent; None: the group is absent)."""
+
+    group: str
+    items: int
+    with_audio: float | None
+    without_audio: float | None
+
+    @property
+    def difference(self) -> float | None:
+        """With minus without, in points: what the audio adds."""
+        if self.with_audio is None or self.without_audio is None:
+            return None
+        return self.with_audio - self.without_audio
+
+
+def contribution_table(result: Results) -> str | None:
+    """The name of the per-group table a protocol's result is compared by (None: overall only)."""
+    return next((t for t in CONTRIBUTION_TABLES if t in result.get("tables", {})), None)
+
+
+def contribution(with_audio: Results, without_audio: Results,
+                 protocol: str) -> list[Contribution]:
+    """Overall ("all"), then each group of `contribution_table`, for one protocol of one step."""
+    per, other = protocols_of(with_audio)[protocol], protocols_of(without_audio).get(protocol)
+    rows = [Contribution("all", per["total"], per["accuracy"],
+                         other["accuracy"] if other else None)]
+    table = contribution_table(per)
+    if table is None:
+        return rows
+    without = {r["group"]: r["accuracy"] for r in (other or {}).get("tables", {}).get(table, [])}
+    return rows + [Contribution(r["group"], r["total"], r["accuracy"], without.get(r["group"]))
+                   for r in per["tables"][table]]
+
+
+def _pct(value: float | None, sign: str = "") -> str:
+    return "-" if value is None else f"{value:{sign}.2f}"
+
+
+def render_contribution(with_audio: Mapping[int, Results], no_audio: Mapping[int, Results],
+                        notes: Sequence[str] = ()) -> str:
+    """Per protocol, a table: step, group, items, with audio, without, difference."""
+    steps = [s for s in no_audio if s in with_audio]
+    notes = [*notes, *(f"step {s}: text-only results but none with audio ({s}/results.json)"
+                       for s in no_audio if s not in with_audio)]
+    lines = ["", "## Audio contribution", "",
+             f"Steps {', '.join(map(str, steps)) or '(none)'} were also evaluated with "
+             f"`--no_audio` (the prompt has no audio part, no audio features are passed; "
+             f"results in `<step>{NO_AUDIO_SUFFIX}/`). Difference = with audio - without, in "
+             "points: what the audio adds; a small one means the items are answered from the "
+             "text alone.", ""]
+    lines += [f"- {note}" for note in notes] + ([""] if notes else [])
+    for protocol in _protocol_names([with_audio[s] for s in steps]):
+        table = next((contribution_table(protocols_of(with_audio[s])[protocol]) for s in steps
+                      if protocol in protocols_of(with_audio[s])), None)
+        column = CONTRIBUTION_TABLES.get(table, "group") if table else "group"
+        lines += [f"### [{protocol}]", "",
+                  f"| step | {column} | items | with audio (%) | without audio (%) | "
+                  "difference (points) |", "|---:|---|---:|---:|---:|---:|"]
+        for step in steps:
+            if protocol not in protocols_of(with_audio[step]):
+                continue
+            for row in contribution(with_audio[step], no_audio[step], protocol):
+                lines.append(f"| {step} | {row.group} | {row.items} | {_pct(row.with_audio)} | "
+                             f"{_pct(row.without_audio)} | {_pct(row.difference, '+')} |")
+        lines += ["", *_count_mismatches(with_audio, no_audio, steps, protocol)]
+    return "\n".join(lines)
+
+
+def _count_mismatches(with_audio: Mapping[int, Results], no_audio: Mapping[int, Results],
+                      steps: Sequence[int], protocol: str) -> list[str]:
+    """A line per step whose two runs scored different item counts (e.g. another --limit)."""
+    lines = []
+    for step in steps:
+        per, other = protocols_of(with_audio[step]).get(protocol), \
+            protocols_of(no_audio[step]).get(protocol)
+        if per and other and per["total"] != other["total"]:
+            lines.append(f"**step {step}: {per['total']} items with audio, {other['total']} "
+                         "without: the two runs differ (--limit?); compare with care.**\n")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Plot and write
+# ---------------------------------------------------------------------------------------------
+
+def plot(rows: Sequence[tuple[int, Results]], path: Path, title: str,
+         no_audio: Mapping[int, Results] | None = None) -> Path:
+    """Accuracy vs step, one line per protocol (text-only points as hollow squares of the same
+    colour), saved as PNG (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,7 +218,14 @@ def plot(rows: Sequence[tuple[int, dict[str, Any]]], path: Path, title: str) -> 
         for name, res in protocols_of(result).items():
             curves.setdefault(name, []).append((step, res["accuracy"]))
     for name, points in curves.items():
-        ax.plot([s for s, _ in points], [a for _, a in points], marker="o", label=name)
+        (line,) = ax.plot([s for s, _ in points], [a for _, a in points], marker="o",
+                          label=name)
+        text_only = [(s, protocols_of(r)[name]["accuracy"]) for s, r in (no_audio or {}).items()
+                     if name in protocols_of(r)]
+        if text_only:
+            ax.scatter([s for s, _ in text_only], [a for _, a in text_only], marker="s", s=60,
+                       facecolors="none", edgecolors=line.get_color(),
+                       label=f"{name}, no audio", zorder=3)
     ax.set(xlabel="training step (0 = starting model)", ylabel="accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(title="protocol")
@@ -89,10 +241,14 @@ def write_summary(eval_dir: str | Path, title: str | None = None) -> Path:
     rows = collect(eval_dir)
     if not rows:
         raise SystemExit(f"{eval_dir}: no <step>/results.json found; run the evaluation first.")
+    no_audio, notes = collect_no_audio(eval_dir)
+    for note in notes:
+        logger.warning("%s: %s", eval_dir, note)
     title = title or f"{rows[0][1].get('benchmark', eval_dir.name)} across steps ({eval_dir})"
-    path = atomic_write_text(eval_dir / "summary.md", render(rows, title))
-    plot(rows, eval_dir / "summary.png", title)
-    logger.info("summary of %d steps: %s", len(rows), path)
+    path = atomic_write_text(eval_dir / "summary.md", render(rows, title, no_audio, notes))
+    plot(rows, eval_dir / "summary.png", title, no_audio)
+    logger.info("summary of %d steps (%d also without audio): %s", len(rows), len(no_audio),
+                path)
     return path
 
 
