@@ -44,6 +44,7 @@ OPTIONS=(
   "checkpoints||steps evaluated by mmau/mmsu besides step 0, e.g. \"100 200\" (default: every checkpoint-N of the run)"
   "eval_batch_size|8|prompts per generate call in mmau/mmsu"
   "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the reference recipe)"
+  "with_no_audio|false|mmau/mmsu: also evaluate step 0 and the last step with --no_audio (text only) into eval/<bench>/<step>-no_audio; summary.md shows accuracy with audio, without, and the difference"
 )
 
 for spec in "${OPTIONS[@]}"; do
@@ -216,15 +217,19 @@ eval_steps() {  # bench, then that evaluator's data options
   [[ "$nproc" -le 1 ]] || launch=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
   local args=(--template "$template" --batch_size "$eval_batch_size" --max_new_tokens "$eval_max_new_tokens" "$@")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
-  run_cmd "${launch[@]}" -m local.eval.steps --bench "$bench" --model "$(model_source)" \
-    --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints" -- "${args[@]}" "${extra_args[@]}"
+  local loop=(--bench "$bench" --model "$(model_source)" --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints")
+  [[ "$with_no_audio" != "true" ]] || loop+=(--with_no_audio)
+  run_cmd "${launch[@]}" -m local.eval.steps "${loop[@]}" -- "${args[@]}" "${extra_args[@]}"
+}
+no_audio_note() {  # what --with_no_audio adds to a stage's log line
+  [[ "$with_no_audio" != "true" ]] || echo "; step 0 and the last step also without audio -> <step>-no_audio/"
 }
 stage_mmau() {
-  log "Stage mmau: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md"
+  log "Stage mmau: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md$(no_audio_note)"
   eval_steps mmau --mmau_json "$data_dir/mmau/mmau-test-mini.json" --mmau_audio_dir "$data_dir/mmau/test-mini-audios"
 }
 stage_mmsu() {
-  log "Stage mmsu: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md"
+  log "Stage mmsu: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md$(no_audio_note)"
   eval_steps mmsu --mmsu_path "$data_dir/mmsu"
 }
 stage_demo() {

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import evaluate_mmau
-from local.eval.steps import steps
+from local.eval.steps import evaluations, steps
+from local.eval.steps import main as steps_main
 from local.eval.summary import write_summary
 from tests.helpers import REPO
 from tests.sources import MMAU_EVAL_ITEMS, mmau_eval_set
@@ -41,8 +42,13 @@ def _command(stderr: str) -> str:
                       "local.eval.steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir "
                       "exp/grpo --checkpoints '' -- --template default --batch_size 8 "
                       "--max_new_tokens 2048 --mmau_json data/mmau/mmau-test-mini.json "
-                      "--mmau_audio_dir data/mmau/test-mini-audios"], ["--overwrite"],
-                     id="mmau-defaults"),
+                      "--mmau_audio_dir data/mmau/test-mini-audios"],
+                     ["--overwrite", "--with_no_audio", "--no_audio"], id="mmau-defaults"),
+        pytest.param(["--stage", "mmsu", "--with_no_audio", "true"],
+                     ["--checkpoints '' --with_no_audio -- --template default",
+                      "(step 0) + exp/grpo/checkpoint-*", "step 0 and the last step also "
+                      "without audio"], ["-- --no_audio", " --no_audio "],
+                     id="with-no-audio-asks-the-steps-loop"),
         pytest.param(["--stage", "mmsu", "--nproc", "1", "--checkpoints", "100 200",
                       "--overwrite", "--", "--limit", "5"],
                      ["Stage mmsu:", "python -m local.eval.steps --bench mmsu",
@@ -84,6 +90,32 @@ def test_steps_are_step_zero_then_checkpoints_by_number(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="checkpoint-300 not found"):
         steps("base", tmp_path, "20 300")
     assert steps("base", tmp_path / "no-run-yet") == [(0, "base")]
+
+
+@pytest.mark.parametrize(
+    ("plan", "text_only"),
+    [
+        pytest.param([(0, "m")], [0], id="step-0-only"),
+        pytest.param([(0, "m"), (5, "c5")], [0, 5], id="two-steps"),
+        pytest.param([(0, "m"), (5, "c5"), (9, "c9"), (20, "c20")], [0, 20], id="first-and-last"),
+    ],
+)
+def test_text_only_runs_are_step_zero_and_the_last_step(tmp_path: Path, plan: list,
+                                                         text_only: list[int]) -> None:
+    runs = evaluations(plan, tmp_path, with_no_audio=True)
+    assert [(s, o.name, a) for s, _, o, a in runs] == (
+        [(s, str(s), []) for s, _ in plan]
+        + [(s, f"{s}-no_audio", ["--no_audio"]) for s in text_only])
+    assert dict((s, m) for s, m, _, _ in runs) == dict(plan)  # the same model per step
+    assert evaluations(plan, tmp_path, with_no_audio=False) == runs[:len(plan)]
+
+
+def test_with_no_audio_refuses_a_no_audio_main_run(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        steps_main(["--bench", "mmau", "--model", "m", "--run_dir", str(tmp_path),
+                    "--with_no_audio", "--", "--no_audio"])
+    assert "must not hold --no_audio" in capsys.readouterr().err
 
 
 
@@ -166,6 +198,42 @@ def test_stage_mmau_end_to_end_through_run_sh(tiny_omni: Path, tmp_path: Path) -
     summary = (eval_dir / "summary.md").read_text()
     assert "| 0 |" in summary and "| 5 |" in summary
     assert (eval_dir / "summary.png").exists()
+    # without --with_no_audio: no text-only run, no contribution section
+    assert not list(eval_dir.glob("*-no_audio")) and "without audio" not in summary
+
+
+@pytest.mark.slow
+def test_with_no_audio_evaluates_first_and_last_step_text_only(tiny_omni: Path,
+                                                               tmp_path: Path) -> None:
+    json_path, audio_dir = mmau_eval_set(tmp_path / "data")
+    run_dir = tmp_path / "exp" / "r"
+    for step in (5, 10):
+        shutil.copytree(tiny_omni, run_dir / f"checkpoint-{step}")
+        (run_dir / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    summary = steps_main(["--bench", "mmau", "--model", str(tiny_omni), "--run_dir",
+                          str(run_dir), "--with_no_audio", "--", "--mmau_json", str(json_path),
+                          "--mmau_audio_dir", str(audio_dir), "--max_new_tokens", "3",
+                          "--batch_size", "4", "--dtype", "float32", "--limit", "6"])
+    eval_dir = run_dir / "eval" / "mmau"
+    assert sorted(p.name for p in eval_dir.iterdir() if p.is_dir()) == [
+        "0", "0-no_audio", "10", "10-no_audio", "5"]
+    text = summary.read_text()
+    assert "| step | task | items | with audio (%) | without audio (%) | difference (points) |" \
+        in text
+    for step in (0, 10):
+        with_audio = json.loads((eval_dir / str(step) / "results.json").read_text())
+        without = json.loads((eval_dir / f"{step}-no_audio" / "results.json").read_text())
+        assert (with_audio["settings"]["no_audio"], without["settings"]["no_audio"]) == \
+            (False, True)
+        assert with_audio["settings"]["model"] == without["settings"]["model"]
+        rows = [("all", with_audio["total"], with_audio["accuracy"], without["accuracy"])]
+        text_only = {r["group"]: r["accuracy"] for r in without["tables"]["task"]}
+        rows += [(r["group"], r["total"], r["accuracy"], text_only[r["group"]])
+                 for r in with_audio["tables"]["task"]]
+        for group, total, acc, acc_text in rows:
+            assert (f"| {step} | {group} | {total} | {acc:.2f} | {acc_text:.2f} | "
+                    f"{acc - acc_text:+.2f} |") in text
+    assert "| 5 | all |" not in text  # a middle step is evaluated with audio only
 
 
 @pytest.mark.slow

@@ -8,9 +8,15 @@ step only re-merges its logs), in this process, so one torchrun launch serves ev
 then writes `summary.md` and `summary.png`. Arguments after `--` go to the evaluator unchanged.
 `--bench` takes any benchmark of `local.eval.benchmarks` (a new module there is enough).
 
+`--with_no_audio` also evaluates step 0 and the last step with `--no_audio` (the text-only
+ablation: no audio part in the prompt, no audio features), into `<step>-no_audio/`
+(`local.eval.summary.no_audio_dir`), after the steps with audio; the summary then shows
+accuracy with audio, without and the difference (`local.eval.summary`).
+
 Example:
     $ python -m local.eval.steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir exp/grpo \\
-        -- --mmau_json data/mmau/mmau-test-mini.json --mmau_audio_dir data/mmau/test-mini-audios
+        --with_no_audio -- --mmau_json data/mmau/mmau-test-mini.json \\
+        --mmau_audio_dir data/mmau/test-mini-audios
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from pathlib import Path
 import torch
 
 from local.eval.benchmarks.base import registered
-from local.eval.runner import evaluate
-from local.eval.summary import write_summary
+from local.eval.runner import evaluate, setup_logging
+from local.eval.summary import no_audio_dir, write_summary
 from local.train.checkpoints import complete_checkpoints
 from local.util.dist import init_distributed
 
@@ -55,6 +61,19 @@ def steps(model: str, run_dir: Path, checkpoints: str = "") -> list[tuple[int, s
     return [(0, model), *((s, str(found[s])) for s in sorted(found) if s != 0)]
 
 
+def evaluations(plan: Sequence[tuple[int, str]], eval_dir: Path, with_no_audio: bool = False
+                ) -> list[tuple[int, str, Path, list[str]]]:
+    """(step, model, out_dir, extra evaluator options) for every evaluation of `plan`: each step
+    with audio into `<eval_dir>/<step>`, then, `with_no_audio`, step 0 and the last step with
+    `--no_audio` into `no_audio_dir` (once if they are the same step)."""
+    runs = [(step, model, eval_dir / str(step), []) for step, model in plan]
+    if with_no_audio:
+        ends = dict([plan[0], plan[-1]])  # a plan of step 0 alone gives one text-only run
+        runs += [(step, model, no_audio_dir(eval_dir, step), ["--no_audio"])
+                 for step, model in ends.items()]
+    return runs
+
+
 def _describe_absent(folder: Path) -> str:
     if not folder.is_dir():
         return f"{folder} not found"
@@ -72,20 +91,32 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     parser.add_argument("--run_dir", type=Path, required=True, help="e.g. exp/grpo")
     parser.add_argument("--checkpoints", default="",
                         help='steps to evaluate, e.g. "100 200" (default: every checkpoint-N)')
+    parser.add_argument("--with_no_audio", action="store_true",
+                        help="also evaluate step 0 and the last step with --no_audio (text "
+                        "only) into <step>-no_audio/; the summary shows the difference")
     parser.add_argument("evaluator_args", nargs=argparse.REMAINDER,
                         help="after --: options for evaluate_<bench>.py")
     args = parser.parse_args(argv)
     rest = args.evaluator_args
     rest = rest[1:] if rest[:1] == ["--"] else rest
+    if args.with_no_audio and "--no_audio" in rest:
+        parser.error("--with_no_audio compares runs with and without audio, so the evaluator "
+                     "options after -- must not hold --no_audio")
     dist = init_distributed()
+    setup_logging(dist)
     eval_dir = args.run_dir / "eval" / args.bench
     plan = steps(args.model, args.run_dir, args.checkpoints)
+    runs = evaluations(plan, eval_dir, args.with_no_audio)
     if dist.is_main:
-        logging.basicConfig(level=logging.INFO, force=True)
-        logger.info("%s: steps %s -> %s", args.bench, [s for s, _ in plan], eval_dir)
-    for step, model in plan:
+        logger.info("%s: steps %s%s -> %s", args.bench, [s for s, _ in plan],
+                    f", text only {[s for s, _, _, a in runs if a]}" if args.with_no_audio
+                    else "", eval_dir)
+    for index, (step, model, out_dir, extra) in enumerate(runs, 1):
+        if dist.is_main:
+            logger.info("%s: evaluation %d of %d: step %d%s", args.bench, index, len(runs),
+                        step, " without audio" if extra else "")
         evaluate(benchmarks[args.bench],
-                 ["--model", model, "--out_dir", str(eval_dir / str(step)), *rest])
+                 ["--model", model, "--out_dir", str(out_dir), *rest, *extra])
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
