@@ -240,6 +240,8 @@ def test_with_no_audio_evaluates_first_and_last_step_text_only(tiny_omni: Path,
 def test_two_processes_shard_and_merge_to_the_single_process_predictions(
         tiny_omni: Path, tmp_path: Path) -> None:
     json_path, audio_dir = mmau_eval_set(tmp_path / "data")
+    missing = sorted(audio_dir.iterdir())[3]
+    missing.unlink()  # one clip gone: every rank reads the question file, rank 0 alone says so
     common = ["--model", str(tiny_omni), "--mmau_json", str(json_path), "--mmau_audio_dir",
               str(audio_dir), "--max_new_tokens", "6", "--batch_size", "1", "--dtype", "float32"]
     evaluate_mmau.main([*common, "--out_dir", str(tmp_path / "single")])
@@ -253,6 +255,13 @@ def test_two_processes_shard_and_merge_to_the_single_process_predictions(
             for r in (0, 1)]
     assert [len(lines) for lines in logs] == [N_ITEMS // 2, N_ITEMS // 2]
     assert done.stdout.count("MMAU test-mini accuracy") == 1  # rank 0 alone reports
+    assert done.stderr.count("1 audio files not found") == 1, done.stderr[-3000:]
+    assert f"MMAU test-mini (rank 0 of 2): 100%|██████████| {N_ITEMS // 2}/{N_ITEMS // 2} [" \
+        in done.stderr  # rank 0's bar: its share, with elapsed<ETA and rate
+    assert "INFO" not in "".join(line for line in done.stderr.splitlines()
+                                 if "[rank 1]" in line)
+    # the clip's "scored wrong" warning comes from the rank that asked it, once
+    assert done.stderr.count(f"{missing.stem}: unreadable audio") == 1, done.stderr[-3000:]
 
     def predictions(folder: str) -> list:
         items = json.loads((tmp_path / folder / "predictions.json").read_text())

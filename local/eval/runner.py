@@ -8,7 +8,8 @@ stages) all run it:
   load     `benchmark.load`: the records to ask, and the rows counted wrong
   predict  per protocol: this rank's deterministic shard, minus what an earlier run already
            logged, in batches, one flushed JSONL line per answer (`local.eval.prediction_log`),
-           a progress bar on rank 0; after a barrier rank 0 merges every rank's log once
+           a progress bar (rate, ETA) of rank 0's share on rank 0; after a barrier rank 0
+           merges every rank's log once. Logs are rank 0's (`local.util.dist.setup_logging`)
   score    `benchmark.items` (every question with its prediction) -> `benchmark.score`
   write    `benchmark.write_predictions`, then results.json and results.md (rank 0)
 
@@ -53,6 +54,7 @@ from local.eval.report import (
     public,
 )
 from local.util.dist import DistContext, init_distributed, shard
+from local.util.dist import setup_logging as setup_rank_logging
 from local.util.fsio import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -74,8 +76,7 @@ def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[st
                         dist, batch_size=args.batch_size, template=args.template,
                         settings=run_settings(args, **data_settings(benchmark, args, protocol)),
                         text_fn=benchmark.prompt_text(protocol),
-                        desc=f"{benchmark.title} [{protocol}]" if benchmark.multi_protocol
-                        else benchmark.title)
+                        desc=progress_label(benchmark, args, protocol))
         if by_id is not None:  # rank 0: score and write what every rank predicted
             items = benchmark.items(data, protocol, by_id)
             benchmark.write_predictions(args.out_dir, protocol, items)
@@ -151,10 +152,16 @@ def data_settings(benchmark: Benchmark, args: argparse.Namespace,
     return settings
 
 
+def progress_label(benchmark: Benchmark, args: argparse.Namespace, protocol: str) -> str:
+    """What the progress bar and its log lines call a run: benchmark, protocol, no audio."""
+    label = f"{benchmark.title} [{protocol}]" if benchmark.multi_protocol else benchmark.title
+    return f"{label} (no audio)" if args.no_audio else label
+
+
 def setup_logging(dist: DistContext) -> None:
-    """INFO on rank 0, warnings only on the others (one log, not world_size copies)."""
-    logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    """INFO on rank 0; on the others warnings once per kind, errors, nothing every rank repeats
+    alike (`local.util.dist.setup_logging`): one log, not world_size copies."""
+    setup_rank_logging(dist.rank)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,9 +208,10 @@ def predict(make_generator: Callable[[], Backend], records: Sequence[Record],
                     desc, len(records), sum(r.id in done for r in records), len(todo),
                     dist.world_size)
     generator = make_generator() if todo else None
+    share = f" (rank 0 of {dist.world_size})" if dist.world_size > 1 else ""
     with PredictionLog(work_dir, dist.rank) as log, tqdm(
-            total=len(mine), initial=len(mine) - len(todo), desc=desc, unit="item",
-            disable=not dist.is_main) as bar:
+            total=len(mine), initial=len(mine) - len(todo), desc=desc + share, unit="item",
+            disable=not dist.is_main) as bar:  # rank 0's share: about 1/world_size of the run
         for start_at in range(0, len(todo), batch_size):
             batch = todo[start_at:start_at + batch_size]
             texts = [text_fn(r) for r in batch] if text_fn is not None else None

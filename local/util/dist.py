@@ -4,6 +4,11 @@ Under torchrun (WORLD_SIZE > 1) `init_distributed` starts one process group (NCC
 on CPUs) and each rank takes the deterministic shard ``items[rank::world_size]``: every item
 once, the same split on every run. A single process needs no torch.distributed at all.
 
+Logs are rank 0's (`setup_logging`): rank 0 logs INFO and above; another rank only what is its
+own to say, through `ReplicaLogFilter`: warnings once per kind, errors always, and nothing from
+the loggers every rank repeats alike (`SHARED_LOGGERS`: every rank reads the same question or
+training file, so rank 0's warnings about it are everyone's).
+
 torch is imported inside the functions that need it, so importing this module (and `shard`,
 plain Python) stays as cheap as the standard library.
 
@@ -18,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +33,11 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Loggers whose records every rank repeats alike (module names; prefixes count): the readers and
+# the bad-record policy run on every rank over the same file (evaluation and training both load
+# the whole set, then shard), so rank 0's copy is the one shown.
+SHARED_LOGGERS = ("local.core.readers", "local.core.records")
 
 
 @dataclass(frozen=True)
@@ -80,3 +91,48 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside a world of {world_size}.")
     return list(items[rank::world_size])
+
+
+class ReplicaLogFilter(logging.Filter):
+    """What a rank other than 0 shows: no record below WARNING, none of `shared` loggers
+    (below ERROR), each kind of warning once (a kind: the logger and the message template,
+    `record.msg` before its arguments, so "%s: %s; scored wrong." per item is one kind), errors
+    always; what passes is prefixed "[rank N]", a warning with a note that its repeats are not
+    shown.
+    """
+
+    def __init__(self, rank: int, shared: Sequence[str] = SHARED_LOGGERS) -> None:
+        super().__init__()
+        self.rank = rank
+        self.shared = tuple(shared)
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "rank_filtered", False):  # passed already (another root handler)
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        note = ""
+        if record.levelno < logging.ERROR:
+            if any(record.name == s or record.name.startswith(s + ".") for s in self.shared):
+                return False
+            kind = (record.name, str(record.msg))
+            if kind in self.seen:
+                return False
+            self.seen.add(kind)
+            note = f" [later ones of this kind on rank {self.rank} not shown]"
+        record.msg, record.args = f"[rank {self.rank}] {record.getMessage()}{note}", None
+        record.rank_filtered = True
+        return True
+
+
+def setup_logging(rank: int, fmt: str = LOG_FORMAT, force: bool = True) -> None:
+    """Root logging for one process of a run: INFO on rank 0; on any other rank WARNING and
+    above through a `ReplicaLogFilter` on every root handler (one log, not world_size copies).
+    `force=False` keeps root handlers someone set up already (`logging.basicConfig`)."""
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format=fmt,
+                        force=force)
+    if rank != 0:
+        replica = ReplicaLogFilter(rank)  # one filter: a kind shown once, whatever the handler
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(replica)
