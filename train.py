@@ -36,6 +36,7 @@ from local.train.dataset import build_train_dataset
 from local.train.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train.tracking import CompletionSamples, set_up_tracking, wants
 from local.train.trainer import AudioGRPOTrainer, UnusableClipError
+from local.util.dist import setup_logging
 
 logger = logging.getLogger("train")
 
@@ -107,8 +108,7 @@ def main(argv: list[str] | None = None) -> Path:
 
         deepspeed.init_distributed(dist_backend=config.ddp_backend or None)
     state = PartialState()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        level=logging.INFO if state.is_main_process else logging.WARNING)
+    setup_logging(state.process_index, force=False)  # rank 0 logs; others own warnings once
     transformers.utils.logging.set_verbosity(config.get_process_log_level())
     if not model_args.model_name_or_path:
         raise SystemExit("train.py: give --model_name_or_path (hub id or checkpoint folder)")
