@@ -6,11 +6,15 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from local.core.readers import read_mmsu
+from local.core.records import ReadReport
 from local.util.dist import ReplicaLogFilter
 from tests.helpers import REPO
+from tests.sources import MMSU_WAV, mmsu_row, save_mmsu
 
 READERS = "local.core.readers"
 
@@ -69,3 +73,17 @@ def test_setup_logging_on_rank_0_and_on_another_rank() -> None:
     assert "has no audio" not in other and "loaded" not in other
     assert other.count(": bad") == 1 and "[rank 1] 0: bad" in other
     assert "later ones of this kind on rank 1 not shown" in other
+
+
+def test_mmsu_rows_without_audio_are_one_warning_not_one_per_row(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """5,000 MMSU rows can lack audio: the reader says how many in one line (as MMAU's does)."""
+    root = save_mmsu(tmp_path / "mmsu", [mmsu_row(i, audio=None if i % 2 else MMSU_WAV)
+                                         for i in range(7)])
+    report = ReadReport()
+    with caplog.at_level(logging.WARNING, logger=READERS):
+        records = list(read_mmsu(root, report=report))
+    assert len(records) == 7 and report.missing_audio == ["k1", "k3", "k5"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "3 rows without audio (e.g. k1)" in warnings[0] and "scored wrong" in warnings[0]

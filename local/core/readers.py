@@ -291,9 +291,11 @@ def read_mmsu(
             continue
         if audio is None:
             report.missing_audio.append(record.id)
-            logger.warning("%s: %s has no audio; kept, it will be scored wrong.", source, row_id)
         report.read += 1
         yield record
+    if report.missing_audio:  # one line, not one per row (MMSU has 5,000)
+        logger.warning("%s: %d rows without audio (e.g. %s); kept, they will be scored wrong.",
+                       source, len(report.missing_audio), report.missing_audio[0])
     logger.info(report.summary())
 
 
