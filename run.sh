@@ -5,10 +5,11 @@
 #   bash run.sh --stage prepare              # data and models from the hub
 #   bash run.sh --stage train                # GRPO on AVQA (torchrun + DeepSpeed ZeRO-1)
 #   bash run.sh --stage mmau --stop_stage mmsu
+#   bash run.sh --stage report               # exp/<run>/report.md: curves, accuracy, samples
 #   bash run.sh --help                       # every option with its default
 #
 # Ordered stages: prepare < train < mmau < mmsu (--stage X --stop_stage Y runs X..Y).
-# Standalone stages: test, demo. Any option below is overridable as `--name value`.
+# Standalone stages: test, demo, report. Any option below is overridable as `--name value`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -16,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Options: name, default, help. Every one can be given as --name value.
 # ----------------------------------------------------------------------------------------------
 OPTIONS=(
-  "stage||first stage to run: prepare|train|mmau|mmsu|test|demo"
+  "stage||first stage to run: prepare|train|mmau|mmsu|test|demo|report"
   "stop_stage||last stage to run (ordered stages only; default: same as --stage)"
   "dry_run|false|print the commands a stage would run, run nothing"
   "overwrite|false|redo finished work instead of skipping it"
@@ -92,7 +93,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 ORDERED_STAGES=(prepare train mmau mmsu)
-STANDALONE_STAGES=(test demo)
+STANDALONE_STAGES=(test demo report)
 
 stage_index() {
   local i
@@ -237,6 +238,13 @@ stage_demo() {
   local args=(--out "$exp_dir/demo")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
   run_cmd "$PY" -m local.demo "${args[@]}" "${extra_args[@]}"
+}
+# The run's report from its files (training log, completions, evaluations, config); a run still
+# going or not yet evaluated gets one too.
+stage_report() {
+  local run="$exp_dir/$run_name"
+  log "Stage report: $run -> $run/report.md"
+  run_cmd "$PY" -m local.report --run_dir "$run" "${extra_args[@]}"
 }
 
 stage_test() {

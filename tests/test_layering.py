@@ -9,6 +9,8 @@ The layers (README, "Architecture"):
     eval     generation, runner, report, benchmarks                   imports core, util, eval
              (and train.checkpoints: checkpoint discovery has one home)
     prepare  hub, unpack, validate                                    imports core, util, prepare
+    report   a run folder's report (curves, accuracy, samples)        imports core, util, eval,
+                                                                      train, report
     demo     data, tiny models, warm-up, report                       imports anything
 
 Every module is read with `ast` (nothing is imported), so a module that fails to import is still
@@ -34,6 +36,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "train": ("local.core", "local.util", "local.train"),
     "eval": ("local.core", "local.util", "local.eval", "local.train.checkpoints"),
     "prepare": ("local.core", "local.util", "local.prepare"),
+    "report": ("local.core", "local.util", "local.eval", "local.train", "local.report"),
 }
 # Top-level names of the recipe besides local/: an import of one of these inside a function is
 # an import between recipe modules too.
@@ -161,6 +164,11 @@ def offenders() -> list[tuple[str, str]]:
                      ["line 2: local.train imports local.demo.tiny"], id="deferred-counts-too"),
         pytest.param("local.demo.run", "from local.eval import steps\n", [],
                      id="demo-imports-anything"),
+        pytest.param("local.report.build", "from local.eval.summary import x\n", [],
+                     id="report-reads-evaluations"),
+        pytest.param("local.report.build", "from local.demo.report import x\n",
+                     ["line 1: local.report imports local.demo.report"],
+                     id="report-imports-no-demo"),
     ],
 )
 def test_layer_check(module: str, source: str, problems: list[str]) -> None:
