@@ -1,52 +1,25 @@
-"""The demo: report helpers (fast, table-driven) and the whole pipeline at reduced size (slow)."""
+"""The demo: report helpers (fast, table-driven) and the whole pipeline at reduced size (slow).
+The run's report itself (curves, accuracy, samples) is tested in tests/test_report.py."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from local.demo.plots import curves
-from local.demo.report import encoder_change, group_spread, reward_names_and_weights
+from local.demo.plots import warmup_figure
+from local.demo.report import DEMO_SET_TITLE, encoder_change
 from local.demo.warmup import answer_labels, pick_label
-
-
-@pytest.mark.parametrize(
-    ("rewards", "size", "expected"),
-    [
-        pytest.param([1, 1, 1, 1], 4, {"groups": 1, "varied_groups": 0, "mean_std": 0.0},
-                     id="all-equal"),
-        pytest.param([0, 2, 0, 2], 4, {"groups": 1, "varied_groups": 1, "mean_std": 1.0},
-                     id="spread"),
-        pytest.param([0, 1, 5, 5], 2, {"groups": 2, "varied_groups": 1, "mean_std": 0.25},
-                     id="two-groups"),
-        pytest.param([0, 1, 2], 2, {"groups": 1, "varied_groups": 1, "mean_std": 0.5},
-                     id="incomplete-tail-ignored"),
-        pytest.param([], 4, {"groups": 0, "varied_groups": 0, "mean_std": 0.0}, id="empty"),
-    ],
-)
-def test_group_spread(rewards: list[float], size: int, expected: dict) -> None:
-    assert group_spread(rewards, size) == expected
-
-
-@pytest.mark.parametrize(
-    ("config", "expected"),
-    [
-        ({"template": "default"}, (["accuracy", "format"], [1.0, 1.0])),
-        ({"template": "think"}, (["accuracy", "format_answer", "format_think"], [0.8, 0.1, 0.1])),
-        ({"template": "default", "reward_funcs": ["accuracy"]}, (["accuracy"], [1.0])),
-        ({"template": "default", "reward_weights": [2, 1]}, (["accuracy", "format"], [2.0, 1.0])),
-        ({"template": "default", "robust_rewards": True},
-         (["accuracy_robust", "format_robust"], [1.0, 1.0])),
-    ],
-)
-def test_reward_names_and_weights_resolve_like_train(config: dict, expected: tuple) -> None:
-    assert reward_names_and_weights(config) == expected
+from tests.helpers import REPO
+from tests.helpers_report import assert_every_plot_has_data, assert_every_section
 
 
 def _save(folder: Path, tensors: dict[str, torch.Tensor]) -> Path:
@@ -99,16 +72,6 @@ def test_label_noise_zero_always_teaches_the_answer_and_one_mixes() -> None:
     assert {pick_label("a", ["a", "b"], 1.0, rng) for _ in range(50)} == {"a", "b"}
 
 
-def test_curves_read_trl_metric_names() -> None:
-    history = [{"step": 1, "reward": 1.0, "rewards/format/mean": 0.5, "kl": 0.01,
-                "completions/mean_length": 9.0, "reward_std": 0.4, "frac_reward_zero_std": 0.25},
-               {"step": 1, "train_runtime": 3.0}]
-    series = curves(history, ["format"], {1: {"mean_std": 0.3}})
-    assert series["reward/format"] == [(1, 0.5)] and series["kl"] == [(1, 0.01)]
-    assert series["groups with varied rewards"] == [(1, 0.75)]
-    assert series["within-group std (logged completions)"] == [(1, 0.3)]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
@@ -121,10 +84,16 @@ def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert info["encoder"]["changed"], info["encoder"]
     assert "The audio encoder was trained: PASSED" in report
-    for png in ("rewards", "kl", "completion_length", "reward_spread", "warmup_loss"):
-        path = out / "plots" / f"{png}.png"
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
-        assert f"plots/{png}.png" in report
+    # The run's report (local.report) inside the demo's, every plot drawn from data.
+    assert_every_section(report)
+    links = assert_every_plot_has_data(out / "report.md")
+    for png in ("rewards", "kl", "completion_length", "reward_spread", "optimizer",
+                "accuracy_mmau", "warmup_loss"):
+        assert f"plots/{png}.png" in links, png
+    # Honest titles: the synthetic set is named as such, never as MMAU test-mini.
+    titles = json.dumps(json.loads((out / "plots" / "plots.json").read_text()))
+    assert DEMO_SET_TITLE in titles and "MMAU test-mini" not in titles
+    assert f"### {DEMO_SET_TITLE} (`eval/mmau/`)" in report
     # The before -> after table: step 0 (initial model) and every checkpoint, from results.json.
     steps = [int(m) for m in re.findall(r"^\| (\d+) \| `", report, flags=re.M)]
     assert steps == [0, 2, 4]
@@ -133,6 +102,13 @@ def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
         assert result["total"] == 8 and f"{result['correct']}/8" in report
     assert (out / "models/initial/.done").exists() and (out / "run/checkpoint-4").is_dir()
     assert "Measured wall time" in report and "groups" in report
+    # The run's own report, as `bash run.sh --stage report` writes it after the demo.
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix, "CONDA_PREFIX": ""}
+    done = subprocess.run(["bash", "run.sh", "--stage", "report", "--exp_dir", str(out),
+                           "--run_name", "run"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(assert_every_plot_has_data(out / "run" / "report.md")) >= 5
     # A second call skips every finished part.
     again = main(argv)
     assert set(again["skipped"]) == {"data", "tiny model", "warm-up", "GRPO training"}
@@ -148,3 +124,9 @@ def test_the_demo_finds_the_repository_it_runs_train_py_in() -> None:
     settings = DemoSettings()
     assert REPO == ROOT and (REPO / train_command(settings)[1]).is_file()
     assert settings.max_steps() == yaml.safe_load((ROOT / settings.config).read_text())["max_steps"]
+
+
+def test_warmup_figure_plots_the_logged_loss() -> None:
+    figure = warmup_figure({"log": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]})
+    assert figure.panels[0].lines[0].points == [(1, 2.0), (2, 1.0)]
+    assert figure.panels[0].xlabel == "warm-up step"

@@ -1,4 +1,4 @@
-"""The demo report's markdown, from the values `local.demo.report` collected (no figure typed in).
+"""The demo report's markdown: the demo's own sections around the run's (`local.report`).
 
 Example:
     >>> fmt_seconds(75.0)
@@ -8,6 +8,9 @@ Example:
 from __future__ import annotations
 
 from typing import Any
+
+from local.report.build import Report
+from local.report.markdown import Section
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -25,114 +28,81 @@ def _timings(info: dict[str, Any]) -> str:
     return "\n".join(lines) + f"\n| **total** | **{total:.1f}** | **{info['wall_s']:.1f}** |"
 
 
-def _spread_text(ctx: dict[str, Any]) -> str:
-    spread = ctx["spread"]
-    groups = sum(s["groups"] for s in spread.values())
-    varied = sum(s["varied_groups"] for s in spread.values())
-    share = ctx["series"]["groups with varied rewards"]
-    mean_share = sum(v for _, v in share) / len(share) if share else float("nan")
-    if not groups:
-        return ("No completion logs were found (log_completions off), so the spread comes from "
-                f"TRL's `frac_reward_zero_std` only: on average {mean_share:.0%} of the groups "
-                "per step had rewards that differ.")
-    verdict = "vary" if varied else "do NOT vary (every advantage was zero)"
-    return (f"Rewards {verdict} within groups: in the logged completions, **{varied} of "
-            f"{groups} groups** ({varied / groups:.0%}) had completions with different total "
-            f"rewards (so non-zero advantages); per step, TRL's `frac_reward_zero_std` gives "
-            f"on average {mean_share:.0%} of groups with varied rewards.")
-
-
-def _config_table(config: dict[str, Any]) -> str:
-    lines = ["| key | value |", "|---|---|"]
-    lines += [f"| `{k}` | `{v}` |" for k, v in config.items()]
-    return "\n".join(lines)
-
-
-def render(ctx: dict[str, Any]) -> str:
-    """The whole report."""
-    info, enc, warm = ctx["info"], ctx["info"]["encoder"], ctx["warmup"]["settings"]
+def intro(report: Report, ctx: dict[str, Any]) -> str:
+    info = ctx["info"]
     settings = info["settings"]
-    plots = ctx["plots"]
-    rewards = ", ".join(f"`{n}` x {w:g}" for n, w in zip(ctx["names"], ctx["weights"],
-                                                          strict=True))
-    check = "PASSED" if enc["changed"] else "FAILED"
-    warmup_plot = f"\n![warm-up loss]({plots['warmup']})\n" if "warmup" in plots else ""
-    return f"""# Demo: GRPO on a tiny audio language model, CPU
-
-Everything below was measured by this run (`python -m local.demo`, the call behind
+    return f"""Everything below was measured by this run (`python -m local.demo`, the call behind
 `bash run.sh --stage demo`); nothing is typed in by hand. It is a **tiny random-weight
 Qwen2.5-Omni thinker on a synthetic audio set**: the numbers show that the pipeline runs end
 to end and learns, not how a real model performs.
 
 - **Measured wall time: {fmt_seconds(info["wall_s"])}** for this invocation, up to the report
   (parts already done are skipped; the table gives each part's time when it ran)
-- Commit: `{ctx["commit"]}`; machine: {ctx["machine"]}
+- Code version: `{report.run.code_version}`; machine: {ctx["machine"]}
 - Data: {settings["n_train"]} training items (AVQA layout) and {settings["n_eval"]} evaluation
-  items (MMAU test-mini layout) from `local/demo/data.py`: count the beeps, high or low tone,
-  rising or falling sweep, louder half.
+  items (the synthetic demo set, in the MMAU test-mini layout) from `local/demo/data.py`: count
+  the beeps, high or low tone, rising or falling sweep, louder half.
 - Starting model (step 0): `models/initial/`; final checkpoint: `{ctx["final"]}`.
+- The run's own report (the same sections without the demo's):
+  `bash run.sh --stage report --exp_dir {settings["out"]} --run_name run`.
 
-{_timings(info)}
+{_timings(info)}"""
 
-## How the demo is made learnable
 
-A random model never writes `<answer>X</answer>`: every completion earns 0, all rewards in a
-group are equal, every advantage is 0 and GRPO learns nothing. So before GRPO the random model
-(`models/random/`) gets a short **supervised warm-up** (`local/demo/warmup.py`):
-{warm["steps"]} steps
-of {warm["batch_size"]} rows, learning rate {warm["learning_rate"]:g}, cross-entropy on the
-answer tokens only, through the same audio collation as training and evaluation
+def warmup_section(report: Report, ctx: dict[str, Any]) -> Section:
+    warm = ctx["warmup"]["settings"]
+    names = report.settings.get("reward_funcs") or []
+    weights = report.settings.get("reward_weights") or [None] * len(names)
+    rewards = ", ".join(f"`{n}`" + ("" if w is None else f" x {w:g}")
+                        for n, w in zip(names, weights, strict=True))
+    plot = f"\n\n{report.image('warmup_loss')}" if "warmup_loss" in report.drawn else ""
+    return Section("warmup", "How the demo is made learnable", f"""A random model never writes
+`<answer>X</answer>`: every completion earns 0, all rewards in a group are equal, every
+advantage is 0 and GRPO learns nothing. So before GRPO the random model (`models/random/`) gets
+a short **supervised warm-up** (`local/demo/warmup.py`): {warm["steps"]} steps of
+{warm["batch_size"]} rows, learning rate {warm["learning_rate"]:g}, cross-entropy on the answer
+tokens only, through the same audio collation as training and evaluation
 (`local/core/collate.py`). It teaches the format `<answer>option</answer>`; on
-{warm["label_noise"]:.0%}
-of the rows the taught option is a random choice instead of the right one, so the model starts
-uncertain, sampled completions differ within a group, and GRPO has something to sharpen.
-The result is saved as `models/initial/`, the starting model for GRPO and step 0 of the
-evaluation. The rewards are the recipe's defaults for template `{ctx["config"]["template"]}`:
-{rewards}.
-{warmup_plot}
-## Training curves
+{warm["label_noise"]:.0%} of the rows the taught option is a random choice instead of the right
+one, so the model starts uncertain, sampled completions differ within a group, and GRPO has
+something to sharpen. The result is saved as `models/initial/`, the starting model for GRPO and
+step 0 of the evaluation. The rewards are the recipe's defaults for template
+`{report.settings.get("template")}`: {rewards}.{plot}""")
 
-From `log_history` of `{ctx["final"]}/trainer_state.json`.
 
-![rewards]({plots["rewards"]})
-![KL]({plots["kl"]})
-![completion length]({plots["length"]})
-![reward spread]({plots["spread"]})
+def eval_section(ctx: dict[str, Any]) -> Section:
+    settings = ctx["info"]["settings"]
+    return Section("before_after", "Evaluation: before -> after", f"""`local.eval.steps` with
+the MMAU evaluator (`evaluate_mmau.py`: greedy, {settings["eval_max_new_tokens"]} new tokens,
+float32, MMAU's official token rule) on the synthetic demo set, step 0 = the starting model;
+one row per evaluated model, accuracy per demo task.
 
-{_spread_text(ctx)}
+{ctx["eval_table"]}""")
 
-## Evaluation: before -> after
 
-`local.eval.steps` with the MMAU evaluator (`evaluate_mmau.py`: greedy,
-{settings["eval_max_new_tokens"]} new tokens, float32, MMAU official token rule) on the
-synthetic MMAU-shaped set, step 0 = the starting model.
+def encoder_section(ctx: dict[str, Any]) -> Section:
+    enc = ctx["info"]["encoder"]
+    check = "PASSED" if enc["changed"] else "FAILED"
+    return Section("encoder", f"The audio encoder was trained: {check}", f"""Comparing the
+`audio_tower.*` weights of `{ctx["final"]}` with `models/initial/`: **{enc["changed_tensors"]}
+of {enc["tensors"]} tensors changed**, largest absolute change {enc["max_abs_diff"]:.3g},
+relative change of the whole encoder {enc["relative_change"]:.3g}. (If the audio did not reach
+the loss, the encoder would get no gradient and stay identical.)""")
 
-{ctx["eval_table"]}
 
-![accuracy vs step]({ctx["eval_plot"]})
-
-## The audio encoder was trained: {check}
-
-Comparing the `audio_tower.*` weights of `{ctx["final"]}` with `models/initial/`:
-**{enc["changed_tensors"]} of {enc["tensors"]} tensors changed**, largest absolute change
-{enc["max_abs_diff"]:.3g}, relative change of the whole encoder {enc["relative_change"]:.3g}.
-(If the audio did not reach the loss, the encoder would get no gradient and stay identical.)
-
-## Sample completions (last logged step, from TRL's completions parquet)
-
-Groups of {ctx["config"]["num_generations"]} consecutive rows share one prompt (and its audio).
-
-{ctx["samples"]}
-
-## Resolved configuration
-
-GRPO command: `{" ".join(info["train_command"])}`
-
-{_config_table(ctx["config"])}
-
-<details><summary>Full resolved training config (run/resolved_config.yaml)</summary>
-
-```yaml
-{ctx["config_yaml"]}```
-</details>
-"""
+def render(report: Report, ctx: dict[str, Any]) -> str:
+    """The whole demo report: the demo's intro, warm-up, the run's sections with the before ->
+    after table and the encoder check among them, the command that trained."""
+    sections = [warmup_section(report, ctx)]
+    for section in report.sections:
+        if section.key == "accuracy":
+            sections.append(eval_section(ctx))
+        sections.append(section)
+        if section.key == "audio":
+            sections.append(encoder_section(ctx))
+    command = " ".join(ctx["info"]["train_command"])
+    config = report.section("config")
+    sections[sections.index(config)] = Section(
+        config.key, config.heading, f"GRPO command: `{command}`\n\n{config.body}")
+    return report.markdown(title="Demo: GRPO on a tiny audio language model, CPU",
+                           intro=intro(report, ctx), sections=sections)
