@@ -202,16 +202,36 @@ def _open_mmsu(source: str | Path | Any, split: str) -> tuple[Any, str]:
                           or (path / "dataset_dict.json").exists()):
         loaded = datasets.load_from_disk(str(path))
         return _open_mmsu(loaded, split)[0], f"MMSU ({path})"
+    files = _mmsu_parquet_files(path, split)
+    # streaming: rows are read from the parquet files on demand, no cache copy is built
+    ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train",
+                               streaming=True)
+    return ds, f"MMSU ({path})"
+
+
+def _mmsu_parquet_files(path: Path, split: str) -> list[Path]:
+    """The parquet files of `split` in an MMSU snapshot folder (or `path` itself, a file)."""
     files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"{path}: no save_to_disk folder and no .parquet files; expected "
                                 "the yuantuo666/MMSU-full_5k_hf_format.v0 snapshot.")
     chosen = [f for f in files if f.name.startswith(f"{split}-") or f.parent.name == split]
-    files = chosen or files
-    # streaming: rows are read from the parquet files on demand, no cache copy is built
-    ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train",
-                               streaming=True)
-    return ds, f"MMSU ({path})"
+    return chosen or files
+
+
+def mmsu_row_count(source: str | Path | Any, split: str = "train") -> int | None:
+    """How many rows `read_mmsu(source, split=split)` goes through, from metadata alone (parquet
+    footers, a saved dataset's length), for a progress bar's total; None where not known."""
+    try:
+        ds, _ = _open_mmsu(source, split)
+        if hasattr(ds, "__len__"):
+            return len(ds)
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(f).metadata.num_rows
+                   for f in _mmsu_parquet_files(Path(source), split))
+    except (OSError, ValueError, TypeError):  # unreadable: read_mmsu itself says why
+        return None
 
 
 def _mmsu_choices_answer(row: dict[str, Any]) -> tuple[list[str], str, int]:

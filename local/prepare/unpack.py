@@ -60,16 +60,23 @@ def _is_audio(path: Path) -> bool:
 
 
 def _extract(archive: Path, into: Path) -> None:
-    """Extract safely (no absolute paths, no `..`, no links outside `into`)."""
+    """Extract safely (no absolute paths, no `..`, no links outside `into`), with a progress bar
+    of known total (rate and ETA): a zip's members, a tar's bytes read from the archive (a
+    compressed tar's member count is only known once it has been read through)."""
+    desc = f"extract {archive.name}"
     try:
         if archive.name.lower().endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
-                for member in tqdm(zf.infolist(), desc=f"extract {archive.name}", unit="file"):
+                for member in tqdm(zf.infolist(), desc=desc, unit="file"):
                     zf.extract(member, into)  # zipfile strips absolute and '..' parts
         else:
-            with tarfile.open(archive) as tf:
-                for member in tqdm(tf, desc=f"extract {archive.name}", unit="file"):
+            with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tf, \
+                    tqdm(total=archive.stat().st_size, desc=desc, unit="B", unit_scale=True,
+                         unit_divisor=1024) as bar:
+                for member in tf:
                     tf.extract(member, into, filter="data")
+                    bar.update(raw.tell() - bar.n)
+                bar.update(bar.total - bar.n)  # the end-of-archive blocks
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
         raise UnpackError(f"{archive}: cannot extract ({err}); the archive is corrupt or "
                           "truncated: delete it (or its HF cache entry) and re-run "
@@ -147,12 +154,22 @@ def _audio_cells(parquet: Path, names: Mapping[str, str]
             index += 1
 
 
+def _row_count(parquet: Path) -> int | None:
+    """Rows in a parquet file, from its footer (None if unreadable: `_audio_cells` says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(parquet).metadata.num_rows
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        return None
+
+
 def _convert(parquet: Path, tmp: Path, seen: dict[str, Path], names: Mapping[str, str],
              empty: list[str]) -> int:
     """Write each row's clip to tmp/<name>; rows without bytes go to `empty` (reported)."""
     count = 0
     for name, data, label in tqdm(_audio_cells(parquet, names), desc=f"convert {parquet.name}",
-                                  unit="clip"):
+                                  unit="clip", total=_row_count(parquet)):
         if data is None:
             empty.append(label)
             continue

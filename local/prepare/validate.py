@@ -16,10 +16,11 @@ conversion went wrong.
 
 AVQA is ~55 GB, so by default 2,000 evenly spaced rows per split are checked (text and audio),
 `--avqa_max_items 0` checks all; MMSU and MMAU are checked in full (`--max_items` caps the
-clips decoded: MMAU evenly spaced, MMSU the first N, as it is streamed).
+clips decoded: MMAU evenly spaced, MMSU the first N, as it is streamed). Each dataset shows a
+progress bar with rate and ETA (MMSU's total from its parquet footers: `mmsu_row_count`).
 
 Example:
-    python -m local.validate --avqa data/avqa --mmsu data/mmsu \\
+    python -m local.prepare.validate --avqa data/avqa --mmsu data/mmsu \\
         --mmau_json data/mmau/mmau-test-mini.json --mmau_audio_dir data/mmau/test-mini-audios \\
         --model_family qwen2_5_omni --report data/validation.md
 """
@@ -41,7 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from local.core.audio import AudioError, decode_audio
-from local.core.readers import open_avqa, read_avqa, read_mmau, read_mmsu
+from local.core.readers import mmsu_row_count, open_avqa, read_avqa, read_mmau, read_mmsu
 from local.core.records import ReadReport, Record, RecordError
 from local.prepare.validate_report import DatasetCheck, write_report
 
@@ -187,7 +188,8 @@ def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCh
     check = DatasetCheck("mmsu")
     report = ReadReport()
     records = read_mmsu(path, report=report)
-    check_records(check, records, report, None, num_workers, None, max_decoded=max_items)
+    check_records(check, records, report, None, num_workers, mmsu_row_count(path),
+                  max_decoded=max_items)
     check.rows = check.read + check.skipped
     check.sampled = bool(max_items) and check.read > max_items
     check.checked = min(check.rows, max_items) if check.sampled and max_items else check.rows
