@@ -1,7 +1,7 @@
 """Draw the report's figures (`local.report.series.Figure`) as PNGs, and the data behind them.
 
 Each figure gets a title, each panel its own title and axis labels with units, integer steps on
-the x axis, a legend that sits below the axes when it is long (never over the lines), and a
+the x axis, a legend below the axes (never over the lines or bars), and a
 layout that keeps labels apart (matplotlib's constrained layout). `plots.json` beside the PNGs
 holds every series drawn, so a figure's numbers can be read without the image.
 
@@ -26,14 +26,12 @@ DATA_FILE = "plots.json"
 
 
 def _legend(ax: Any, panel: Panel) -> None:
+    """The legend below the axes, never over the data."""
     labels = [line.label for line in panel.lines]
     if len(labels) < 2:
         return
-    if len(labels) > 3 or max(len(label) for label in labels) > 24:
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                  ncol=min(3, len(labels)), frameon=False)
-    else:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+              ncol=min(3, len(labels)), frameon=False)
 
 
 def _bars(ax: Any, panel: Panel) -> None:
