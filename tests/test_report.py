@@ -23,8 +23,9 @@ from local.eval.runner import results_file
 from local.report.build import reward_names_and_weights, write_report
 from local.report.markdown import sample_steps
 from local.report.plots import DATA_FILE
-from local.report.run_folder import Completion, code_version, read_run, write_labels
+from local.report.run_folder import Completion, read_run, write_labels
 from local.report.series import group_spread, metric, reward_names, training_figures
+from local.util.gitinfo import code_version
 from tests.helpers import REPO
 from tests.helpers_report import assert_every_plot_has_data, assert_every_section, linked_pngs
 
@@ -78,7 +79,8 @@ def write_config(run: Path) -> None:
     resolved = {"training": {"template": "default", "reward_funcs": None, "reward_weights": None,
                              "num_generations": 4, "beta": 0.04, "learning_rate": 1e-6,
                              "max_steps": 100, "seed": 42},
-                "model": {"model_name_or_path": "Qwen/Qwen2.5-Omni-7B"}}
+                "model": {"model_name_or_path": "Qwen/Qwen2.5-Omni-7B"},
+                "code": "abc1234"}  # what train.py records: the commit that trained
     run.mkdir(parents=True, exist_ok=True)
     (run / "resolved_config.yaml").write_text(yaml.safe_dump(resolved))
     (run / "command.txt").write_text("python train.py --config conf/grpo.yaml\n")
@@ -157,7 +159,8 @@ def test_full_run_report_has_every_section_and_every_plot_has_data(full_report: 
     assert "Protocol `letter`, per level 1 category" in report
     assert "Protocol `mmau`, per task" in report
     assert "`Qwen/Qwen2.5-Omni-7B`" in report and "python train.py --config" in report
-    assert f"Code version (the checkout that wrote this report): `{code_version()}`" in report
+    assert ("Code version that trained: `abc1234`; the checkout that wrote this report: "
+            f"`{code_version()}`") in report
 
 
 def test_accuracy_and_audio_numbers_come_from_the_results(full_report: Path) -> None:

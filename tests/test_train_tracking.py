@@ -76,3 +76,16 @@ def test_a_short_cpu_run_writes_event_files_tensorboard_reads(
                 "train/completions/clipped_ratio", "train/learning_rate", "train/grad_norm"):
         assert len(scalars.get(tag, [])) == 2, (tag, " ".join(sorted(scalars)))
     assert texts, "the completion tables did not reach TensorBoard"
+
+
+def test_the_run_record_names_the_code_that_trained(tmp_path: Path) -> None:
+    import yaml
+
+    from local.train.checkpoints import write_run_record
+    from local.util.gitinfo import code_version
+
+    config, model_args = parse_args(["--output_dir", str(tmp_path), "--use_cpu", "true"])
+    write_run_record(tmp_path, config, model_args, ["train.py", "--use_cpu", "true"])
+    record = yaml.safe_load((tmp_path / "resolved_config.yaml").read_text())
+    assert record["code"] == code_version() and record["code"] != ""
+    assert record["training"]["report_to"] == ["tensorboard"]

@@ -273,7 +273,9 @@ def _cut(text: str) -> str:
 
 
 def config(run: RunFolder, resolved: dict[str, Any]) -> str:
-    parts = [f"Code version (the checkout that wrote this report): `{run.code_version}`"]
+    trained = (run.config or {}).get("code") if isinstance(run.config, dict) else None
+    parts = [f"Code version that trained: `{trained or 'not recorded'}`; the checkout that "
+             f"wrote this report: `{run.code_version}`"]
     if run.commands:
         more = (f" (the run was started {len(run.commands)} times; the last command)"
                 if len(run.commands) > 1 else "")

@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from local.core.prompts import TEMPLATES
 from local.eval.summary import collect, collect_no_audio
 from local.train.rewards import completion_text
 from local.util.fsio import atomic_write_json
+from local.util.gitinfo import code_version
 
 LABELS_FILE = "benchmark_labels.json"
 REPO = Path(__file__).resolve().parents[2]  # the recipe checkout (local/report/run_folder.py)
@@ -208,22 +208,6 @@ def read_evals(run: Path, notes: list[str]) -> list[BenchmarkEval]:
             or bench_dir.name, results=results, no_audio=no_audio,
             breakdown=label.get("breakdown")))
     return evals
-
-
-def code_version(repo: Path = REPO) -> str:
-    """The checkout's commit (short), "+ uncommitted changes" when it differs; else "unknown"."""
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=repo,
-                                  timeout=30, check=False)
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    sha = git("rev-parse", "--short", "HEAD")
-    if not sha:
-        return "unknown"
-    return sha + (" + uncommitted changes" if git("status", "--porcelain", "-uno") else "")
 
 
 def read_run(run_dir: str | Path) -> RunFolder:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from local.util.fsio import atomic_write_text, building, is_done
+from local.util.gitinfo import code_version
 
 if TYPE_CHECKING:
     import torch
@@ -96,7 +97,8 @@ def write_run_record(run_dir: str | Path, config: Any, model_args: Any,
 
     root = Path(run_dir)
     root.mkdir(parents=True, exist_ok=True)
-    resolved = {"training": config.to_dict(), "model": vars(model_args)}
+    resolved = {"training": config.to_dict(), "model": vars(model_args),
+                "code": code_version()}  # the commit that trained (the report shows it)
     text = yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), sort_keys=True)
     atomic_write_text(root / "resolved_config.yaml", text)
     command = " ".join(shlex.quote(a) for a in [sys.executable, *(argv or sys.argv)])
