@@ -148,3 +148,12 @@ def test_runs_of_different_sizes_are_flagged(tmp_path: Path) -> None:
     _write(tmp_path, f"0{NO_AUDIO_SUFFIX}", "mmau", {1}, True, n=9)
     text = write_summary(tmp_path).read_text()
     assert "step 0: 12 items with audio, 9 without" in text
+
+
+def test_a_given_title_names_the_summary(tmp_path: Path) -> None:
+    """The demo's synthetic set must not be titled after MMAU test-mini (local.eval.steps
+    --title)."""
+    _write(tmp_path, "0", "mmau", {0, 1}, no_audio=False)
+    assert write_summary(tmp_path).read_text().startswith("# MMAU test-mini across steps")
+    named = write_summary(tmp_path, "synthetic demo set (MMAU format) across steps")
+    assert named.read_text().startswith("# synthetic demo set (MMAU format) across steps\n")

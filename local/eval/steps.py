@@ -94,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     parser.add_argument("--with_no_audio", action="store_true",
                         help="also evaluate step 0 and the last step with --no_audio (text "
                         "only) into <step>-no_audio/; the summary shows the difference")
+    parser.add_argument("--title", default=None,
+                        help="title of summary.md/png (default: the benchmark's name from the "
+                        "results; e.g. the demo names its synthetic set)")
     parser.add_argument("evaluator_args", nargs=argparse.REMAINDER,
                         help="after --: options for evaluate_<bench>.py")
     args = parser.parse_args(argv)
@@ -122,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
             torch.cuda.empty_cache()
     if not dist.is_main:
         return None
-    return write_summary(eval_dir)
+    return write_summary(eval_dir, args.title)
 
 
 if __name__ == "__main__":
