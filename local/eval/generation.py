@@ -16,7 +16,9 @@ Data parallel (rank, world size, the deterministic shard ``items[rank::world_siz
 
 A generation backend is anything with the `Backend` shape: `generate(records, template, texts)`
 returns one `Output` per record, in order, and `truncated` counts the clips cut so far;
-`local.eval.runner` builds one per run and drives it over each rank's shard.
+`local.eval.runner` builds one per run and drives it over each rank's shard. `RecordGenerator`
+is what the backends share (each record's prompt and clip, errors, cut clips); `Generator` (HF)
+and `local.eval.vllm_backend.VLLMGenerator` only answer the prompts it has made.
 
 Example:
     >>> from local.eval.generation import GenerationSettings, Generator  # doctest: +SKIP
@@ -38,7 +40,7 @@ import torch
 
 from local.core.audio import AudioError
 from local.core.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
-from local.core.models import LoadedModel
+from local.core.models import LoadedModel, ModelFamily
 from local.core.prompts import build_messages, build_prompt
 from local.core.records import Record
 from local.core.special_tokens import (
@@ -130,19 +132,17 @@ def text_only_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for turn in messages]
 
 
-class Generator:
-    """Answers records with one loaded model: batched, greedy by default, audio optional."""
+class RecordGenerator:
+    """What every backend shares: each record's prompt (`local.core.prompts`, rendered by
+    `local.core.collate.render_prompt`) and clip (`local.core.collate.load_clip`), a record that
+    cannot be asked answered with its error, cut clips counted. A backend answers the prompts
+    that are ready (`respond`), so the HF and vLLM backends ask the same questions."""
 
-    def __init__(self, loaded: LoadedModel, settings: GenerationSettings, *,
-                 audio: bool = True, max_audio_seconds: float | None = 30.0,
-                 device: torch.device | None = None) -> None:
-        self.loaded, self.settings, self.audio = loaded, settings, audio
+    def __init__(self, processor: Any, family: ModelFamily, *, audio: bool = True,
+                 max_audio_seconds: float | None = 30.0) -> None:
+        self.processor, self.family, self.audio = processor, family, audio
+        self.tokenizer = processor.tokenizer
         self.max_audio_seconds = max_audio_seconds
-        self.device = device or torch.device("cpu")
-        self.model = loaded.model.to(self.device).eval()
-        self.processor = loaded.processor
-        self.tokenizer = loaded.processor.tokenizer
-        self.kwargs = settings.generate_kwargs(self.tokenizer)
         self.truncated = 0  # clips cut to the audio limit so far
 
     def prompt(self, record: Record, template: str, text: str | None = None) -> str:
@@ -153,25 +153,21 @@ class Generator:
             messages = text_only_messages(messages)
         return render_prompt(self.processor, messages)
 
-    def model_inputs(self, texts: Sequence[str], audios: Sequence[Any] | None) -> dict[str, Any]:
-        """Tokenized batch (left-padded); audio features only when audio is on."""
-        if not self.audio:
-            batch = self.tokenizer(list(texts), padding=True, padding_side="left",
-                                   return_tensors="pt")
-        else:
-            batch = encode_batch(self.processor, self.loaded.family, texts, audios or [])
-        return {k: v.to(self.device) for k, v in batch.items()}
-
-    def _clip(self, record: Record) -> tuple[Any, str | None, bool]:
+    def clip(self, record: Record) -> tuple[Any, str | None, bool]:
+        """(waveform, None, cut) for `record`, or (None, why it cannot be asked, False)."""
         if record.audio is None:
             return None, "no audio in the record (missing file or empty cell)", False
         try:
-            clip = load_clip(record.audio, family=self.loaded.family,
+            clip = load_clip(record.audio, family=self.family,
                              sampling_rate=record.sampling_rate,
                              max_duration_s=self.max_audio_seconds, name=record.id)
         except AudioError as err:
             return None, f"unreadable audio: {err}", False
         return clip.array, None, clip.truncated
+
+    def respond(self, prompts: list[str], clips: list[Any] | None) -> list[str]:
+        """The decoded answers to `prompts` (each with its clip; `clips` None: no audio)."""
+        raise NotImplementedError
 
     def generate(self, records: Sequence[Record], template: str = "default",
                  texts: Sequence[str] | None = None) -> list[Output]:
@@ -180,7 +176,7 @@ class Generator:
         ready: list[tuple[Record, str, Any]] = []
         for i, record in enumerate(records):
             prompt = self.prompt(record, template, texts[i] if texts is not None else None)
-            clip, error, truncated = (None, None, False) if not self.audio else self._clip(record)
+            clip, error, truncated = (None, None, False) if not self.audio else self.clip(record)
             if error:
                 logger.warning("%s: %s; scored wrong.", record.id, error)
                 outputs[record.id] = Output(record.id, None, error)
@@ -189,15 +185,42 @@ class Generator:
             outputs[record.id] = Output(record.id, None, None, truncated)
             ready.append((record, prompt, clip))
         if ready:
-            inputs = self.model_inputs([p for _, p, _ in ready],
-                                       [c for _, _, c in ready] if self.audio else None)
-            with torch.inference_mode():
-                sequences = self.model.generate(**inputs, **self.kwargs)
-            new_tokens = sequences[:, inputs["input_ids"].shape[1]:]
-            texts_out = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            for (record, _, _), text in zip(ready, texts_out, strict=True):
+            answers = self.respond([p for _, p, _ in ready],
+                                   [c for _, _, c in ready] if self.audio else None)
+            for (record, _, _), text in zip(ready, answers, strict=True):
                 outputs[record.id].response = text
         return [outputs[r.id] for r in records]
+
+
+class Generator(RecordGenerator):
+    """Answers records with one loaded model (HF `generate`): batched, greedy by default, audio
+    optional."""
+
+    def __init__(self, loaded: LoadedModel, settings: GenerationSettings, *,
+                 audio: bool = True, max_audio_seconds: float | None = 30.0,
+                 device: torch.device | None = None) -> None:
+        super().__init__(loaded.processor, loaded.family, audio=audio,
+                         max_audio_seconds=max_audio_seconds)
+        self.loaded, self.settings = loaded, settings
+        self.device = device or torch.device("cpu")
+        self.model = loaded.model.to(self.device).eval()
+        self.kwargs = settings.generate_kwargs(self.tokenizer)
+
+    def model_inputs(self, texts: Sequence[str], audios: Sequence[Any] | None) -> dict[str, Any]:
+        """Tokenized batch (left-padded); audio features only when audio is on."""
+        if not self.audio:
+            batch = self.tokenizer(list(texts), padding=True, padding_side="left",
+                                   return_tensors="pt")
+        else:
+            batch = encode_batch(self.processor, self.family, texts, audios or [])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def respond(self, prompts: list[str], clips: list[Any] | None) -> list[str]:
+        inputs = self.model_inputs(prompts, clips)
+        with torch.inference_mode():
+            sequences = self.model.generate(**inputs, **self.kwargs)
+        new_tokens = sequences[:, inputs["input_ids"].shape[1]:]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
 def has_audio(inputs: dict[str, Any], tokenizer: Any) -> bool:
