@@ -45,6 +45,7 @@ OPTIONS=(
   "checkpoints||steps evaluated by mmau/mmsu besides step 0, e.g. \"100 200\" (default: every checkpoint-N of the run)"
   "eval_batch_size|8|prompts per generate call in mmau/mmsu"
   "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the reference recipe)"
+  "eval_backend|hf|mmau/mmsu generate with hf (transformers) or vllm (an engine per GPU, in the vLLM environment as with --vllm true; same prompts, settings and files)"
   "with_no_audio|false|mmau/mmsu: also evaluate step 0 and the last step with --no_audio (text only) into eval/<bench>/<step>-no_audio; summary.md shows accuracy with audio, without, and the difference"
 )
 
@@ -218,6 +219,7 @@ eval_steps() {  # bench, then that evaluator's data options
   [[ "$nproc" -le 1 ]] || launch=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
   local args=(--template "$template" --batch_size "$eval_batch_size" --max_new_tokens "$eval_max_new_tokens" "$@")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
+  [[ "$eval_backend" == "hf" ]] || args+=(--backend "$eval_backend")
   local loop=(--bench "$bench" --model "$(model_source)" --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints")
   [[ "$with_no_audio" != "true" ]] || loop+=(--with_no_audio)
   run_cmd "${launch[@]}" -m local.eval.steps "${loop[@]}" -- "${args[@]}" "${extra_args[@]}"
@@ -269,6 +271,12 @@ else
   stages=("${ORDERED_STAGES[@]:$first:$((last - first + 1))}")
 fi
 
+# --eval_backend vllm evaluates in the vLLM environment; the other stages keep theirs.
+if [[ "$eval_backend" == "vllm" && "$vllm" != "true" ]]; then
+  [[ " ${stages[*]} " != *" prepare "* && " ${stages[*]} " != *" train "* ]] \
+    || die "--eval_backend vllm runs mmau/mmsu in the vLLM environment: run them in their own call (--stage mmau --stop_stage mmsu), or add --vllm true to run every stage there"
+  vllm=true
+fi
 if [[ "$vllm" == "true" ]]; then setup_vllm_env; else setup_env; fi
 for s in "${stages[@]}"; do "stage_$s"; done
 log "Done: ${stages[*]}"

@@ -22,6 +22,7 @@ from typing import Any
 from local.core.prompts import TEMPLATES
 from local.eval.benchmarks.base import Benchmark
 from local.eval.generation import GenerationSettings
+from local.eval.vllm_backend import engine_version, vllm_installed
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +67,7 @@ def build_parser(benchmark: Benchmark) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=benchmark.description or
                                      f"Evaluate an audio LM on {benchmark.title}.")
     add_common_args(parser)
+    add_backend_args(parser)
     benchmark.add_arguments(parser)
     return parser
 
@@ -85,6 +87,7 @@ def parse_args(benchmark: Benchmark, argv: Sequence[str] | None = None) -> argpa
     parser = build_parser(benchmark)
     args = parser.parse_args(argv)
     check_args(args, parser)
+    check_backend_args(args, parser)
     return args
 
 
@@ -98,4 +101,48 @@ def run_settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """What a resumed run must share with the one it continues (written to eval_settings.json)."""
     return {"model": str(args.model), "template": args.template, "no_audio": args.no_audio,
             "max_audio_duration_in_seconds": args.max_audio_duration_in_seconds,
-            "generation": generation_settings(args).as_dict(), **extra}
+            "generation": generation_settings(args).as_dict(), **backend_settings(args), **extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation backend (HF generate or vLLM: local.eval.vllm_backend)
+# ---------------------------------------------------------------------------------------------
+
+BACKENDS = ("hf", "vllm")
+_VLLM_ONLY = ("max_model_len", "tensor_parallel_size")
+
+
+def add_backend_args(parser: argparse.ArgumentParser) -> None:
+    """Which engine answers (same prompts, settings and output files), and vLLM's own options."""
+    add = parser.add_argument
+    add("--backend", default="hf", choices=BACKENDS,
+        help="hf: transformers generate (default); vllm: a vLLM engine per rank, in the vLLM "
+        "environment (run.sh --vllm true); use a large --batch_size with it, e.g. 256")
+    add("--max_model_len", type=int, default=None,
+        help="vllm: prompt + answer tokens per sequence (default: the model's); keep it above "
+        "the longest prompt + --max_new_tokens, or answers end early")
+    add("--tensor_parallel_size", type=int, default=None,
+        help="vllm: GPUs per engine (default 1); above 1 in one process only, not under torchrun")
+
+
+def check_backend_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """vLLM's options only with --backend vllm, and vLLM installed when it is asked for."""
+    given = [f"--{name}" for name in _VLLM_ONLY if getattr(args, name) is not None]
+    if args.backend != "vllm" and given:
+        parser.error(f"{', '.join(given)} only apply with --backend vllm")
+    bad = [f"--{name}" for name in _VLLM_ONLY
+           if getattr(args, name) is not None and getattr(args, name) < 1]
+    if bad:
+        parser.error(f"{', '.join(bad)} must be positive")
+    if args.backend == "vllm" and args.score_only is None and not vllm_installed():
+        parser.error("--backend vllm: vLLM is not installed here (bash run.sh --eval_backend "
+                     "vllm uses the vLLM environment; see the README's vLLM section)")
+
+
+def backend_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a resumed run must share with the one it continues: the backend, and for vLLM its
+    version and context length (predictions of two engines are never mixed)."""
+    if args.backend == "hf":
+        return {"backend": "hf"}
+    return {"backend": "vllm", "vllm_version": engine_version(),
+            "max_model_len": args.max_model_len}

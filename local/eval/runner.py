@@ -19,8 +19,8 @@ missing ids counted wrong; `--no_question_check` scores it as it is, and the res
 scored and written the same way.
 
 Generation goes through a backend built once per run by `generator_factory` (HF `generate`:
-`local.eval.generation.Generator`); any object with its `generate(records, template, texts)`
-and `truncated` count can stand in.
+`local.eval.generation.Generator`; `--backend vllm`: `local.eval.vllm_backend`); any object
+with its `generate(records, template, texts)` and `truncated` count can stand in.
 
 Example:
     >>> from local.eval.benchmarks.mmau import MMAU                          # doctest: +SKIP
@@ -53,6 +53,7 @@ from local.eval.report import (
     markdown,
     public,
 )
+from local.eval.vllm_backend import build_vllm_generator
 from local.util.dist import DistContext, init_distributed, shard
 from local.util.dist import setup_logging as setup_rank_logging
 from local.util.fsio import atomic_write_json, atomic_write_text
@@ -174,7 +175,10 @@ def generator_factory(args: argparse.Namespace, dist: DistContext) -> Callable[[
 
 
 def build_generator(args: argparse.Namespace, dist: DistContext) -> Backend:
-    """Load the model (clear error for a bad checkpoint) and wrap it for generation."""
+    """Load the model (clear error for a bad checkpoint) and wrap it for generation: HF
+    `generate`, or with --backend vllm an engine (`local.eval.vllm_backend`)."""
+    if args.backend == "vllm":
+        return build_vllm_generator(args, generation_settings(args), dist)
     try:
         loaded = load_model_and_processor(str(args.model), dtype=args.dtype,
                                           attn_implementation=args.attn_implementation)
