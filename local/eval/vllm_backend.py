@@ -277,12 +277,12 @@ def build_vllm_generator(args: argparse.Namespace, settings: GenerationSettings,
     tensor_parallel_size = args.tensor_parallel_size or 1
     check_parallel(dist, tensor_parallel_size)
     model = str(args.model)
-    processor, family = _processor_and_family(model)
     on_gpu = dist.device.type == "cuda"
     import vllm  # deferred: only the vLLM environment has it (checked above)
 
     export = Path(args.out_dir) / EXPORT_DIR / socket.gethostname()
     with exported(model, export) as served, pinned_gpu(dist, on_gpu):
+        processor, family = _processor_and_family(model)  # after `exported` refused adapters
         kwargs = engine_kwargs(served, family, dtype=args.dtype, max_model_len=args.max_model_len,
                                tensor_parallel_size=tensor_parallel_size, on_gpu=on_gpu)
         logger.info("%s engine: %s", engine_version(), kwargs)
