@@ -94,6 +94,8 @@ def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
     titles = json.dumps(json.loads((out / "plots" / "plots.json").read_text()))
     assert DEMO_SET_TITLE in titles and "MMAU test-mini" not in titles
     assert f"### {DEMO_SET_TITLE} (`eval/mmau/`)" in report
+    summary = (out / "run/eval/mmau/summary.md").read_text()
+    assert summary.startswith(f"# {DEMO_SET_TITLE} across steps\n"), summary.splitlines()[0]
     # The before -> after table: step 0 (initial model) and every checkpoint, from results.json.
     steps = [int(m) for m in re.findall(r"^\| (\d+) \| `", report, flags=re.M)]
     assert steps == [0, 2, 4]

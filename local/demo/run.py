@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from local.demo.data import write_demo_data
-from local.demo.report import encoder_change, write_report
+from local.demo.report import DEMO_SET_TITLE, encoder_change, write_report
 from local.demo.tiny import build_tiny_checkpoint
 from local.demo.warmup import warmup
 from local.eval import steps as eval_steps
@@ -150,6 +150,7 @@ def _evaluate(settings: DemoSettings) -> Path:
     mmau = paths["data"] / "mmau"
     summary = eval_steps.main([
         "--bench", "mmau", "--model", str(paths["initial"]), "--run_dir", str(paths["run"]),
+        "--title", f"{DEMO_SET_TITLE} across steps",
         "--", "--mmau_json", str(mmau / "mmau-test-mini.json"),
         "--mmau_audio_dir", str(mmau / "test-mini-audios"), "--dtype", "float32",
         "--batch_size", str(settings.eval_batch_size),
