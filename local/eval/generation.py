@@ -3,7 +3,8 @@
 `Generator` turns `Record`s into responses with HF `generate`: the chat is built by
 `local.core.prompts`, audio decoded by `local.core.audio` (through
 `local.core.collate.load_clip`) and batched by
-`local.core.collate.encode_batch` (Omni clips padded to the batch's longest clip). Every generation
+`local.core.collate.encode_batch` (Omni clips padded to the batch's longest clip); its prefill
+applies the LM head to the last position only (`local.core.last_logits`). Every generation
 setting is passed explicitly, so nothing leaks in from a checkpoint's generation_config (the real
 Qwen2-Audio one samples with top_k 20 and repetition penalty 1.1); greedy is the default.
 
@@ -40,6 +41,7 @@ import torch
 
 from local.core.audio import AudioError
 from local.core.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
+from local.core.last_logits import last_position_logits
 from local.core.models import LoadedModel, ModelFamily
 from local.core.prompts import build_messages, build_prompt
 from local.core.records import Record
@@ -217,7 +219,8 @@ class Generator(RecordGenerator):
 
     def respond(self, prompts: list[str], clips: list[Any] | None) -> list[str]:
         inputs = self.model_inputs(prompts, clips)
-        with torch.inference_mode():
+        # The prefill's LM head on the last position only (the one `generate` reads).
+        with torch.inference_mode(), last_position_logits(self.model):
             sequences = self.model.generate(**inputs, **self.kwargs)
         new_tokens = sequences[:, inputs["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
