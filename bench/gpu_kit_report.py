@@ -1,0 +1,106 @@
+"""The GPU kit's RESULTS.md section: card, versions, commit, each part's outcome and figures.
+
+Reads what the parts left under the kit's --out folder (gpu_tests.xml from pytest --junitxml,
+grpo_<model>.json from bench/grpo_step.py --json) and the printed lines of the others.
+
+Example:
+    >>> from bench.gpu_kit_report import write_atomically
+    >>> write_atomically(path, text)   # a reader sees the old file or the new, never half
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+PHASES = ("rollout", "ref_logps", "policy_logps", "backward", "optimizer", "step")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def versions(outcomes: list[Any]) -> dict[str, Any]:
+    """The `check` part's printed versions ({} when it did not run)."""
+    for o in outcomes:
+        for line in o.output:
+            if o.name == "check" and line.startswith("VERSIONS "):
+                return json.loads(line[len("VERSIONS "):])
+    return {}
+
+
+def gpu_tests(xml: Path) -> str:
+    """'N passed, M failed, K skipped' from pytest's JUnit XML, with the failed tests' names."""
+    if not xml.is_file():
+        return "no report (the part did not finish)"
+    suites = ET.parse(xml).getroot()
+    suite = suites if suites.tag == "testsuite" else suites.find("testsuite")
+    count = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    bad = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
+           if case.find("failure") is not None or case.find("error") is not None]
+    passed = count["tests"] - count["failures"] - count["errors"] - count["skipped"]
+    line = (f"{passed} passed, {count['failures']} failed, {count['errors']} errors, "
+            f"{count['skipped']} skipped")
+    return line + (f"; failed: {', '.join(bad)}" if bad else "")
+
+
+def grpo_rows(out: Path, models: tuple[str, ...]) -> list[str]:
+    """One table row per real-size model whose bench wrote its JSON."""
+    rows = []
+    for model in models:
+        path = out / f"grpo_{model}.json"
+        if not path.is_file():
+            rows.append(f"| {model} | " + " | ".join(["-"] * (len(PHASES) + 2)) + " |")
+            continue
+        results = json.loads(path.read_text())["results"]
+        ours = next(iter(results.values()))["ours"]
+        cells = [f"{ours.get(p, 0):.2f}" for p in PHASES]
+        cells += [f"{ours['tokens_per_s']:.0f}", f"{ours['peak_mb'] / 1024:.1f}"]
+        rows.append(f"| {model} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def render(outcomes: list[Any], out: Path, *, card: str, commit: str, date: str,
+           total_s: float, budget_s: float, settings: str) -> str:
+    """The markdown section for one kit run."""
+    v = versions(outcomes)
+    vllm = (f"vLLM {v.get('vllm')}" if v.get("vllm_imports")
+            else "vLLM not importable" + (f" ({v['vllm_error']})" if v.get("vllm_error") else ""))
+    lib = (f"Python {v.get('python')}, torch {v.get('torch')} (CUDA {v.get('cuda')}), "
+           f"transformers {v.get('transformers')}, trl {v.get('trl')}, peft {v.get('peft')}, "
+           f"accelerate {v.get('accelerate')}, datasets {v.get('datasets')}, {vllm}"
+           if v else "versions not read (the part did not run)")
+    lines = [f"## GPU kit: {card} ({date}, commit {commit})", "",
+             f"`python3 -m bench.gpu_kit` on the device machine, {total_s:.0f} s of its "
+             f"{budget_s:.0f} s budget. {lib}.", "",
+             "| part | result | seconds |", "|---|---|---|"]
+    lines += [f"| {o.name} | {o.status} | {o.seconds:.0f} |" for o in outcomes]
+    for o in outcomes:
+        if o.status != "passed" and o.output:
+            lines += ["", f"`{o.name}` ended with:", "```", *o.output[-5:], "```"]
+    lines += ["", f"**gpu tests** (`pytest -m gpu`): {gpu_tests(out / 'gpu_tests.xml')}", "",
+              f"**Real-size GRPO step** (bench/grpo_step.py, random weights, bf16, {settings}; "
+              "3B trains fully, 7B LoRA r 64; median seconds per phase):", "",
+              "| model | " + " | ".join(PHASES) + " | tokens/s | peak GPU GiB |",
+              "|---|" + "---|" * (len(PHASES) + 2)]
+    lines += grpo_rows(out, tuple(o.name.removeprefix("grpo_") for o in outcomes
+                                  if o.name.startswith("grpo_")))
+    generation = next((o for o in outcomes if o.name == "generation"), None)
+    lines += ["", "**Generation tokens/s** (bench/generation.py): "
+              + (generation.status if generation else "not run")]
+    if generation and generation.output:  # its report: "## model", a table, "- " figures
+        lines += [""] + [f"*{line[3:]}*" if line.startswith("## ") else line
+                         for line in generation.output if line.startswith(("|", "- ", "## "))]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,205 @@
+"""The GPU kit (bench/gpu_kit.py) as far as a CPU shows it: its dry run, the wheel plan and the
+device-side check, a part past its timeout, and a whole run of stand-in parts writing RESULTS.md.
+No GPU, no network, no timing asserted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import gpu_kit, gpu_wheels
+from bench.gpu_kit import Part
+from bench.gpu_kit_report import grpo_rows
+
+WHEEL = "{}-{}-py3-none-any.whl"
+
+
+def wheel_folder(tmp_path: Path, *wheels: tuple[str, str], manifest: bool = True) -> Path:
+    """Empty files named as wheels: the dry run and the check read names, not contents."""
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    for name, version in wheels:
+        (folder / WHEEL.format(name.replace("-", "_"), version)).write_bytes(b"")
+    if manifest:
+        (folder / gpu_wheels.MANIFEST).write_text("{}")
+    return folder
+
+
+def dry(tmp_path: Path, folder: Path) -> int:
+    return gpu_kit.main(["--dry_run", "--wheels", str(folder), "--out", str(tmp_path / "out"),
+                         "--results", str(tmp_path / "RESULTS.md")])
+
+
+def test_dry_run_prints_every_command_and_checks_the_wheels(tmp_path, capsys) -> None:
+    folder = wheel_folder(tmp_path, ("transformers", "5.24.0"), ("trl", "1.16.0"))
+    assert dry(tmp_path, folder) == 0
+    printed = capsys.readouterr().out
+    for text in ("pip install -q --no-index --no-deps", "--target /tmp/gpu-kit-site",
+                 str(folder / WHEEL.format("trl", "1.16.0")),
+                 f"-m bench.gpu_wheels --check {folder}", "-m pytest -m gpu tests/test_gpu.py",
+                 "--real_size qwen2_5_omni_3b", "--real_size qwen2_5_omni_7b",
+                 "--max_completion_length 1024", "-m bench.generation",
+                 "needs vllm importable", "wheels: 2 in"):
+        assert text in printed, text
+    assert "PROBLEM" not in printed
+    assert not (tmp_path / "RESULTS.md").exists() and not (tmp_path / "out").exists()
+    assert (folder / "COMMIT").read_text().strip()  # the device's copy has no git
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("empty", "no wheels"),
+    ("two_versions", "two wheels of peft"),
+    ("no_manifest", "manifest.json: missing"),
+    ("too_large", "MiB a device call carries"),
+])
+def test_dry_run_refuses_a_folder_the_device_call_would_fail_on(tmp_path, capsys, monkeypatch,
+                                                                case: str, expected: str) -> None:
+    wheels = {"empty": [], "two_versions": [("peft", "0.21.2"), ("peft", "0.20.0")]}.get(
+        case, [("peft", "0.21.2")])
+    folder = wheel_folder(tmp_path, *wheels, manifest=case != "no_manifest")
+    if case == "too_large":
+        monkeypatch.setattr(gpu_wheels, "CARRY_LIMIT", 1000)  # the working tree alone is larger
+    assert dry(tmp_path, folder) == 1
+    assert expected in capsys.readouterr().out
+    assert not (folder / "COMMIT").exists()
+
+
+def test_plan_carries_what_the_device_lacks_or_holds_at_another_version(monkeypatch) -> None:
+    monkeypatch.setattr(gpu_wheels, "DEVICE", {"fine": "2.0", "old": "1.0", "unread": None,
+                                               "torch": "2.11.0"})
+    requires = {
+        "app": ["fine>=1.5", "old>=1.5", "unread>=3", "absent", "torch>=2.12",
+                "docs; extra == 'docs'", "aifc; python_version >= '3.13'"],
+        "old": [], "absent": ["app>=2", "deeper"], "deeper": [],
+    }
+    result = gpu_wheels.plan({"app": "1.0"}, {"old": "1.7", "absent": "0.3", "deeper": "9"},
+                             lambda name, version: requires[name])
+    assert result.carry == {"app": "1.0", "old": "1.7", "absent": "0.3", "deeper": "9"}
+    assert "the device has 1.0" in result.why["old"] and "absent" in result.why["deeper"]
+    assert result.device_unread == ["unread>=3 (app)"]
+    assert any("torch" in w and "not carried" in w for w in result.warnings)
+    assert any("app>=2 (absent): carried app is 1.0" in w for w in result.warnings)
+
+
+def test_plan_lets_pip_choose_where_the_lock_does_not_fit(monkeypatch) -> None:
+    monkeypatch.setattr(gpu_wheels, "DEVICE", {})
+    result = gpu_wheels.plan({"app": "1.0"}, {"dep": "1.0"},
+                             lambda name, version: {"app": ["dep>=2"], "dep": []}[name])
+    assert result.carry["dep"] == ">=2"  # gather() downloads `dep>=2`, then records its version
+
+
+def test_check_reports_what_the_device_would_get_wrong(tmp_path, monkeypatch) -> None:
+    """A carried wheel not importable, one shadowed by another version, and unmet needs."""
+    site = tmp_path / "site"
+    meta = site / "kitprobe-1.0.dist-info"
+    meta.mkdir(parents=True)
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: kitprobe\nVersion: 1.0\n"
+                                   "Requires-Dist: packaging>=999\n"
+                                   "Requires-Dist: kitprobe-missing-dep\n"
+                                   "Requires-Dist: pytest; extra == 'test'\n")
+    monkeypatch.syspath_prepend(str(site))
+    folder = wheel_folder(tmp_path, ("kitprobe", "1.0"), ("kitprobe-absent", "2.0"),
+                          ("pytest", "0.1"))
+    problems = gpu_wheels.check(folder)
+    assert "kitprobe-absent: carried 2.0 but not importable" in problems
+    assert any(p.startswith("pytest: carried 0.1 but") for p in problems)
+    assert any(p.startswith("packaging>=999 (kitprobe):") for p in problems)
+    assert "kitprobe-missing-dep (kitprobe): not installed" in problems
+    assert len(problems) == 4  # the extra's need is not one
+
+
+def test_a_part_past_its_timeout_is_killed_and_recorded(tmp_path) -> None:
+    part = Part("sleeper", [sys.executable, "-c",
+                            "import time; print('started', flush=True); time.sleep(120)"], 1, 0)
+    outcome = gpu_kit.run_part(part, 2, {}, tmp_path / "log")
+    assert outcome.status == "timed out after 2 s"
+    assert outcome.output == ["started"]
+    assert "===== sleeper" in (tmp_path / "log").read_text()
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.parametrize("vllm", [False, True])
+def test_kit_runs_each_part_and_appends_its_figures(tmp_path, monkeypatch, vllm: bool) -> None:
+    """Stand-in parts (real processes): a failure and a budget shortfall are recorded and the
+    next part runs; generation runs only where vllm imports; RESULTS.md keeps what it had and
+    gains the section; --out gets a copy."""
+    out, results = tmp_path / "out", tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nearlier figures\n")
+    versions = {"python": "3.12.3", "torch": "2.11.0", "cuda": "13.0", "transformers": "5.24.0",
+                "vllm": "0.33.0" if vllm else None, "vllm_imports": vllm}
+    if not vllm:
+        versions["vllm_error"] = "ModuleNotFoundError"
+    junit = ('<testsuites><testsuite tests="2" failures="1" errors="0" skipped="0">'
+             '<testcase classname="tests.test_gpu" name="test_a"/>'
+             '<testcase classname="tests.test_gpu" name="test_b"><failure/></testcase>'
+             '</testsuite></testsuites>')
+    grpo = {"results": {"qwen2_5_omni_3b/G=4": {"ours": {
+        "rollout": 30.5, "ref_logps": 1.25, "policy_logps": 1.5, "backward": 3.0,
+        "optimizer": 0.5, "step": 37.0, "tokens_per_s": 123.4, "peak_mb": 81920}}}}
+    fake = [
+        Part("install", _python("pass"), 10, 0),
+        Part("check", _python(f"print('VERSIONS ' + {json.dumps(versions)!r})"), 10, 0),
+        Part("gpu_tests", _python(f"open({str(out / 'gpu_tests.xml')!r}, 'w').write({junit!r});"
+                                  " raise SystemExit(1)"), 10, 0),
+        Part("grpo_qwen2_5_omni_3b", _python(
+            f"open({str(out / 'grpo_qwen2_5_omni_3b.json')!r}, 'w').write({json.dumps(grpo)!r})"),
+            10, 0),
+        Part("grpo_qwen2_5_omni_7b", _python("pass"), 10, 10_000),
+        Part("generation", _python("print('## omni 3b'); print('| hf | 10 tokens/s |');"
+                                   "print('- ratio 2x'); print('noise')"), 10, 0),
+    ]
+    monkeypatch.setattr(gpu_kit, "parts", lambda args, py=sys.executable: fake)
+    monkeypatch.setattr(gpu_kit, "card", lambda: "Stand-in GPU, 80 GiB")
+    assert gpu_kit.main(["--out", str(out), "--results", str(results), "--budget_s", "300"]) == 1
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\nearlier figures\n")
+    assert "## GPU kit: Stand-in GPU, 80 GiB (" in text and ", commit " in text
+    assert "torch 2.11.0 (CUDA 13.0), transformers 5.24.0" in text
+    assert "| gpu_tests | failed (exit 1) |" in text
+    assert "1 passed, 1 failed, 0 errors, 0 skipped; failed: tests.test_gpu::test_b" in text
+    assert "| qwen2_5_omni_3b | 30.50 | 1.25 | 1.50 | 3.00 | 0.50 | 37.00 | 123 | 80.0 |" in text
+    assert "| grpo_qwen2_5_omni_7b | not run: " in text and "| qwen2_5_omni_7b | - |" in text
+    if vllm:
+        assert "vLLM 0.33.0" in text and "| generation | passed |" in text
+        assert "*omni 3b*\n| hf | 10 tokens/s |\n- ratio 2x\n" in text and "noise" not in text
+    else:
+        assert "vLLM not importable (ModuleNotFoundError)" in text
+        assert "| generation | not run: vllm does not import here" in text
+    assert (out / "RESULTS.md").read_text() == text
+    assert "===== gpu_tests" in (out / "gpu_kit.log").read_text()
+
+
+@pytest.mark.slow  # ~15 s: one tiny CPU GRPO step
+def test_step_rows_read_what_the_step_bench_writes(tmp_path) -> None:
+    from bench import grpo_step
+
+    grpo_step.main(["--models", "scaled_omni7b", "--configs", "ours", "--G", "2",
+                    "--prompts", "1", "--clip_s", "1", "--steps", "1", "--warmup", "0",
+                    "--max_completion_length", "2",
+                    "--json", str(tmp_path / "grpo_qwen2_5_omni_3b.json")])
+    (row,) = grpo_rows(tmp_path, ("qwen2_5_omni_3b",))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "qwen2_5_omni_3b" and len(cells) == 9
+    assert all(float(c) >= 0 for c in cells[1:]) and float(cells[6]) > 0  # step seconds
+
+
+@pytest.mark.slow  # ~15 s: imports both benches, builds the real-size configs
+def test_the_bench_parts_arguments_are_the_benches_own(tmp_path) -> None:
+    """The kit's grpo_step / generation arguments parse: grpo_step gets as far as asking for a
+    GPU, generation's dry run (no model, no vLLM) plans the engine."""
+    from bench import generation, grpo_step
+
+    kit = {p.name: p.argv for p in gpu_kit.parts(gpu_kit.parse(["--out", str(tmp_path)]))}
+    for model in gpu_kit.REAL:
+        argv = kit[f"grpo_{model}"]
+        with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+            grpo_step.main(argv[argv.index("bench.grpo_step") + 1:])
+    argv = kit["generation"]
+    plans = generation.main([*argv[argv.index("bench.generation") + 1:], "--dry_run"])
+    assert set(plans) == {"qwen2_5_omni_3b"}
