@@ -32,6 +32,19 @@ def vowel_reward(completions: list[Any], **_: Any) -> list[float]:
     return [t.count("e") / max(1, len(t)) for t in texts]
 
 
+class IdRecorder:
+    """A reward that records the row ids it was given (TRL passes every dataset column)."""
+
+    __name__ = "ids"
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float]:
+        self.seen.append(list(kwargs["id"]))
+        return vowel_reward(completions)
+
+
 def small_config(output_dir: Path, **overrides: Any):
     argv = ["--output_dir", str(output_dir), "--use_cpu", "true", "--bf16", "false",
             "--gradient_checkpointing", "false", "--model_dtype", "float32",

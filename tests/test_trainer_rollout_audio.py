@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ import pytest
 from local.core.models import load_model_and_processor
 from local.train.trainer import AudioGRPOTrainer, UnusableClipError
 from tests.helpers import encode, tiny_checkpoint, tone
-from tests.helpers_train import make_trainer, small_config, synthetic_rows, vowel_reward
+from tests.helpers_train import IdRecorder, make_trainer, small_config, synthetic_rows, vowel_reward
 
 G = 4
 
@@ -60,19 +59,6 @@ def _bad(kind: str, row: dict) -> dict:
     samples = tone(1.0).astype(np.float32)
     samples[100] = np.nan if kind == "nan-samples" else np.inf
     return dict(row, id="bad-row", audio_bytes=None, audio_array=samples, sampling_rate=16_000)
-
-
-class IdRecorder:
-    """A reward that records the row ids it was given (TRL passes every dataset column)."""
-
-    __name__ = "ids"
-
-    def __init__(self) -> None:
-        self.seen: list[list[str]] = []
-
-    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float]:
-        self.seen.append(list(kwargs["id"]))
-        return vowel_reward(completions)
 
 
 def test_unusable_clip_is_replaced_with_bad_records_skip(tmp_path: Path, caplog) -> None:

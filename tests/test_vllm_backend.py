@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from local.core.models import load_model_and_processor
+from local.core.vllm_requests import SUPPRESS_BIAS
 from local.eval import options
 from local.eval.benchmarks.mmau import MMAU
 from local.eval.generation import GenerationSettings, Generator, Output
@@ -36,7 +37,6 @@ from local.eval.prediction_log import PredictionLog, check_settings
 from local.eval.runner import evaluate
 from local.eval.steps import main as steps_main
 from local.eval.vllm_backend import (
-    SUPPRESS_BIAS,
     VLLMGenerator,
     build_vllm_generator,
     check_parallel,

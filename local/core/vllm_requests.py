@@ -28,6 +28,12 @@ from local.core.audio import TARGET_SAMPLING_RATE
 from local.core.collate import feature_samples
 from local.core.models import ModelFamily
 
+# vLLM clamps logit_bias to [-100, 100] (vllm/sampling_params.py, SamplingParams.from_optional);
+# -100 keeps a placeholder token out of any argmax or sample, as HF's `suppress_tokens` does.
+# `SamplingParams` has no `suppress_tokens` (TypeError "Unexpected keyword argument"), so both the
+# evaluation backend and the rollouts suppress through this bias.
+SUPPRESS_BIAS = -100.0
+
 
 def collapse_audio_runs(ids: Sequence[int], audio_token_id: int) -> list[int]:
     """`ids` with each run of consecutive audio placeholders written once."""
@@ -73,3 +79,12 @@ def audio_request(prompt: str | Sequence[int], clip: np.ndarray, processor: Any,
 def mm_limits(family: ModelFamily) -> dict[str, int]:
     """`limit_mm_per_prompt` for an engine: one clip per prompt, no images or video (Omni)."""
     return {"audio": 1, "image": 0, "video": 0} if family.name == "qwen2_5_omni" else {"audio": 1}
+
+
+def suppressing_bias(token_ids: Sequence[int]) -> dict[int, float]:
+    """`SamplingParams(logit_bias=...)` that keeps `token_ids` from being generated.
+
+    >>> suppressing_bias([5, 9])
+    {5: -100.0, 9: -100.0}
+    """
+    return dict.fromkeys((int(t) for t in token_ids), SUPPRESS_BIAS)

@@ -50,7 +50,7 @@ from local.core.models import (
 )
 from local.core.special_tokens import STOP_TOKENS, placeholder_token_ids, token_ids
 from local.core.vllm_export import ExportError, export_for_vllm, export_record, key_rename
-from local.core.vllm_requests import audio_request, mm_limits
+from local.core.vllm_requests import audio_request, mm_limits, suppressing_bias
 from local.eval.generation import GenerationSettings, RecordGenerator
 from local.util.dist import DistContext
 from local.util.fsio import is_done
@@ -58,9 +58,6 @@ from local.util.fsio import is_done
 logger = logging.getLogger(__name__)
 
 EXPORT_DIR = "vllm_model"  # under the evaluation's --out_dir, one folder per host
-# vLLM clamps logit_bias to [-100, 100] (vllm/sampling_params.py, SamplingParams.from_optional);
-# -100 keeps a placeholder token out of any argmax or sample the HF backend's suppression does.
-SUPPRESS_BIAS = -100.0
 VLLM_MISSING = ("--backend vllm needs vLLM, which the default environment does not hold: run "
                 "`bash run.sh --stage mmau --eval_backend vllm` (it builds and uses the vLLM "
                 "environment), or call this with .venv-vllm/bin/python (.venv-vllm-cpu without a "
@@ -91,7 +88,7 @@ def sampling_kwargs(settings: GenerationSettings, tokenizer: Any) -> dict[str, A
         "top_k": settings.top_k,  # 0: off, in both
         "repetition_penalty": settings.repetition_penalty,
         "stop_token_ids": token_ids(tokenizer, STOP_TOKENS),
-        "logit_bias": dict.fromkeys(placeholder_token_ids(tokenizer), SUPPRESS_BIAS),
+        "logit_bias": suppressing_bias(placeholder_token_ids(tokenizer)),
         "detokenize": False,
     }
 

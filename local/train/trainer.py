@@ -31,6 +31,13 @@ once, and its output serves all G completions, generation and every log-prob pas
 model's tower shares the store while its weights equal the policy's, re-checked at each rollout).
 The cache is emptied at each rollout; `audio_cache_stats` counts encoded clips and reused rows.
 
+With `use_vllm: true` (colocate), rollouts come from a vLLM engine in each process
+(`local.train.vllm_rollouts.AudioVLLMGeneration`, swapped in for TRL's `VLLMGeneration` while
+TRL builds it): each rollout hands it the same row-aligned clips, vLLM gets the unexpanded
+placeholders with the audio per request, and the policy's weights are synced before the first
+rollout after each optimizer step (encoder and prefix caches reset). The batch above still feeds
+every log-prob pass, and TRL's importance-sampling correction compares them with vLLM's.
+
 Generation stops at both `local.core.special_tokens.STOP_TOKENS` (as evaluation), whatever the
 checkpoint's generation_config says. Placeholder tokens (`<|AUDIO|>`, `<|IMAGE|>`, ...) are
 suppressed: a sampled one would crash the next forward. `forward_audio_in_loss=False` reproduces
@@ -81,6 +88,7 @@ from local.train.audio_cache import (
 )
 from local.train.checkpoints import load_full_weights, restores_full_weights
 from local.train.rollout_clips import audio_key, audio_source, replacement_indices, row_name
+from local.train.vllm_rollouts import audio_vllm_generation, check_vllm_settings, served_model
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +190,9 @@ class AudioGRPOTrainer(GRPOTrainer):
         model = kwargs.get("model", args[0] if args else None)
         processor = kwargs["processing_class"]
         _check_audio_processor(processor)
-        if grpo_args is not None and getattr(grpo_args, "use_vllm", False):
-            raise NotImplementedError("use_vllm: vLLM rollouts would not receive the audio here; "
-                                      "train with HF generation (use_vllm false).")
+        use_vllm = grpo_args is not None and getattr(grpo_args, "use_vllm", False)
+        if use_vllm:
+            check_vllm_settings(grpo_args)
         if freeze_audio_encoder and kwargs.get("peft_config") is not None:
             exclude_audio_tower(kwargs["peft_config"])
         stop_ids = stop_token_ids(processor.tokenizer)
@@ -205,8 +213,11 @@ class AudioGRPOTrainer(GRPOTrainer):
         lent = config is not None and not hasattr(config, "image_token_id")
         if lent:
             config.image_token_id = processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+        rollouts = (audio_vllm_generation(family, served_model(model, grpo_args.output_dir))
+                    if use_vllm else contextlib.nullcontext())
         try:
-            super().__init__(*args, **kwargs)
+            with rollouts:
+                super().__init__(*args, **kwargs)
         finally:
             if lent:
                 del config.image_token_id
@@ -369,11 +380,15 @@ class AudioGRPOTrainer(GRPOTrainer):
         audio = {k: self._rollout_batch[k] for k in AUDIO_KEYS}
         if self._audio_cache is not None:
             self._audio_cache.clear()  # a new rollout: one encoder pass per distinct clip
+        if self.use_vllm:
+            self.vllm_generation.clips = clips  # row-aligned with TRL's repeated prompts
         try:  # old-policy and reference passes inside
             with self._audio_for_logps(audio), self._encoder_cache():
                 output = super()._generate_and_score_completions(inputs)
         finally:
             self._rollout_batch = None
+            if self.use_vllm:
+                self.vllm_generation.clips = None
         output.update(audio)  # row-aligned: TRL shuffles and splits it with the other rows
         self._log_rollout_audio()
         return output

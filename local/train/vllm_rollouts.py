@@ -1,0 +1,196 @@
+"""GRPO rollouts with vLLM (`use_vllm: true`, colocate) that carry each row's audio.
+
+TRL 1.16's `VLLMGeneration` (trl/generation/vllm_generation.py) sends vLLM token ids and images
+only. With an audio model it would send the processor-expanded `<|AUDIO|>` runs and no audio:
+vLLM accepts that without an error and embeds the placeholders as text, so the rollouts come
+from a model that never heard the clip (TRL's importance-sampling ratio is the only trace). Its
+weight sync names the parameters as transformers does, which vLLM's Qwen2-Audio loader does not
+map, and it never clears vLLM's encoder cache, so audio encodings computed with old weights are
+reused after an update (vllm-project/vllm#44910; the fix was reverted; huggingface/trl#7198).
+
+`AudioVLLMGeneration` changes three things and keeps the rest of TRL's class (sampling
+parameters, sleep mode, log-prob extraction, ZeRO-3 gathering, PEFT merge):
+
+- `generate`: each processor-expanded audio run is collapsed to one placeholder and the row's
+  clip is attached to its request (`local.core.vllm_requests.audio_request`: audio per request,
+  Omni features padded to the clip, as the HF path); `clips` are set by the trainer for each
+  rollout, row-aligned with TRL's repeated prompts, and a count mismatch stops the rollout.
+- `sync_weights`: the policy's parameters under the checkpoint names vLLM loads
+  (`local.core.vllm_export.vllm_weight_name`), through the model runner's
+  `reload_weights(..., is_checkpoint_format=True)` (on CPU `load_weights` writes into vLLM's
+  prepacked weights and fails), then the encoder cache and the prefix cache are reset.
+- the engine: built by TRL, but on the vLLM-loadable folder (`served_model`: a thinker-only Omni
+  checkpoint exported by `local.core.vllm_export.export_for_vllm`), one clip per prompt, every
+  sampling setting from TRL (`generation_config="vllm"`), and eager on CPU.
+
+The recipe's HF-only generation settings are translated for vLLM's `SamplingParams`:
+`suppress_tokens` (the placeholder ids) become `logit_bias` and the stop ids of evaluation become
+`stop_token_ids`. Only `vllm_mode: colocate` with `vllm_tensor_parallel_size: 1` is supported:
+TRL's server mode carries image features only, and with tensor parallelism TRL gathers the
+prompts of a group but not their clips.
+
+Example (what `AudioGRPOTrainer` does when `use_vllm` is true):
+    >>> with audio_vllm_generation(family, served_model="exp/run/vllm_model"):  # doctest: +SKIP
+    ...     GRPOTrainer.__init__(trainer, ...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import trl.generation.vllm_generation as trl_vllm
+import trl.trainer.grpo_trainer as trl_grpo
+from accelerate import PartialState
+from trl.generation.vllm_generation import VLLMGeneration
+
+from local.core.models import ModelFamily
+from local.core.special_tokens import AUDIO_TOKEN, stop_token_ids
+from local.core.vllm_export import export_for_vllm, vllm_weight_name
+from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits, suppressing_bias
+
+logger = logging.getLogger(__name__)
+
+
+def check_vllm_settings(args: Any) -> None:
+    """A clear error for vLLM settings whose rollouts could not carry the audio."""
+    if args.vllm_mode != "colocate":
+        raise ValueError(f"vllm_mode: {args.vllm_mode!r} is not supported with audio: TRL's server "
+                         "mode sends image features only, so the clips would not reach vLLM. Use "
+                         "vllm_mode: colocate (one engine per GPU, on every node).")
+    if args.vllm_tensor_parallel_size != 1:
+        raise ValueError("vllm_tensor_parallel_size must be 1 for audio rollouts: TRL gathers the "
+                         "prompts of a tensor-parallel group but not their clips. Each GPU holds "
+                         "its own engine (a 7B model fits one GPU in bf16).")
+
+
+def served_model(model: Any, output_dir: str | Path) -> str:
+    """What the rollout engine loads for `model`: its folder, or the vLLM export of it under
+    `<output_dir>/vllm_model` (thinker-only Omni; written by each node's first rank), or the hub
+    id as given (hub checkpoints load in vLLM as they are). vLLM's weights are replaced by the
+    policy's at the first sync, before any rollout: the folder gives the architecture."""
+    source = str(getattr(model, "name_or_path", "") or "")
+    if not source:
+        raise ValueError("use_vllm: the model has no name_or_path to build the vLLM engine from; "
+                         "load it with local.core.models.load_model_and_processor")
+    if not Path(source).is_dir():
+        return source
+    with PartialState().local_main_process_first():
+        return str(export_for_vllm(source, Path(output_dir) / "vllm_model"))
+
+
+def vllm_generation_kwargs(generation_kwargs: dict[str, Any] | None,
+                           tokenizer: Any) -> dict[str, Any]:
+    """The trainer's `generation_kwargs` for vLLM's `SamplingParams`: `suppress_tokens` as a
+    `logit_bias` and the recipe's stop ids as `stop_token_ids` (HF reads them from eos ids)."""
+    extra = dict(generation_kwargs or {})
+    suppress = extra.pop("suppress_tokens", None) or []
+    bias = {**suppressing_bias(suppress), **(extra.get("logit_bias") or {})}
+    if bias:
+        extra["logit_bias"] = bias
+    stops = set(extra.get("stop_token_ids") or []) | set(stop_token_ids(tokenizer))
+    extra["stop_token_ids"] = sorted(stops)
+    return extra
+
+
+class AudioVLLMGeneration(VLLMGeneration):
+    """TRL's colocated vLLM generation with each row's clip sent to vLLM (see module docstring)."""
+
+    def __init__(self, *args: Any, family: ModelFamily, served_model: str, **kwargs: Any) -> None:
+        self.family = family
+        self.served_model = served_model
+        self.clips: Sequence[np.ndarray] | None = None  # the rollout's, one per prompt row
+        self.syncs = 0
+        processor = kwargs["processing_class"]
+        self.audio_token_id = processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+        kwargs["generation_kwargs"] = vllm_generation_kwargs(kwargs.get("generation_kwargs"),
+                                                             processor.tokenizer)
+        if kwargs.get("mode", "colocate") != "colocate":
+            raise ValueError("AudioVLLMGeneration runs in colocate mode only")
+        super().__init__(*args, **kwargs)
+
+    # -- engine -------------------------------------------------------------------------------
+    def _init_vllm(self) -> None:
+        """TRL's colocated engine, on `served_model`, one clip per prompt, eager on CPU."""
+        build = trl_vllm.LLM
+
+        def llm(**kwargs: Any) -> Any:
+            kwargs.update(model=self.served_model, limit_mm_per_prompt=mm_limits(self.family),
+                          generation_config="vllm")
+            if not torch.cuda.is_available():
+                kwargs["enforce_eager"] = True  # CPU: compiling costs minutes
+            return build(**kwargs)
+
+        trl_vllm.LLM = llm  # TRL builds its engine as `LLM(model=..., ...)` in _init_vllm
+        try:
+            super()._init_vllm()
+        finally:
+            trl_vllm.LLM = build
+
+    # -- rollouts -----------------------------------------------------------------------------
+    def generate(self, prompts: list[list[int]], images: Any, num_generations: int,
+                 profiler: Any = None) -> tuple:
+        clips = self.clips
+        if clips is None or len(clips) != len(prompts):
+            raise RuntimeError(f"vLLM rollout of {len(prompts)} prompts but "
+                               f"{'no' if clips is None else len(clips)} clips were handed over; "
+                               "AudioGRPOTrainer sets them for each rollout")
+        if images is not None and any(image is not None for image in images):
+            raise ValueError("audio rollouts with vLLM take no images")
+        collapsed = [collapse_audio_runs(ids, self.audio_token_id) for ids in prompts]
+        with self._audio_attached(clips):
+            return super().generate(collapsed, None, num_generations, profiler)
+
+    @contextlib.contextmanager
+    def _audio_attached(self, clips: Sequence[np.ndarray]) -> Iterator[None]:
+        """While TRL generates, each of its requests gets its row's clip (TRL builds the requests
+        as `{"prompt_token_ids": ids}` in row order and passes them to `self.llm.generate`)."""
+        engine_generate = self.llm.generate
+        processor = self.processing_class
+
+        @functools.wraps(engine_generate)
+        def generate(requests: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+            if len(requests) != len(clips):
+                raise RuntimeError(f"{len(requests)} vLLM requests for {len(clips)} clips")
+            with_audio = [audio_request(request["prompt_token_ids"], clip, processor, self.family)
+                          for request, clip in zip(requests, clips, strict=True)]
+            return engine_generate(with_audio, *args, **kwargs)
+
+        self.llm.generate = generate
+        try:
+            yield
+        finally:
+            del self.llm.generate  # the engine's own method again
+
+    # -- weight sync --------------------------------------------------------------------------
+    def sync_weights(self) -> None:
+        """The policy's current weights into the engine, then its encoder and prefix caches
+        cleared (audio encodings and prompt KV computed with the old weights)."""
+        if self.enable_sleep_mode:  # as TRL: map the weights' memory before writing into it
+            self.llm.wake_up(tags=["weights"])
+            self._llm_weights_sleeping = False
+        named = ((vllm_weight_name(self.family.name, name), tensor)
+                 for name, tensor in self._iter_named_params())
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": named,
+                                                          "is_checkpoint_format": True})
+        self.llm.llm_engine.reset_encoder_cache()
+        self.llm.reset_prefix_cache()
+        self.syncs += 1
+
+
+@contextlib.contextmanager
+def audio_vllm_generation(family: ModelFamily, served_model: str) -> Iterator[None]:
+    """While TRL's GRPOTrainer is built, its `VLLMGeneration` is `AudioVLLMGeneration`."""
+    stock = trl_grpo.VLLMGeneration
+    trl_grpo.VLLMGeneration = functools.partial(AudioVLLMGeneration, family=family,
+                                                served_model=served_model)
+    try:
+        yield
+    finally:
+        trl_grpo.VLLMGeneration = stock

@@ -1,0 +1,150 @@
+"""GRPO rollouts with vLLM carry each row's audio and the policy's current weights (marked vllm).
+
+They run in the vLLM environment and are skipped where vllm does not import (the default one):
+
+    $ bash run.sh --stage test --vllm true --test_args "-m vllm"
+
+The measure is TRL's own: with `vllm_importance_sampling_correction` the trainer recomputes the
+log-probs of vLLM's sampled tokens with the HF policy (each row with its own audio, through the
+recipe's log-prob passes) and logs `sampling/sampling_logp_difference/mean`. In float32 it is
+~7e-4 when vLLM heard the same clip with the same weights, and several times that when vLLM got
+another row's clip or silence (measured: Qwen2-Audio 30x and 54x, Qwen2.5-Omni 9x and 7x; these
+random models barely listen), or stale weights (the controls below show each).
+One colocated engine per family (tiny checkpoints, text head_dim 32 as vLLM's CPU attention
+needs), in this process, 1 GiB of KV cache. The real vocabulary, because vLLM samples with the
+placeholder tokens suppressed (logit_bias) and TRL's HF pass does not suppress: each vLLM
+log-prob is higher by -log(1 - p(placeholders)), ~8/512 = 0.016 with the tiny vocabulary's
+near-uniform start, ~5e-5 with the real one (measured: 0.0152 with the tiny vocabulary).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from local.core.models import load_model_and_processor
+from local.train.trainer import AudioGRPOTrainer
+from tests.helpers import REPO, tiny_checkpoint
+from tests.helpers_train import IdRecorder, demo_data_small, small_config, synthetic_rows
+
+pytestmark = pytest.mark.vllm
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; else a share of host RAM
+vllm = pytest.importorskip("vllm", reason="vLLM is not installed (run.sh --vllm true builds it)")
+
+FAMILIES = ("qwen2_audio", "qwen2_5_omni")
+DIFF = "sampling/sampling_logp_difference/mean"
+SAME = 0.002    # vLLM and HF agree: same clip, same weights (measured 0.0006-0.0008, float32)
+APART = 4.0     # each control is at least this many times the agreeing rollout's difference
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def trainer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[AudioGRPOTrainer]:
+    checkpoint = tiny_checkpoint(request.param, vocab="real", text_head_dim=32)
+    loaded = load_model_and_processor(str(checkpoint), dtype="float32")
+    out = tmp_path_factory.mktemp(f"vllm-rollouts-{request.param}")
+    config = small_config(out, use_vllm="true", vllm_mode="colocate", max_steps=2,
+                          max_completion_length=8, seed=0)
+    trainer = AudioGRPOTrainer(model=loaded.model, processing_class=loaded.processor,
+                               family=loaded.family, reward_funcs=[IdRecorder()], args=config,
+                               train_dataset=synthetic_rows(4))
+    yield trainer
+    del trainer
+    gc.collect()
+
+
+def _rows(trainer: AudioGRPOTrainer) -> list[dict[str, Any]]:
+    """2 prompts x G=4, as TRL's sampler yields them."""
+    return [trainer.train_dataset[i // 4] for i in range(8)]
+
+
+def _difference(trainer: AudioGRPOTrainer) -> float:
+    """The last rollout's mean |log p_HF - log p_vLLM| over the sampled tokens."""
+    return float(trainer._metrics["train"][DIFF][-1])
+
+
+def _rollout(trainer: AudioGRPOTrainer, clips_for_vllm: Any = None) -> float:
+    """One rollout of `_rows`; `clips_for_vllm(clips)` changes only what vLLM is sent."""
+    generation = trainer.vllm_generation
+    if clips_for_vllm is None:
+        trainer._generate_and_score_completions(_rows(trainer))
+        return _difference(trainer)
+    stock = generation.generate
+
+    def generate(prompts: Any, *args: Any, **kwargs: Any) -> Any:
+        generation.clips = clips_for_vllm(list(generation.clips))
+        return stock(prompts, *args, **kwargs)
+
+    generation.generate = generate
+    try:
+        trainer._generate_and_score_completions(_rows(trainer))
+    finally:
+        del generation.generate
+    return _difference(trainer)
+
+
+def test_rollouts_hear_each_rows_own_audio(trainer: AudioGRPOTrainer) -> None:
+    """vLLM's rollout log-probs equal the HF policy's with each row's own clip; swapping the
+    two prompts' clips, or sending silence, changes them (so the audio reaches vLLM, row by
+    row), and the check fails."""
+    trainer.model.train()
+    own = _rollout(trainer)
+    swapped = _rollout(trainer, lambda clips: clips[4:] + clips[:4])
+    silent = _rollout(trainer, lambda clips: [np.zeros_like(c) for c in clips])
+    assert own < SAME and min(swapped, silent) > APART * own, (own, swapped, silent)
+    assert trainer.vllm_generation.syncs == 1  # weights pushed once, before the first rollout
+
+
+def test_weights_are_synced_after_each_optimizer_step(trainer: AudioGRPOTrainer) -> None:
+    """Two optimizer steps: each rollout's vLLM log-probs equal the updated policy's. Then the
+    policy has moved once more since the last sync: a rollout without the sync disagrees, one
+    with it agrees again."""
+    recorder = trainer.reward_funcs[0]
+    recorder.seen.clear()
+    trainer._metrics["train"].clear()  # the controls' rollouts above are not this run's
+    trainer.train()
+    logged = [entry[DIFF] for entry in trainer.state.log_history if DIFF in entry]
+    assert len(logged) == 2 and max(logged) < SAME, logged
+    assert trainer.vllm_generation.syncs == trainer.state.global_step == 2  # at steps 0 and 1
+    # TRL's repeated prompts reach the reward row-aligned: each id G times in a row.
+    for ids in recorder.seen:
+        assert ids == [ids[i - i % 4] for i in range(len(ids))] and len(set(ids)) == len(ids) // 4
+
+    trainer._last_loaded_step = trainer.state.global_step  # as if synced: vLLM keeps step-1 weights
+    stale = _rollout(trainer)
+    trainer._last_loaded_step = -1                          # the trainer's own path: sync first
+    fresh = _rollout(trainer)
+    assert fresh < SAME and stale > APART * fresh, (stale, fresh)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_train_py_runs_with_vllm_rollouts(tmp_path: Path) -> None:
+    """train.py with `use_vllm: true` (Qwen2-Audio; the demo's configuration, 2 steps): it
+    completes, saves, and every step's vLLM rollouts agree with the HF policy's log-probs."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    argv = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "conf/demo.yaml"),
+            "--model_name_or_path",
+            str(tiny_checkpoint("qwen2_audio", vocab="real", text_head_dim=32)),
+            "--train_data", str(demo_data_small() / "avqa"), "--output_dir", str(out),
+            "--max_steps", "2", "--save_steps", "2", "--max_completion_length", "8",
+            "--use_vllm", "true", "--report_to", "none"]
+    # Not this process's rendezvous (its colocated engines hold MASTER_PORT): train.py's own.
+    rendezvous = {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE"}
+    env = {k: v for k, v in os.environ.items() if k not in rendezvous}
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=840,
+                            env={**env, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    logged = [entry[DIFF] for entry in state["log_history"] if DIFF in entry]
+    assert len(logged) == 2 and max(logged) < SAME, logged
