@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from safetensors.torch import save_file
 
 from local.demo.plots import warmup_figure
 from local.demo.report import DEMO_SET_TITLE, encoder_change
-from local.demo.warmup import answer_labels, pick_label
+from local.demo.warmup import answer_labels, default_option, pick_label
 from tests.helpers import REPO
 from tests.helpers_report import assert_every_plot_has_data, assert_every_section
 
@@ -72,6 +73,36 @@ def test_label_noise_zero_always_teaches_the_answer_and_one_mixes() -> None:
     assert {pick_label("a", ["a", "b"], 1.0, rng) for _ in range(50)} == {"a", "b"}
 
 
+@pytest.mark.parametrize(("bias", "low", "high"), [(0.0, 0, 0), (0.6, 450, 750), (1.0, 1000, 1000)],
+                         ids=["none", "most", "all"])
+def test_label_bias_teaches_the_default_option_on_that_share_of_rows(bias: float, low: int,
+                                                                     high: int) -> None:
+    """The answer is never the default here, so every default taught is the bias's doing."""
+    rng = random.Random(0)
+    labels = [pick_label("low", ["low", "high"], 0.0, rng, bias) for _ in range(1000)]
+    assert set(labels) <= {"low", "high"}
+    assert low <= labels.count(default_option(["low", "high"])) <= high
+
+
+def test_default_option_ignores_the_order_of_the_choices() -> None:
+    """The choices are shuffled per item: the default must be a property of the set."""
+    assert default_option(["rising", "falling"]) == default_option(["falling", "rising"])
+    assert default_option(["3", "1", "4", "2"]) == "1"
+
+
+@pytest.mark.parametrize(("seed", "same"), [(0, True), (1, False)], ids=["same-seed", "other"])
+def test_demo_data_is_a_function_of_its_seed(tmp_path, seed: int, same: bool) -> None:
+    from local.demo.data import write_demo_data
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes()
+                for p in sorted((folder / "mmau").rglob("*")) if p.is_file()}
+
+    first = files(write_demo_data(tmp_path / "a", n_train=8, n_eval=8, seed=0))
+    second = files(write_demo_data(tmp_path / "b", n_train=8, n_eval=8, seed=seed))
+    assert (first == second) is same
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
@@ -84,6 +115,8 @@ def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert info["encoder"]["changed"], info["encoder"]
     assert "The audio encoder was trained: PASSED" in report
+    # The warm-up's biased teacher (why step 0 starts near chance) is stated with its share.
+    assert "on 60% of the rows the taught option is the question's" in report
     # The run's report (local.report) inside the demo's, every plot drawn from data.
     assert_every_section(report)
     links = assert_every_plot_has_data(out / "report.md")
@@ -132,3 +165,77 @@ def test_warmup_figure_plots_the_logged_loss() -> None:
     figure = warmup_figure({"log": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]})
     assert figure.panels[0].lines[0].points == [(1, 2.0), (2, 1.0)]
     assert figure.panels[0].xlabel == "warm-up step"
+
+
+def test_train_py_gets_the_demo_thread_count() -> None:
+    from local.demo.run import DemoSettings, train_env
+
+    assert train_env(DemoSettings())["OMP_NUM_THREADS"] == "1"
+    assert train_env(DemoSettings(threads=2))["OMP_NUM_THREADS"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("change", "removed"),
+    [({}, set()), ({"label_bias": 0.0}, {"run"}), ({"n_train": 8}, {"initial", "run"}),
+     ({"seed": 1}, {"initial", "run"})],
+    ids=["same", "other-warm-up", "other-data", "other-seed"])
+def test_parts_built_from_other_settings_are_removed(tmp_path, change: dict[str, Any],
+                                                     removed: set[str]) -> None:
+    """A warm-up's and a run's markers name their inputs by path, so a demo re-run with other
+    data or another warm-up must not reuse them (train.py would resume the old checkpoints)."""
+    from dataclasses import replace
+
+    from local.demo.run import (
+        DemoSettings,
+        clear_stale,
+        data_settings,
+        demo_warmup_settings,
+        tiny_settings,
+    )
+    from local.util.fsio import is_done, mark_done
+
+    built = DemoSettings(out=tmp_path)
+    paths = built.paths
+    mark_done(paths["data"], data_settings(built))
+    mark_done(paths["random"], tiny_settings(built.seed))
+    mark_done(paths["initial"], demo_warmup_settings(built))
+    (paths["run"] / "checkpoint-25").mkdir(parents=True)
+    now = replace(built, **change)
+    inputs_done = (is_done(paths["data"], data_settings(now))
+                   and is_done(paths["random"], tiny_settings(now.seed)))
+    clear_stale(paths, now, inputs_done)
+    assert {k for k in ("initial", "run") if not paths[k].exists()} == removed
+
+
+def _results(eval_dir: Path, step: int, correct: int, total: int = 64) -> None:
+    (eval_dir / str(step)).mkdir(parents=True)
+    (eval_dir / str(step) / "results.json").write_text(json.dumps(
+        {"accuracy": 100 * correct / total, "correct": correct, "total": total}))
+
+
+def test_seeds_table_reads_first_and_last_step_of_each_run(tmp_path) -> None:
+    from local.demo.seeds import render, seed_result, spread
+
+    results = []
+    for seed, (start, end) in enumerate([(16, 32), (20, 28), (18, 40)]):
+        folder = tmp_path / f"seed{seed}"
+        for step, correct in ((0, start), (25, 1), (100, end)):
+            _results(folder, step, correct)
+        results.append(seed_result(seed, folder, wall_s=60.0))
+    assert [(r.first_step, r.last_step) for r in results] == [(0, 100)] * 3
+    assert [r.gain for r in results] == [25.0, 12.5, 34.375]
+    summary = spread(results)
+    assert summary["range"] == pytest.approx(34.375 - 12.5)
+    assert summary["mean_gain"] == pytest.approx((25.0 + 12.5 + 34.375) / 3)
+    text = render(results)
+    assert "| 1 | 31.25% (20/64) | 43.75% (28/64) | 100 | +12.50 | 60 |" in text
+    assert "mean gain +23.96 points" in text and "spread 21.88 points" in text
+    assert "The mean gain is larger than the spread" in text
+
+
+def test_seeds_refuses_a_run_without_a_checkpoint_evaluated(tmp_path) -> None:
+    from local.demo.seeds import seed_result
+
+    _results(tmp_path, 0, 16)
+    with pytest.raises(SystemExit, match="at least one checkpoint"):
+        seed_result(0, tmp_path)

@@ -76,9 +76,9 @@ def _sweep(rng: np.random.Generator) -> Item:
 
 def _louder_half(rng: np.random.Generator) -> Item:
     first = bool(rng.integers(0, 2))
-    loud, soft = _tone(600, 0.8, 0.5), _tone(600, 0.8, 0.05)
+    loud, soft = _tone(600, 0.8, 0.5), _tone(600, 0.8, 0.01)
     audio = np.concatenate([loud, soft] if first else [soft, loud])
-    noise = (0.005 * rng.standard_normal(len(audio))).astype(np.float32)
+    noise = (0.002 * rng.standard_normal(len(audio))).astype(np.float32)
     return Item("loudness", "Which half of the sound is louder?", ["first", "second"],
                 "first" if first else "second", audio + noise)
 

@@ -62,12 +62,16 @@ advantage is 0 and GRPO learns nothing. So before GRPO the random model (`models
 a short **supervised warm-up** (`local/demo/warmup.py`): {warm["steps"]} steps of
 {warm["batch_size"]} rows, learning rate {warm["learning_rate"]:g}, cross-entropy on the answer
 tokens only, through the same audio collation as training and evaluation
-(`local/core/collate.py`). It teaches the format `<answer>option</answer>`; on
-{warm["label_noise"]:.0%} of the rows the taught option is a random choice instead of the right
-one, so the model starts uncertain, sampled completions differ within a group, and GRPO has
-something to sharpen. The result is saved as `models/initial/`, the starting model for GRPO and
-step 0 of the evaluation. The rewards are the recipe's defaults for template
-`{report.settings.get("template")}`: {rewards}.{plot}""")
+(`local/core/collate.py`). It teaches the format `<answer>option</answer>` from a biased
+teacher: on {warm.get("label_bias", 0.0):.0%} of the rows the taught option is the question's
+default (its alphabetically first option) whatever the audio says, on
+{warm["label_noise"]:.0%} of the others a random option, and otherwise the right one. The model
+learns to hear the audio but, answering greedily, mostly says the default, so step 0 starts
+near chance; sampled at temperature 1 it still answers right on a share of completions, so the
+completions of a group earn different rewards and GRPO can push the greedy answer towards the
+one the audio supports. The result is saved as `models/initial/`, the starting model for GRPO
+and step 0 of the evaluation: the gain from step 0 to the last step is GRPO's. The rewards
+are the recipe's defaults for template `{report.settings.get("template")}`: {rewards}.{plot}""")
 
 
 def eval_section(ctx: dict[str, Any]) -> Section:

@@ -2,9 +2,21 @@
 
 A random model never writes `<answer>X</answer>`, so every completion earns 0, every group's
 rewards are equal, every advantage is 0 and GRPO learns nothing. The warm-up teaches the answer
-format and, on a share of the rows (`label_noise` picks a random option instead on the others),
-the right option: the model starts with the format and a weak, uncertain guess, so completions
-sampled at temperature 1 differ within a group and GRPO has something to sharpen.
+format from a deliberately imperfect teacher:
+  * `label_bias`: on that share of the rows the taught option is the question's default (its
+    alphabetically first option: "1", "falling", "first", "high") whatever the audio says.
+    Above 0.5 the model learns to answer the default, so its greedy answers start near chance,
+    while on the other rows the taught option follows the audio: the model hears the
+    difference but does not act on it. Its sampled completions are right on a good share of
+    the items whose answer is not the default, so the completions of a group earn different
+    rewards, and GRPO, rewarding the right ones, moves the greedy answer to the one the audio
+    supports (`python -m local.demo.seeds` measures how far, over seeds).
+  * `label_noise`: on that share of the other rows the option is a uniformly random one.
+An honest teacher (both 0) would teach the tasks themselves, and step 0 would already be where
+GRPO should take the model (`python -m local.demo --label_bias 0`: 100% (256/256) at step 0 on
+seed 0's held-out items, measured at the commit that made 0.6 the demo's default, so the tiny
+model can hear every task); a format-only one (`label_noise` 1) gives the model no reason to
+use the audio, and GRPO would have to find it from the rewards alone.
 
 The rows come from the real training-data builder (`local.train.dataset`) and go through the same
 audio collation as training and evaluation (`local.core.collate`), so the audio reaches the model.
@@ -47,12 +59,27 @@ def answer_target(answer: str, end_token: str = STOP_TOKENS[0]) -> str:
     return f"<answer>{answer}</answer>{end_token}"
 
 
-def pick_label(answer: str, choices: list[str], noise: float, rng: random.Random) -> str:
-    """The correct option, or with probability `noise` a uniformly random one (maybe correct).
+def default_option(choices: list[str]) -> str:
+    """The option a biased teacher gives regardless of the audio: the alphabetically first.
+
+    >>> default_option(["low", "high"])
+    'high'
+    """
+    return min(choices)
+
+
+def pick_label(answer: str, choices: list[str], noise: float, rng: random.Random,
+               bias: float = 0.0) -> str:
+    """The taught option: with probability `bias` the default option, else with probability
+    `noise` a uniformly random one (maybe correct), else the correct one.
 
     >>> pick_label("low", ["high", "low"], 0.0, random.Random(0))
     'low'
+    >>> pick_label("low", ["high", "low"], 0.0, random.Random(0), bias=1.0)
+    'high'
     """
+    if rng.random() < bias:
+        return default_option(choices)
     return rng.choice(list(choices)) if rng.random() < noise else answer
 
 
@@ -97,9 +124,24 @@ def _batch(loaded: Any, rows: list[dict[str, Any]], labels: list[str]) -> dict[s
     return batch
 
 
+def warmup_settings(model: str | Path, data: str | Path, *, steps: int = 60,
+                    batch_size: int = 16, learning_rate: float = 2e-3, label_noise: float = 0.5,
+                    label_bias: float = 0.0, template: str = "default",
+                    seed: int = 0) -> dict[str, Any]:
+    """What a warm-up is recorded with in its `.done` (a warm-up with other settings is redone).
+
+    >>> warmup_settings("m", "d", label_bias=0.6)["label_bias"]
+    0.6
+    """
+    return {"model": str(model), "data": str(data), "steps": steps, "batch_size": batch_size,
+            "learning_rate": learning_rate, "label_noise": label_noise,
+            "label_bias": label_bias, "template": template, "seed": seed}
+
+
 def warmup(model: str | Path, data: str | Path, out: str | Path, *, steps: int = 60,
            batch_size: int = 16, learning_rate: float = 2e-3, label_noise: float = 0.5,
-           template: str = "default", seed: int = 0, overwrite: bool = False) -> Path:
+           label_bias: float = 0.0, template: str = "default", seed: int = 0,
+           overwrite: bool = False) -> Path:
     """Fine-tune `model` on the answers of the AVQA-shaped set `data`; save it to `out`.
 
     Skips when `out/.done` records the same settings (unless `overwrite`). Writes the model,
@@ -107,9 +149,9 @@ def warmup(model: str | Path, data: str | Path, out: str | Path, *, steps: int =
     done (`local.util.fsio.building`), its `.done` recording the settings.
     """
     out = Path(out)
-    settings = {"model": str(model), "data": str(data), "steps": steps, "batch_size": batch_size,
-                "learning_rate": learning_rate, "label_noise": label_noise,
-                "template": template, "seed": seed}
+    settings = warmup_settings(model, data, steps=steps, batch_size=batch_size,
+                               learning_rate=learning_rate, label_noise=label_noise,
+                               label_bias=label_bias, template=template, seed=seed)
     if not overwrite and is_done(out, settings):
         print(f"warm-up: {out} is done (delete it or pass --overwrite to redo)")
         return out
@@ -127,7 +169,8 @@ def warmup(model: str | Path, data: str | Path, out: str | Path, *, steps: int =
             if len(order) < batch_size:
                 order += rng.sample(range(len(rows)), len(rows))
             chosen = [rows[order.pop()] for _ in range(batch_size)]
-            labels = [pick_label(r["answer"], r["choices"], label_noise, rng) for r in chosen]
+            labels = [pick_label(r["answer"], r["choices"], label_noise, rng, label_bias)
+                      for r in chosen]
             batch = _batch(loaded, chosen, labels)
             target = batch.pop("labels")
             logits = loaded.model(**batch).logits
@@ -159,13 +202,16 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--label_noise", type=float, default=0.5,
                         help="share of rows taught a random option instead of the right one")
+    parser.add_argument("--label_bias", type=float, default=0.0,
+                        help="share of rows taught the default (alphabetically first) option")
     parser.add_argument("--template", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     return warmup(args.model, args.data, args.out, steps=args.steps, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, label_noise=args.label_noise,
-                  template=args.template, seed=args.seed, overwrite=args.overwrite)
+                  label_bias=args.label_bias, template=args.template, seed=args.seed,
+                  overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
