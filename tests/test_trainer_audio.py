@@ -8,6 +8,8 @@ audio alone, and fail when rows are misaligned, (3) generation never samples pla
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -104,3 +106,30 @@ def test_rows_without_audio_stop_with_the_item_named(tmp_path) -> None:
     row = dict(trainer.train_dataset[0], audio_bytes=None, audio_path=None, audio_array=None)
     with pytest.raises(AudioError, match="syn-0"):
         trainer._decode_rows([row])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rollout_prefill_computes_last_position_logits_only(
+        tmp_path, family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF rollouts: the LM head sees one position per row at the prefill (generate reads no
+    other); without local.core.last_logits it sees the whole prompt. (The log-prob passes use
+    TRL's fused head, checked row by row above.)"""
+    trainer = make_trainer(family, tmp_path, rows=2)
+    head = trainer.accelerator.unwrap_model(trainer.model).get_output_embeddings()
+    rows = [trainer.train_dataset[i // 4] for i in range(8)]
+
+    def head_positions() -> tuple[list[int], int]:
+        lengths: list[int] = []
+        hook = head.register_forward_hook(lambda _m, args, _o: lengths.append(args[0].shape[1]))
+        try:
+            out = trainer._generate_and_score_completions(rows)
+        finally:
+            hook.remove()
+        return lengths, out["prompt_ids"].shape[1]
+
+    lengths, prompt = head_positions()
+    assert lengths[0] == 1 and prompt > 1      # prefill of the prompt batch: last position only
+    monkeypatch.setattr("local.train.trainer.last_position_logits",
+                        lambda _model: contextlib.nullcontext())
+    lengths, prompt = head_positions()
+    assert lengths[0] == prompt                # the stock prefill: every prompt position

@@ -70,6 +70,7 @@ from trl import GRPOTrainer
 
 from local.core.audio import AudioError, DecodedAudio
 from local.core.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
+from local.core.last_logits import last_position_logits
 from local.core.models import ModelFamily
 from local.core.prompts import clean_messages
 from local.core.records import RecordError, check_errors
@@ -392,6 +393,14 @@ class AudioGRPOTrainer(GRPOTrainer):
         output.update(audio)  # row-aligned: TRL shuffles and splits it with the other rows
         self._log_rollout_audio()
         return output
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's generation; with HF `generate`, the prefill's LM head sees only the last
+        position (`local.core.last_logits`: neither Qwen forward takes logits_to_keep)."""
+        if self.use_vllm:
+            return super()._generate_single_turn(*args, **kwargs)
+        with last_position_logits(self.accelerator.unwrap_model(self.model)):
+            return super()._generate_single_turn(*args, **kwargs)
 
     def _tokenize_prompts(self, prompts: list[Any]) -> tuple[list[list[int]], None, dict]:
         batch = self._rollout_batch
