@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from peft import LoraConfig
 
 from local.core.models import load_model_and_processor
 from local.train.trainer import AudioGRPOTrainer
@@ -38,23 +39,29 @@ pytestmark = pytest.mark.vllm
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; else a share of host RAM
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (run.sh --vllm true builds it)")
 
-FAMILIES = ("qwen2_audio", "qwen2_5_omni")
 DIFF = "sampling/sampling_logp_difference/mean"
 SAME = 0.002    # vLLM and HF agree: same clip, same weights (measured 0.0006-0.0008, float32)
 APART = 4.0     # each control is at least this many times the agreeing rollout's difference
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=[("qwen2_audio", False), ("qwen2_5_omni", True)],
+                ids=["qwen2_audio", "qwen2_5_omni-lora"])
 def trainer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[AudioGRPOTrainer]:
-    checkpoint = tiny_checkpoint(request.param, vocab="real", text_head_dim=32)
+    """A trainer with colocated vLLM rollouts; Omni trains LoRA adapters (TRL merges them into
+    the weights it syncs, which then go through the recipe's name map)."""
+    family, lora = request.param
+    checkpoint = tiny_checkpoint(family, vocab="real", text_head_dim=32)
     loaded = load_model_and_processor(str(checkpoint), dtype="float32")
-    out = tmp_path_factory.mktemp(f"vllm-rollouts-{request.param}")
+    out = tmp_path_factory.mktemp(f"vllm-rollouts-{family}")
     config = small_config(out, use_vllm="true", vllm_mode="colocate", max_steps=2,
-                          max_completion_length=8, seed=0)
+                          max_completion_length=8, seed=0,
+                          learning_rate=1e-2 if lora else 1e-3)
+    peft = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                      lora_dropout=0.0) if lora else None
     trainer = AudioGRPOTrainer(model=loaded.model, processing_class=loaded.processor,
                                family=loaded.family, reward_funcs=[IdRecorder()], args=config,
-                               train_dataset=synthetic_rows(4))
+                               train_dataset=synthetic_rows(4), peft_config=peft)
     yield trainer
     del trainer
     gc.collect()
