@@ -106,7 +106,9 @@ def _timed(name: str, timings: dict[str, Any], fn: Callable[[], Any]) -> Any:
 
 def tiny_settings(seed: int) -> dict[str, Any]:
     """What the demo's random model is built with (recorded in its `.done`)."""
-    return {"family": "qwen2_5_omni", "vocab": "tiny", "seed": seed}
+    # Text head_dim 32 (2 heads of the 64-wide model): vLLM's CPU attention runs 32 and up, so
+    # the demo's checkpoints also evaluate with `--eval_backend vllm`.
+    return {"family": "qwen2_5_omni", "vocab": "tiny", "seed": seed, "text_head_dim": 32}
 
 
 def _tiny(paths: dict[str, Path], seed: int) -> Path:
@@ -115,7 +117,8 @@ def _tiny(paths: dict[str, Path], seed: int) -> Path:
         print(f"tiny model: {out} is done")
         return out
     with building(out, settings) as tmp:
-        build_tiny_checkpoint(settings["family"], tmp, vocab=settings["vocab"], seed=seed)
+        build_tiny_checkpoint(settings["family"], tmp, vocab=settings["vocab"], seed=seed,
+                              text_head_dim=settings["text_head_dim"])
     print(f"tiny random Qwen2.5-Omni thinker written to {out}")
     return out
 

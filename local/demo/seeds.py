@@ -30,7 +30,7 @@ from local.util.fsio import atomic_write_json, atomic_write_text
 
 @dataclass
 class SeedResult:
-    """One seed's held-out accuracy before (step 0) and after (last step) GRPO."""
+    """Held-out accuracy of the demo run with one random seed, before (step 0) and after GRPO."""
 
     seed: int
     first_step: int

@@ -247,8 +247,8 @@ def write_summary(eval_dir: str | Path, title: str | None = None) -> Path:
     title = title or f"{rows[0][1].get('benchmark', eval_dir.name)} across steps ({eval_dir})"
     path = atomic_write_text(eval_dir / "summary.md", render(rows, title, no_audio, notes))
     plot(rows, eval_dir / "summary.png", title, no_audio)
-    logger.info("summary of %d steps (%d also without audio): %s", len(rows), len(no_audio),
-                path)
+    also = f" ({len(no_audio)} also without audio)" if no_audio else ""
+    logger.info("summary of %d steps%s: %s", len(rows), also, path)
     return path
 
 
