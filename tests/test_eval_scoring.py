@@ -288,3 +288,17 @@ def test_readme_states_the_score_only_question_check() -> None:
                    "`question_check`", "`--no_question_check`", "empty question or predictions "
                    "file is an error"):
         assert needle in section, needle
+
+
+@pytest.mark.parametrize(("extra", "printed"), [
+    ([], "MMAU test-mini accuracy ["),
+    (["--set_title", "synthetic demo set (MMAU format)"],
+     "synthetic demo set (MMAU format) accuracy ["),
+], ids=["benchmark-set", "other-set"])
+def test_the_printed_accuracy_names_the_question_set(tmp_path, capsys, extra: list[str],
+                                                      printed: str) -> None:
+    """Items that are not the benchmark's own set are not printed as the benchmark's number."""
+    predictions = str(_write(tmp_path, RIGHT))
+    evaluate_mmau.main(["--score_only", predictions, "--no_question_check", *extra])
+    lines = [line for line in capsys.readouterr().out.splitlines() if " accuracy [" in line]
+    assert lines and all(line.startswith(printed) for line in lines), lines

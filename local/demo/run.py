@@ -178,7 +178,7 @@ def _evaluate(settings: DemoSettings) -> Path:
         "--title", f"{DEMO_SET_TITLE} across steps",
         "--", "--mmau_json", str(mmau / "mmau-test-mini.json"),
         "--mmau_audio_dir", str(mmau / "test-mini-audios"), "--dtype", "float32",
-        "--batch_size", str(settings.eval_batch_size),
+        "--batch_size", str(settings.eval_batch_size), "--set_title", DEMO_SET_TITLE,
         "--max_new_tokens", str(settings.eval_max_new_tokens)])
     assert summary is not None  # one process: always the main one
     return summary

@@ -32,6 +32,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "(Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2-Audio-7B-Instruct)")
     add("--template", default="default", choices=sorted(TEMPLATES),
         help="prompt template, as in training (default: %(default)s)")
+    add("--set_title", default=None,
+        help="name printed with each accuracy when the items are not the benchmark's own set "
+        "(e.g. 'synthetic demo set (MMAU format)'; default: the benchmark's name)")
     add("--batch_size", type=int, default=8, help="prompts per generate call (default: 8)")
     add("--max_new_tokens", type=int, default=2048,
         help="new tokens per answer (default: %(default)s, as the reference recipe)")

@@ -87,7 +87,8 @@ def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[st
         return None
     settings = run_settings(args, **data_settings(benchmark, args), limit=args.limit)
     return write_results(benchmark, results, args.out_dir / "results.json",
-                         f"{benchmark.title}: {args.model}", settings=settings)
+                         f"{benchmark.title}: {args.model}", settings=settings,
+                         title=args.set_title)
 
 
 def score_only(benchmark: Benchmark, args: argparse.Namespace,
@@ -111,7 +112,7 @@ def score_only(benchmark: Benchmark, args: argparse.Namespace,
     results = {p: {**benchmark.score(items, p), "question_check": check, **extra}
                for p in protocols}
     return write_results(benchmark, results, args.out or path.with_name("results.json"),
-                         f"{benchmark.title}: {path}")
+                         f"{benchmark.title}: {path}", title=getattr(args, "set_title", None))
 
 
 def start(benchmark: Benchmark, args: argparse.Namespace) -> DistContext:
@@ -258,8 +259,10 @@ def results_file(benchmark: Benchmark, results: Results,
 
 
 def write_results(benchmark: Benchmark, results: Results, out: Path, heading: str,
-                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write `out` (JSON) and its .md, print each protocol's headline; returns the JSON."""
+                  settings: dict[str, Any] | None = None,
+                  title: str | None = None) -> dict[str, Any]:
+    """Write `out` (JSON) and its .md, print each protocol's headline (named `title`, default
+    the benchmark's); returns the JSON."""
     written = results_file(benchmark, results, settings)
     atomic_write_json(out, written)
     atomic_write_text(out.with_suffix(".md"), "\n".join(
@@ -267,6 +270,6 @@ def write_results(benchmark: Benchmark, results: Results, out: Path, heading: st
         + "".join(f"\n**{line}**\n" for line in benchmark.notes(r))
         for p, r in results.items()))
     for result in results.values():
-        for line in [headline(benchmark.title, result), *benchmark.notes(result)]:
+        for line in [headline(title or benchmark.title, result), *benchmark.notes(result)]:
             print(line, flush=True)
     return written
