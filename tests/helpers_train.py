@@ -105,7 +105,8 @@ def train_argv(family: str, out: Path, max_steps: int = 3) -> list[str]:
             "--model_name_or_path", str(tiny_checkpoint(family)),
             "--train_data", str(demo_data_small() / "avqa"), "--output_dir", str(out),
             "--max_steps", str(max_steps), "--save_steps", "1", "--max_completion_length", "6",
-            "--per_device_train_batch_size", "4", "--log_completions", "false",
+            "--num_generations", "4", "--per_device_train_batch_size", "4",
+            "--log_completions", "false",
             "--reward_funcs", "length"]
 
 
