@@ -29,7 +29,7 @@ import torch
 
 from bench.models import REAL_SHAPES, build_model, real_config
 from local.core.models import QWEN2_5_OMNI, QWEN2_AUDIO, LoadedModel, load_model_and_processor
-from local.core.vllm_export import OMNI_VLLM_ARCHITECTURE, _omni_config, export_for_vllm
+from local.core.vllm_export import OMNI_VLLM_ARCHITECTURE, export_for_vllm, omni_config
 from local.demo.tiny import build_processor, build_tiny_checkpoint, qwen2_audio_config
 from local.demo.tokenizers import build_tokenizer
 from local.eval.vllm_backend import engine_kwargs
@@ -71,7 +71,7 @@ def dummy_folder(config: Any, processor: Any, dest: Path) -> Path:
         config.architectures = ["Qwen2AudioForConditionalGeneration"]
         config.save_pretrained(dest)
     else:  # vLLM serves the thinker of a whole-Omni config (local.core.vllm_export)
-        omni = _omni_config(dest)
+        omni = omni_config(dest)
         assert omni.architectures == [OMNI_VLLM_ARCHITECTURE]
         omni.save_pretrained(dest)
     return dest

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from local.core.models import load_model_and_processor
 from local.core.special_tokens import placeholder_token_ids, stop_token_ids
+from local.core.vllm_export import vllm_weight_name
 from local.core.vllm_requests import SUPPRESS_BIAS
-from local.train.vllm_rollouts import check_vllm_settings, served_model, vllm_generation_kwargs
+from local.train.trainer import AudioGRPOTrainer
+from local.train.vllm_rollouts import (
+    AudioVLLMGeneration,
+    check_every_weight_sent,
+    check_vllm_settings,
+    served_model,
+    vllm_generation_kwargs,
+)
 from tests.helpers import tiny_checkpoint
+from tests.helpers_train import small_config, synthetic_rows, vowel_reward
 
 
 @pytest.mark.parametrize(("mode", "tp", "message"), [
@@ -48,7 +58,41 @@ def test_the_engine_loads_a_folder_vllm_serves(tmp_path, family: str, exported: 
     checkpoint = tiny_checkpoint(family)
     model = SimpleNamespace(name_or_path=str(checkpoint))
     folder = served_model(model, tmp_path)
-    assert (folder == str(tmp_path / "vllm_model")) is exported
-    assert folder == str(checkpoint) or exported
+    assert folder == (str(tmp_path / "vllm_model") if exported else str(checkpoint))
     assert served_model(SimpleNamespace(name_or_path="Qwen/Qwen2-Audio-7B-Instruct"),
                         tmp_path) == "Qwen/Qwen2-Audio-7B-Instruct"
+
+
+@pytest.mark.parametrize("family", ["qwen2_audio", "qwen2_5_omni"])
+def test_the_name_map_sends_every_weight_of_the_served_checkpoint(tmp_path, family: str) -> None:
+    """The policy's parameters, renamed as sync_weights renames them, cover every tensor of the
+    folder vLLM serves; one missing name stops the first sync (vLLM itself only warns)."""
+    checkpoint = tiny_checkpoint(family)
+    loaded = load_model_and_processor(str(checkpoint), dtype="float32")
+    served = served_model(SimpleNamespace(name_or_path=str(checkpoint)), tmp_path)
+    sent = [vllm_weight_name(family, name) for name, _ in loaded.model.named_parameters()]
+    check_every_weight_sent(sent, served)
+    with pytest.raises(RuntimeError, match="not 1 of .*stale weights"):
+        check_every_weight_sent(sent[1:], served)
+    check_every_weight_sent([], "Qwen/Qwen2-Audio-7B-Instruct")  # a hub id: not checked here
+
+
+def test_a_rollout_without_one_clip_per_prompt_stops() -> None:
+    """The clips must be handed over for each rollout, one per prompt row."""
+    generation = AudioVLLMGeneration.__new__(AudioVLLMGeneration)  # no engine needed
+    generation.audio_token_id, generation.clips = 7, None
+    with pytest.raises(RuntimeError, match="no clips were handed over"):
+        generation.generate([[1, 7, 2]], None, 1)
+    generation.clips = [np.zeros(1600, dtype=np.float32)]
+    with pytest.raises(RuntimeError, match="2 prompts but 1 clips"):
+        generation.generate([[1, 7, 2], [1, 7, 3]], None, 1)
+
+
+def test_a_rollout_func_is_refused_with_vllm(tmp_path) -> None:
+    """TRL's rollout_func would generate without the clips."""
+    loaded = load_model_and_processor(str(tiny_checkpoint("qwen2_audio")), dtype="float32")
+    with pytest.raises(ValueError, match="rollout_func"):
+        AudioGRPOTrainer(model=loaded.model, processing_class=loaded.processor,
+                         family=loaded.family, reward_funcs=[vowel_reward],
+                         args=small_config(tmp_path, use_vllm="true"),
+                         train_dataset=synthetic_rows(2), rollout_func=lambda *a, **k: {})

@@ -28,7 +28,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import trl.generation.vllm_generation as trl_vllm
+import trl.trainer.grpo_trainer as trl_grpo
 from peft import LoraConfig
+from trl.generation.vllm_generation import VLLMGeneration
 
 from local.core.models import load_model_and_processor
 from local.train.trainer import AudioGRPOTrainer
@@ -62,6 +65,8 @@ def trainer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     trainer = AudioGRPOTrainer(model=loaded.model, processing_class=loaded.processor,
                                family=loaded.family, reward_funcs=[IdRecorder()], args=config,
                                train_dataset=synthetic_rows(4), peft_config=peft)
+    # TRL's own classes are back once the trainer is built (the swap lasts the construction).
+    assert trl_grpo.VLLMGeneration is VLLMGeneration and trl_vllm.LLM is vllm.LLM
     yield trainer
     del trainer
     gc.collect()
@@ -145,6 +150,7 @@ def test_train_py_runs_with_vllm_rollouts(tmp_path: Path) -> None:
             str(tiny_checkpoint("qwen2_audio", vocab="real", text_head_dim=32)),
             "--train_data", str(demo_data_small() / "avqa"), "--output_dir", str(out),
             "--max_steps", "2", "--save_steps", "2", "--max_completion_length", "8",
+            "--num_generations", "4", "--per_device_train_batch_size", "8",
             "--use_vllm", "true", "--report_to", "none"]
     # Not this process's rendezvous (its colocated engines hold MASTER_PORT): train.py's own.
     rendezvous = {"MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE"}

@@ -130,7 +130,8 @@ def _weight_files(folder: Path) -> list[str]:
                       "checkpoints are exported)")
 
 
-def _weight_keys(folder: Path) -> list[str]:
+def checkpoint_weight_names(folder: Path) -> list[str]:
+    """Every tensor name in the safetensors files of the checkpoint `folder`."""
     from safetensors import safe_open
 
     keys: list[str] = []
@@ -161,12 +162,13 @@ def key_rename(folder: str | Path) -> Rename | None:
     if model_type == "qwen2_5_omni":
         return None
     if model_type == "qwen2_audio":
-        doubled = any(key.startswith(_QWEN2_AUDIO_DOUBLED[0]) for key in _weight_keys(root))
+        doubled = any(key.startswith(_QWEN2_AUDIO_DOUBLED[0])
+                      for key in checkpoint_weight_names(root))
         return _rename_doubled if doubled else None
     raise ExportError(f"{root}: model_type {model_type!r} is neither Qwen2-Audio nor Qwen2.5-Omni")
 
 
-def _omni_config(folder: Path) -> Any:
+def omni_config(folder: Path) -> Any:
     """The whole-Omni config vLLM reads (`thinker_config`), with no talker to load."""
     from transformers import Qwen2_5OmniConfig, Qwen2_5OmniThinkerConfig
 
@@ -212,7 +214,7 @@ def _copy_processor_files(source: Path, dest: Path) -> None:
 def _write_export(source: Path, dest: Path, rename: Rename) -> None:
     _copy_processor_files(source, dest)
     if _config(source).get("model_type") == "qwen2_5_omni_thinker":
-        _omni_config(source).save_pretrained(dest)
+        omni_config(source).save_pretrained(dest)
     else:
         shutil.copy2(source / "config.json", dest / "config.json")
     _write_weights(source, dest, rename)

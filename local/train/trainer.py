@@ -194,6 +194,9 @@ class AudioGRPOTrainer(GRPOTrainer):
         use_vllm = grpo_args is not None and getattr(grpo_args, "use_vllm", False)
         if use_vllm:
             check_vllm_settings(grpo_args)
+            if kwargs.get("rollout_func") is not None:
+                raise ValueError("use_vllm with a rollout_func: TRL then generates without "
+                                 "AudioVLLMGeneration, so the clips would not reach vLLM.")
         if freeze_audio_encoder and kwargs.get("peft_config") is not None:
             exclude_audio_tower(kwargs["peft_config"])
         stop_ids = stop_token_ids(processor.tokenizer)

@@ -9,7 +9,7 @@ map, and it never clears vLLM's encoder cache, so audio encodings computed with 
 reused after an update (vllm-project/vllm#44910; the fix was reverted; huggingface/trl#7198).
 
 `AudioVLLMGeneration` changes three things and keeps the rest of TRL's class (sampling
-parameters, sleep mode, log-prob extraction, ZeRO-3 gathering, PEFT merge):
+parameters, sleep-mode handling, log-prob extraction, ZeRO-3 gathering, PEFT merge):
 
 - `generate`: each processor-expanded audio run is collapsed to one placeholder and the row's
   clip is attached to its request (`local.core.vllm_requests.audio_request`: audio per request,
@@ -18,7 +18,8 @@ parameters, sleep mode, log-prob extraction, ZeRO-3 gathering, PEFT merge):
 - `sync_weights`: the policy's parameters under the checkpoint names vLLM loads
   (`local.core.vllm_export.vllm_weight_name`), through the model runner's
   `reload_weights(..., is_checkpoint_format=True)` (on CPU `load_weights` writes into vLLM's
-  prepacked weights and fails), then the encoder cache and the prefix cache are reset.
+  prepacked weights and fails), then the encoder cache and the prefix cache are reset; the first
+  sync checks that every weight of the served checkpoint was sent (vLLM only warns).
 - the engine: built by TRL, but on the vLLM-loadable folder (`served_model`: a thinker-only Omni
   checkpoint exported by `local.core.vllm_export.export_for_vllm`), one clip per prompt, every
   sampling setting from TRL (`generation_config="vllm"`), and eager on CPU.
@@ -52,7 +53,7 @@ from trl.generation.vllm_generation import VLLMGeneration
 
 from local.core.models import ModelFamily
 from local.core.special_tokens import AUDIO_TOKEN, stop_token_ids
-from local.core.vllm_export import export_for_vllm, vllm_weight_name
+from local.core.vllm_export import checkpoint_weight_names, export_for_vllm, vllm_weight_name
 from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits, suppressing_bias
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def check_vllm_settings(args: Any) -> None:
 
 def served_model(model: Any, output_dir: str | Path) -> str:
     """What the rollout engine loads for `model`: its folder, or the vLLM export of it under
-    `<output_dir>/vllm_model` (thinker-only Omni; written by each node's first rank), or the hub
+    `<output_dir>/vllm_model` (thinker-only Omni; written once per filesystem), or the hub
     id as given (hub checkpoints load in vLLM as they are). vLLM's weights are replaced by the
     policy's at the first sync, before any rollout: the folder gives the architecture."""
     source = str(getattr(model, "name_or_path", "") or "")
@@ -81,8 +82,31 @@ def served_model(model: Any, output_dir: str | Path) -> str:
                          "load it with local.core.models.load_model_and_processor")
     if not Path(source).is_dir():
         return source
-    with PartialState().local_main_process_first():
-        return str(export_for_vllm(source, Path(output_dir) / "vllm_model"))
+    state, dest = PartialState(), Path(output_dir) / "vllm_model"
+    # The global main process writes first; then a node whose output_dir is not shared writes
+    # its own (its first rank first), and where it is shared every other rank finds it done.
+    # (Every node's first rank writing at once would share one staging folder on a shared
+    # filesystem: local.util.fsio.building clears it.)
+    with state.main_process_first():
+        if state.is_main_process:
+            export_for_vllm(source, dest)
+    with state.local_main_process_first():
+        return str(export_for_vllm(source, dest))
+
+
+def check_every_weight_sent(sent: Sequence[str], served: str) -> None:
+    """Raise if a weight of the served checkpoint was not synced. vLLM's `reload_weights` only
+    logs a warning for parameters it did not receive (vllm/model_executor/model_loader/reload),
+    which would leave them at their initial values (or freed memory after sleep level 2)."""
+    folder = Path(served)
+    if not folder.is_dir():  # a hub id: its names are the transformers layout the map covers
+        return
+    missing = sorted(set(checkpoint_weight_names(folder)) - set(sent))
+    if missing:
+        raise RuntimeError(
+            f"weight sync to vLLM sent {len(sent)} tensors but not {len(missing)} of "
+            f"{folder}'s, e.g. {missing[:3]}: their names are not mapped to vLLM's "
+            "(local.core.vllm_export.WEIGHT_NAME_MAPS); rollouts would use stale weights.")
 
 
 def vllm_generation_kwargs(generation_kwargs: dict[str, Any] | None,
@@ -173,12 +197,23 @@ class AudioVLLMGeneration(VLLMGeneration):
         """The policy's current weights into the engine, then its encoder and prefix caches
         cleared (audio encodings and prompt KV computed with the old weights)."""
         if self.enable_sleep_mode:  # as TRL: map the weights' memory before writing into it
+            trl_vllm.empty_cache()
             self.llm.wake_up(tags=["weights"])
             self._llm_weights_sleeping = False
-        named = ((vllm_weight_name(self.family.name, name), tensor)
-                 for name, tensor in self._iter_named_params())
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": named,
+        sent: list[str] = []
+
+        def named() -> Iterator[tuple[str, torch.Tensor]]:
+            for name, tensor in self._iter_named_params():
+                sent.append(vllm_weight_name(self.family.name, name))
+                yield sent[-1], tensor
+
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": named(),
                                                           "is_checkpoint_format": True})
+        if self.syncs == 0:
+            check_every_weight_sent(sent, self.served_model)
+        # The model runner clears its own encoder outputs on reload, but the scheduler's encoder
+        # cache manager still lists them ("Encoder cache miss" on CPU) until this reset; the
+        # prefix cache holds KV computed with the old weights.
         self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_prefix_cache()
         self.syncs += 1
