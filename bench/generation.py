@@ -8,17 +8,13 @@ same number of new tokens on both sides (HF `min_new_tokens` = `max_new_tokens`,
   (`local.core.last_logits`, issue 14 item 5), and their ratio (the item-5 gain);
 - vLLM tokens/s and the vLLM / HF ratios; vLLM's engine start (and export) timed apart;
 - greedy agreement: rows whose forced tokens are identical, HF full vs last-position, HF vs vLLM;
-- the machine (CPUs or GPU, load average before and after), torch / transformers / vLLM versions
-  and the git commit.
+- the machine (CPUs or GPU, load average before/after), versions and the git commit.
 
-Everything the evaluation does is reused: prompts and clips from `RecordGenerator` (the chat of
-`local.core.prompts`, `local.core.collate.render_prompt`, `load_clip`), the HF `Generator`'s
-inputs and `generate` keywords, the vLLM backend's `engine_kwargs`, `sampling_kwargs` and
-requests (`local.core.vllm_requests.audio_request`, audio per request). HF runs first (one
-batch of all prompts by default, full and last-position interleaved), then the HF model is freed
-and the engine starts; each figure is the median of `--repeats` runs after `--warmup`. On CPU
-HF gets as many torch threads as vLLM's CPU worker computes on (every core but the one vLLM
-reserves for its scheduler; `--hf_threads` to change), so both compute on the same cores.
+The evaluation's own prompts, clips (`RecordGenerator`), HF `generate` keywords and vLLM engine,
+sampling and requests (`local.eval.vllm_backend`, audio per request) are reused. HF runs first
+(one batch of all prompts by default, full and last-position interleaved), then the HF model is
+freed and the engine starts; each figure is the median of `--repeats` runs after `--warmup`. On
+CPU HF gets as many torch threads as vLLM's CPU worker computes on (`--hf_threads` to change).
 
 Models (bench/generation_models.py): on CPU the recipe's tiny checkpoints, text head_dim 32,
 float32, with Qwen's 152k-row vocabulary (`--vocab real`, the default) or ~512 tokens (`tiny`);
@@ -26,8 +22,8 @@ float32, with Qwen's 152k-row vocabulary (`--vocab real`, the default) or ~512 t
 random weights, vLLM with its own random weights (`load_format="dummy"`), so greedy agreement is
 not comparable there. `--dry_run` builds the configs and engine keywords only (no GPU needed).
 
-The CPU ratio says how the two paths compare on this machine and model: it is not a GPU
-prediction, and it excludes engine start.
+The CPU ratio is not a GPU prediction and excludes engine start. `--hf_only`: the two HF paths
+alone (where vLLM is not installed, e.g. the GPU kit's machine).
 
 Example:
     $ .venv-vllm-cpu/bin/python -m bench.generation                       # CPU, both families
@@ -168,9 +164,7 @@ def versions(vllm: bool = True) -> str:
 
 
 def bench_family(family_name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """HF full / last-position, then vLLM, on one model: figures and agreement."""
-    import vllm  # deferred: only the vLLM environment has it
-
+    """HF full / last-position, then vLLM (unless --hf_only), on one model."""
     new = args.max_new_tokens
     settings = GenerationSettings(max_new_tokens=new)  # greedy, the evaluation's other defaults
     with prepared(family_name, args, dry=False) as prep:
@@ -191,15 +185,18 @@ def bench_family(family_name: str, args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        start = time.perf_counter()
-        llm = vllm.LLM(**prep.engine)
-        engine_s = time.perf_counter() - start
-        served = VLLMGenerator(llm, prep.loaded.processor, prep.loaded.family, settings)
-        try:
-            timed |= measure({"vllm": lambda: vllm_run(served, texts, clips, new)},
-                             args.warmup, args.repeats, new)
-        finally:
-            served.close()
+        engine_s = None if args.hf_only else time.perf_counter()
+        if engine_s is not None:
+            import vllm  # deferred: only the vLLM environment has it
+
+            llm = vllm.LLM(**prep.engine)
+            engine_s = time.perf_counter() - engine_s
+            served = VLLMGenerator(llm, prep.loaded.processor, prep.loaded.family, settings)
+            try:
+                timed |= measure({"vllm": lambda: vllm_run(served, texts, clips, new)},
+                                 args.warmup, args.repeats, new)
+            finally:
+                served.close()
     return {"name": prep.name, "engine_start_s": engine_s, "export_s": prep.export_s,
             "timed": timed, "load_after": load_average(), "dummy": bool(args.real_size)}
 
@@ -214,27 +211,28 @@ def report(result: dict[str, Any]) -> str:
     for name, t in timed.items():
         lines.append(f"| {labels[name]} | {statistics.median(t.seconds):.3f} | "
                      f"{sum(map(len, t.tokens))} | {rate[name]:.1f} |")
-    rows = len(timed["vllm"].tokens)
+    rows = len(timed["hf_last"].tokens)
 
     def same(a: str, b: str) -> int:
         return sum(x == y for x, y in zip(timed[a].tokens, timed[b].tokens, strict=True))
 
-    vs_vllm = ("n/a (vLLM loads its own random weights)" if result["dummy"]
+    vs_vllm = ("not run (--hf_only)" if "vllm" not in timed else
+               "n/a (vLLM loads its own random weights)" if result["dummy"]
                else f"{same('hf_last', 'vllm')}/{rows}")
     scope = ("this card" if kind == "GPU"
              else "this CPU machine and tiny model: not a GPU prediction")
-    lines += [
-        "",
-        f"- vLLM engine start {result['engine_start_s']:.1f} s (export "
-        f"{result['export_s']:.1f} s): not in tokens/s",
-        f"- item 5: HF last-position / full logits {rate['hf_last'] / rate['hf_full']:.2f}x",
-        f"- **{kind} ratio vLLM / HF: {rate['vllm'] / rate['hf_last']:.2f}x against HF with "
-        f"last-position logits, {rate['vllm'] / rate['hf_full']:.2f}x against full logits** "
-        f"({scope}; engine start excluded)",
-        f"- greedy agreement (rows with all forced tokens identical): HF full vs last-position "
-        f"{same('hf_full', 'hf_last')}/{rows}, HF vs vLLM {vs_vllm}",
-        f"- load average after: {result['load_after']}",
-    ]
+    lines += ["", f"- item 5: HF last-position / full logits "
+              f"{rate['hf_last'] / rate['hf_full']:.2f}x ({scope})"]
+    if "vllm" in timed:
+        lines += [
+            f"- vLLM engine start {result['engine_start_s']:.1f} s (export "
+            f"{result['export_s']:.1f} s): not in tokens/s",
+            f"- **{kind} ratio vLLM / HF: {rate['vllm'] / rate['hf_last']:.2f}x against HF "
+            f"with last-position logits, {rate['vllm'] / rate['hf_full']:.2f}x against full "
+            f"logits** ({scope}; engine start excluded)"]
+    lines += [f"- greedy agreement (rows with all forced tokens identical): HF full vs "
+              f"last-position {same('hf_full', 'hf_last')}/{rows}, HF vs vLLM {vs_vllm}",
+              f"- load average after: {result['load_after']}"]
     return "\n".join(lines)
 
 
@@ -272,6 +270,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hf_threads", type=int, default=None,
                         help="torch threads for HF on CPU; default: the cores vLLM's CPU worker "
                              "computes on (all but the one it reserves)")
+    parser.add_argument("--hf_only", action="store_true",
+                        help="the two HF paths only (no vLLM needed): item 5's gain")
     parser.add_argument("--dry_run", action="store_true",
                         help="build configs and engine keywords only (no model, no vLLM)")
     parser.add_argument("--json", default=None, help="also write all figures to this file")
@@ -297,7 +297,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not torch.cuda.is_available():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; else a share of host RAM
         torch.set_num_threads(args.hf_threads or vllm_cpu_cores())
-    print(f"machine: {machine()}; load average {load_average()}\n{versions()}\n"
+    print(f"machine: {machine()}; load average {load_average()}\n"
+          f"{versions(vllm=not args.hf_only)}\n"
           f"commit {commit()}; VLLM_CPU_KVCACHE_SPACE="
           f"{os.environ.get('VLLM_CPU_KVCACHE_SPACE', '-')}", flush=True)
     results = {}
@@ -308,7 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\nload average at the end: {load_average()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "versions": versions(), "commit": commit(),
+            json.dump({"args": vars(args), "versions": versions(vllm=not args.hf_only),
+                       "commit": commit(),
                        "machine": machine(), "results": results}, f, indent=2,
                       default=lambda o: o.__dict__)
     return results

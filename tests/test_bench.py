@@ -86,3 +86,23 @@ def test_generation_bench_runs_with_vllm(monkeypatch, capsys) -> None:
                for t in timed.values())
     assert timed["hf_full"].tokens == timed["hf_last"].tokens == timed["vllm"].tokens
     assert "CPU ratio vLLM / HF" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # ~10 s: one tiny model, 2 prompts
+def test_generation_bench_hf_only_needs_no_vllm(capsys) -> None:
+    """--hf_only (the GPU kit where vLLM cannot be carried) measures the two HF paths, their
+    forced tokens identical, and never starts or imports vLLM."""
+    import sys
+
+    from bench import generation
+
+    result = generation.main(["--hf_only", "--families", "qwen2_audio", "--prompts", "2",
+                              "--clip_s", "2", "--max_new_tokens", "3", "--repeats", "1",
+                              "--warmup", "0"])
+    timed = result["qwen2_audio"]["timed"]
+    assert set(timed) == {"hf_full", "hf_last"}
+    assert timed["hf_full"].tokens == timed["hf_last"].tokens
+    assert all(len(row) == 3 for row in timed["hf_last"].tokens)
+    printed = capsys.readouterr().out
+    assert "item 5: HF last-position / full logits" in printed and "not run (--hf_only)" in printed
+    assert "vllm" not in sys.modules
