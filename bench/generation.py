@@ -40,11 +40,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +54,7 @@ from local.core.records import Record
 from local.demo.data import SR, make_items
 from local.eval.generation import GenerationSettings, Generator, RecordGenerator
 from local.eval.vllm_backend import VLLMGenerator, engine_version
+from local.util.gitinfo import code_version
 
 
 @dataclass
@@ -144,16 +143,6 @@ def machine() -> str:
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def commit() -> str:
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], capture_output=True, text=True,
-                              cwd=Path(__file__).parents[1]).stdout.strip()
-
-    changed = git("status", "--porcelain", "--", "bench", "local")
-    return git("rev-parse", "--short", "HEAD") + (" (+ uncommitted bench/local changes)"
-                                                   if changed else "")
 
 
 def versions(vllm: bool = True) -> str:
@@ -299,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.hf_threads or vllm_cpu_cores())
     print(f"machine: {machine()}; load average {load_average()}\n"
           f"{versions(vllm=not args.hf_only)}\n"
-          f"commit {commit()}; VLLM_CPU_KVCACHE_SPACE="
+          f"commit {code_version()}; VLLM_CPU_KVCACHE_SPACE="
           f"{os.environ.get('VLLM_CPU_KVCACHE_SPACE', '-')}", flush=True)
     results = {}
     for family_name in [args.real_size] if args.real_size else args.families.split(","):
@@ -310,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "versions": versions(vllm=not args.hf_only),
-                       "commit": commit(),
+                       "commit": code_version(),
                        "machine": machine(), "results": results}, f, indent=2,
                       default=lambda o: o.__dict__)
     return results

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bench import gpu_wheels
 from bench.gpu_kit_report import render, versions, write_atomically
+from local.util.gitinfo import code_version
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = ("qwen2_5_omni_3b", "qwen2_5_omni_7b")
@@ -122,10 +123,9 @@ def run_part(part: Part, timeout_s: float, env: dict[str, str], log: Path) -> Ou
 
 def commit() -> str:
     """The checkout's commit; without git (the device's copy), the one the dry run recorded."""
-    got = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, text=True,
-                         capture_output=True)
-    if got.returncode == 0 and got.stdout.strip():
-        return got.stdout.strip()
+    got = code_version()
+    if got != "unknown":
+        return got
     recorded = REPO / ".gpu-wheels" / "COMMIT"
     return recorded.read_text().strip() + " (recorded by the dry run)" if recorded.is_file() \
         else "unknown"
