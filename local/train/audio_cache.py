@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -232,3 +233,25 @@ class AudioEncoderCache:
                 store[keys[i]] = piece.detach()
         hidden = torch.cat([store[k] for k in keys])
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=hidden)
+
+
+_AUDIO_TOWER_MODULES = r"(?:.*\.)?audio_tower(?:\..*)?"
+
+
+def exclude_audio_tower(peft_config: Any) -> None:
+    """Keep a PEFT config's adapters out of the audio tower (`exclude_modules`, kept as given).
+
+    Freezing adapters inside the encoder would not hold: PEFT sets `requires_grad` again on the
+    active adapter whenever adapters are switched back on (TRL does it around every reference
+    pass; peft/tuners/tuners_utils.py, BaseTunerLayer.enable_adapters -> set_adapter).
+    """
+    if not hasattr(peft_config, "exclude_modules"):
+        raise ValueError(f"freeze_audio_encoder: {type(peft_config).__name__} has no "
+                         "exclude_modules, so its adapters cannot be kept out of the encoder.")
+    given = peft_config.exclude_modules
+    patterns = [_AUDIO_TOWER_MODULES]
+    if isinstance(given, str):
+        patterns.append(given)
+    elif given:  # PEFT's list form: a module name, or the last part(s) of one
+        patterns += [rf"(?:.*\.)?{re.escape(name)}" for name in given]
+    peft_config.exclude_modules = "|".join(f"(?:{p})" for p in patterns)

@@ -52,14 +52,14 @@ Example:
 Size: over 300 lines on purpose. It is one TRL subclass: each override is thin, but the class also
 carries the rollout's audio state across TRL's calls (the rollout batch, the per-chunk feeder,
 the encoder cache and its re-checks, replaced rows, checkpoint loading); what stands alone lives
-in `local.train.audio_cache` and `local.train.rollout_clips`.
+in `local.train.audio_cache`, `local.train.audio_rows`, `local.train.rollout_clips` and
+`local.train.vllm_rollouts`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -83,76 +83,17 @@ from local.core.special_tokens import (
 from local.train.audio_cache import (
     AudioEncoderCache,
     encoder_is_frozen,
+    exclude_audio_tower,
     find_audio_tower,
     freeze_audio_tower,
     tuner_layers,
 )
+from local.train.audio_rows import AudioRowFeeder, check_audio_processor
 from local.train.checkpoints import load_full_weights, restores_full_weights
 from local.train.rollout_clips import audio_key, audio_source, replacement_indices, row_name
 from local.train.vllm_rollouts import audio_vllm_generation, check_vllm_settings, served_model
 
 logger = logging.getLogger(__name__)
-
-_AUDIO_TOWER_MODULES = r"(?:.*\.)?audio_tower(?:\..*)?"
-
-
-def exclude_audio_tower(peft_config: Any) -> None:
-    """Keep a PEFT config's adapters out of the audio tower (`exclude_modules`, kept as given).
-
-    Freezing adapters inside the encoder would not hold: PEFT sets `requires_grad` again on the
-    active adapter whenever adapters are switched back on (TRL does it around every reference
-    pass; peft/tuners/tuners_utils.py, BaseTunerLayer.enable_adapters -> set_adapter).
-    """
-    if not hasattr(peft_config, "exclude_modules"):
-        raise ValueError(f"freeze_audio_encoder: {type(peft_config).__name__} has no "
-                         "exclude_modules, so its adapters cannot be kept out of the encoder.")
-    given = peft_config.exclude_modules
-    patterns = [_AUDIO_TOWER_MODULES]
-    if isinstance(given, str):
-        patterns.append(given)
-    elif given:  # PEFT's list form: a module name, or the last part(s) of one
-        patterns += [rf"(?:.*\.)?{re.escape(name)}" for name in given]
-    peft_config.exclude_modules = "|".join(f"(?:{p})" for p in patterns)
-
-
-def _check_audio_processor(processor: Any) -> None:
-    """A clear error for a processing class that cannot turn clips into audio features."""
-    missing = [a for a in ("tokenizer", "feature_extractor", "audio_token")
-               if not hasattr(processor, a)]
-    if missing:
-        raise TypeError(
-            "AudioGRPOTrainer needs the model's audio processor (AutoProcessor.from_pretrained "
-            "of a Qwen2-Audio / Qwen2.5-Omni checkpoint: tokenizer, feature_extractor and "
-            f"audio_token); got {type(processor).__name__}, which has no {', '.join(missing)}. "
-            "A tokenizer alone cannot turn the training clips into audio features.")
-
-
-class _AudioRowFeeder:
-    """Calls `model` with the audio rows that belong to each chunk TRL forwards, in order.
-
-    TRL's log-prob loop forwards rows [0, b), [b, 2b), ... of one batch; the feeder hands each call
-    the features of exactly those rows and, at the end, checks that every row was used once.
-    """
-
-    def __init__(self, model: Any, audio: dict[str, torch.Tensor], dtype: torch.dtype | None):
-        self.model, self.audio, self.dtype, self.cursor = model, audio, dtype, 0
-
-    def __call__(self, **kwargs: Any) -> Any:
-        rows = kwargs["input_ids"].shape[0]
-        chunk = {k: v[self.cursor:self.cursor + rows] for k, v in self.audio.items()}
-        if chunk["input_features"].shape[0] != rows:
-            raise RuntimeError(f"audio rows {self.cursor}:{self.cursor + rows} requested but the "
-                               f"batch has {self.audio['input_features'].shape[0]}")
-        if self.dtype is not None:
-            chunk["input_features"] = chunk["input_features"].to(self.dtype)
-        self.cursor += rows
-        return self.model(**kwargs, **chunk)
-
-    def check_consumed(self) -> None:
-        total = self.audio["input_features"].shape[0]
-        if self.cursor != total:
-            raise RuntimeError(f"log-prob pass fed {self.cursor} audio rows for a batch of {total}")
-
 
 class UnusableClipError(RecordError):
     """A training clip that fails at rollout time with bad_records: raise (train.py exits)."""
@@ -190,7 +131,7 @@ class AudioGRPOTrainer(GRPOTrainer):
 
         model = kwargs.get("model", args[0] if args else None)
         processor = kwargs["processing_class"]
-        _check_audio_processor(processor)
+        check_audio_processor(processor)
         use_vllm = grpo_args is not None and getattr(grpo_args, "use_vllm", False)
         if use_vllm:
             check_vllm_settings(grpo_args)
@@ -435,7 +376,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         if audio["input_features"].shape[0] != input_ids.shape[0]:
             raise RuntimeError(f"{input_ids.shape[0]} sequences but audio for "
                                f"{audio['input_features'].shape[0]} rows")
-        feeder = _AudioRowFeeder(model, audio, self._feature_dtype())
+        feeder = AudioRowFeeder(model, audio, self._feature_dtype())
         result = super()._get_per_token_logps_and_entropies(feeder, input_ids, *args, **kwargs)
         feeder.check_consumed()
         return result
