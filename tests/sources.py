@@ -195,6 +195,11 @@ def mmau_eval_questions(n: int) -> list[dict]:
 MMAU_EVAL_ITEMS = 20
 
 
+def mmau_argv(data: tuple[Path, Path], *extra: str) -> list[str]:
+    """The evaluator's data options for an `mmau_eval_set` (question file, audio folder)."""
+    return ["--mmau_json", str(data[0]), "--mmau_audio_dir", str(data[1]), *extra]
+
+
 def mmau_eval_set(root: Path, n: int = MMAU_EVAL_ITEMS) -> tuple[Path, Path]:
     """(question file, audio folder) of `n` items under `root`; clip i is a tone of
     0.5 + 0.25 * (i % 5) seconds (0.5 to 1.5 s: the audio-limit tests count on it)."""
