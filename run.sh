@@ -270,6 +270,14 @@ stage_prepare() {
   stage_args prepare_args
   run_cmd "$PY" -m local.prepare "${args[@]}" "${args_out[@]}"
 }
+# A model as train and evaluation load it: `$model_dir/<name>` once stage prepare has made it
+# (links into the HF cache prepare used, so a --cache_dir given to prepare need not be given
+# again), else the name as given (a hub id through the default cache, or a local folder).
+# Looked up when the stage starts, so `--stage prepare --stop_stage mmsu` finds prepare's copy.
+prepared() {
+  local snapshot="$model_dir/${1##*/}"
+  if [[ ! -d "$1" && -f "$snapshot/.done" ]]; then echo "$snapshot"; else echo "$1"; fi
+}
 # One node: torchrun picks a free port itself (--standalone), so two runs can share a node.
 launcher() {  # processes per node
   if [[ "$nnodes" -eq 1 && "$master_port" == auto ]]; then
@@ -279,6 +287,7 @@ launcher() {  # processes per node
   fi
 }
 stage_train() {
+  local model_path; model_path=$(prepared "$model")
   log "Stage train: $model_path, $train_data, $config -> $exp_dir/$run_name/checkpoint-N, train.log"
   local args=(--config "$config" --model_name_or_path "$model_path" --template "$template"
               --train_data "$train_data" --output_dir "$exp_dir/$run_name") launch args_out
@@ -298,7 +307,7 @@ eval_steps() {  # bench, then that evaluator's data options
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
   [[ "$eval_backend" == "hf" ]] || args+=(--backend "$eval_backend")
   [[ -z "$set_title" ]] || args+=(--set_title "$set_title")
-  local loop=(--bench "$bench" --model "$eval_model" --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints")
+  local loop=(--bench "$bench" --model "$(prepared "$eval_model")" --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints")
   [[ "$with_no_audio" != "true" ]] || loop+=(--with_no_audio)
   [[ -z "$eval_note" ]] || loop+=(--note "$eval_note")
   stage_args eval_args "${bench}_args"
@@ -308,11 +317,11 @@ no_audio_note() {  # what --with_no_audio adds to a stage's log line
   [[ "$with_no_audio" != "true" ]] || echo "; step 0 and the last step also without audio -> <step>-no_audio/"
 }
 stage_mmau() {
-  log "Stage mmau: $eval_model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md$(no_audio_note)"
+  log "Stage mmau: $(prepared "$eval_model") (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md$(no_audio_note)"
   eval_steps mmau --mmau_json "$data_dir/mmau/mmau-test-mini.json" --mmau_audio_dir "$data_dir/mmau/test-mini-audios"
 }
 stage_mmsu() {
-  log "Stage mmsu: $eval_model (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md$(no_audio_note)"
+  log "Stage mmsu: $(prepared "$eval_model") (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md$(no_audio_note)"
   eval_steps mmsu --mmsu_path "$data_dir/mmsu"
 }
 stage_demo() {

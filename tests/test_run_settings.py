@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from local.train import run_settings
-from local.train.run_settings import SettingsError, model_path, resolve, same_model
+from local.train.run_settings import SettingsError, resolve, same_model
 from tests.helpers import REPO
 
 CONFIGS = sorted((REPO / "conf").glob("*.yaml"))
@@ -50,15 +50,6 @@ def test_the_run_record_reads_the_same_without_pyyaml(tmp_path: Path, monkeypatc
 ])
 def test_same_model(a: str, b: str, same: bool) -> None:
     assert same_model(a, b, "models") is same
-
-
-def test_model_path_is_prepares_snapshot_once_it_is_done(tmp_path: Path) -> None:
-    models = tmp_path / "models"
-    assert model_path("Qwen/Qwen2.5-Omni-3B", str(models)) == "Qwen/Qwen2.5-Omni-3B"
-    (models / "Qwen2.5-Omni-3B").mkdir(parents=True)
-    assert model_path("Qwen/Qwen2.5-Omni-3B", str(models)) == "Qwen/Qwen2.5-Omni-3B"  # no .done
-    (models / "Qwen2.5-Omni-3B" / ".done").write_text("{}")
-    assert model_path("Qwen/Qwen2.5-Omni-3B", str(models)) == str(models / "Qwen2.5-Omni-3B")
 
 
 @pytest.mark.parametrize(("text", "message"), [

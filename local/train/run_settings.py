@@ -59,15 +59,13 @@ class RunSettings:
     model: Setting
     template: Setting
     train_data: Setting
-    model_path: Setting  # what prepare made of `model` (models/<name>), else `model` itself
     eval_model: Setting  # step 0 of the evaluation stages
     eval_template: Setting
     notes: list[str] = field(default_factory=list)  # labels for summary.md (override_run)
 
     def shell(self) -> str:
         pairs = {"model": self.model.value, "template": self.template.value,
-                 "train_data": self.train_data.value,
-                 "model_path": self.model_path.value, "eval_model": self.eval_model.value,
+                 "train_data": self.train_data.value, "eval_model": self.eval_model.value,
                  "eval_template": self.eval_template.value, "eval_note": " ".join(self.notes)}
         return "".join(f"{name}={shlex.quote(value)}\n" for name, value in pairs.items())
 
@@ -176,15 +174,6 @@ def same_model(a: str, b: str, model_dir: str) -> bool:
     return a == b or local(a) == b or local(b) == a
 
 
-def model_path(model: str, model_dir: str) -> str:
-    """The model as train and evaluation load it: `<model_dir>/<name>` when prepare made it
-    (its `.done` marker), else the name as given (a hub id or a local folder)."""
-    snapshot = Path(model_dir) / model.rstrip("/").rsplit("/", 1)[-1]
-    if not Path(model).is_dir() and (snapshot / ".done").is_file():
-        return str(snapshot)
-    return model
-
-
 def resolve(*, config: Path, run_dir: Path, stages: list[str], data_dir: str = "data",
             model_dir: str = "models", typed: dict[str, str] | None = None,
             override_run: bool = False, overwrite: bool = False) -> RunSettings:
@@ -206,11 +195,8 @@ def resolve(*, config: Path, run_dir: Path, stages: list[str], data_dir: str = "
     if chosen["template"].value not in TEMPLATES:
         raise SettingsError(f"template '{chosen['template'].value}' ({chosen['template'].source})"
                             f" is not one of {', '.join(TEMPLATES)}")
-    path = model_path(chosen["model"].value, model_dir)
-    load = Setting(path, chosen["model"].source if path == chosen["model"].value
-                   else f"{chosen['model'].source}; snapshot made by prepare")
     settings = RunSettings(model=chosen["model"], template=chosen["template"],
-                           train_data=chosen["train_data"], model_path=load, eval_model=load,
+                           train_data=chosen["train_data"], eval_model=chosen["model"],
                            eval_template=chosen["template"])
     record = None if overwrite and "train" in stages else run_record(run_dir)
     if record is None:
@@ -238,8 +224,7 @@ def resolve(*, config: Path, run_dir: Path, stages: list[str], data_dir: str = "
     settings.eval_template = Setting(record["template"], f"the run's template, {where}")
     if mismatch:  # override_run: the typed values, labelled
         if "model" in typed:
-            settings.eval_model = Setting(model_path(typed["model"], model_dir),
-                                          "command line, --override_run true")
+            settings.eval_model = Setting(typed["model"], "command line, --override_run true")
         if "template" in typed:
             settings.eval_template = Setting(typed["template"],
                                              "command line, --override_run true")
