@@ -4,7 +4,9 @@ The flow, for one model (`local.eval.runner.evaluate`, the same for every benchm
 --stage mmau` runs it for step 0 and each checkpoint of a run through `local.eval.steps`):
 
   parse    the shared options (`local.eval.options`: model, template, greedy generation, audio
-           cut at 30 s, output folder) and MMAU's: --mmau_json, --mmau_audio_dir
+           cut at 30 s, output folder) and MMAU's: --mmau_json, --mmau_audio_dir; a --model
+           checkpoint whose save did not finish, or whose weights are cut short, is refused in
+           one line (`local.train.checkpoints.model_problem`: the stage's rule)
   load     the question file, one record per item; an unusable item (malformed row, missing or
            unreadable audio, repeated id) is kept and counted wrong, with its reason
   predict  the `--template` prompt, this rank's shard, batched; one log line per answer under

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 import evaluate_mmau
 from local.eval.steps import evaluations, steps
@@ -36,7 +38,7 @@ def _command(stderr: str) -> str:
 @pytest.mark.parametrize(
     ("args", "expected", "absent"),
     [
-        pytest.param(["--stage", "mmau"],
+        pytest.param(["--stage", "mmau", "--nproc", "8"],  # (default auto: the visible GPUs)
                      ["Stage mmau: Qwen/Qwen2.5-Omni-7B (step 0)",
                       "-m torch.distributed.run --standalone --nproc_per_node 8 -m "
                       "local.eval.steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir "
@@ -76,7 +78,10 @@ def _checkpoint(run_dir: Path, name: str, files: tuple[str, ...] = COMPLETE) -> 
     folder = run_dir / name
     folder.mkdir(parents=True)
     for file in files:
-        (folder / file).write_text("{}")
+        if file.endswith(".safetensors"):  # whole weights: the stage checks they are not cut
+            save_file({"w": torch.zeros(4)}, str(folder / file))
+        else:
+            (folder / file).write_text("{}")
     return folder
 
 
@@ -142,6 +147,7 @@ def test_a_half_written_checkpoint_is_not_evaluated(tmp_path: Path, files: tuple
     else:  # named explicitly: refused, with the reason
         with pytest.raises(SystemExit, match="checkpoint-20 .*incomplete"):
             steps("base", tmp_path, "20")
+
 
 def _results(folder: Path, step: int, protocols: dict[str, float]) -> None:
     entries = {p: {"protocol": p, "accuracy": acc, "correct": int(acc), "total": 100,

@@ -21,11 +21,14 @@ Example:
 from __future__ import annotations
 
 import json
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoProcessor, PretrainedConfig
 
 SUPPORTED_MODELS = ("Qwen/Qwen2.5-Omni-7B", "Qwen/Qwen2.5-Omni-3B", "Qwen/Qwen2-Audio-7B-Instruct")
@@ -33,6 +36,82 @@ SUPPORTED_MODELS = ("Qwen/Qwen2.5-Omni-7B", "Qwen/Qwen2.5-Omni-3B", "Qwen/Qwen2-
 
 class ModelLoadError(RuntimeError):
     """A checkpoint the recipe cannot use; the message says what was found and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole weight files: a save killed mid-write leaves a shorter file, which safetensors (0.8)
+# reports with a traceback naming no file ("incomplete metadata, file not fully covered")
+# ---------------------------------------------------------------------------------------------
+
+_SINGLE_WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin")
+_SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+_INTERRUPTED = ("the save was interrupted (or the copy cut short); save the model again, or "
+                "evaluate another step")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why `path` is no whole safetensors file: its 8-byte header length, the JSON header, and
+    the end of the last tensor's data (`data_offsets`) must all lie within the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if length is None or 8 + length > size:
+            return (f"{path}: truncated or not a safetensors file ({size} bytes, shorter than "
+                    f"the header it starts with): {_INTERRUPTED}.")
+        try:
+            header = json.loads(handle.read(length))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items()
+                       if k != "__metadata__"), default=0)
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError,
+                AttributeError):
+            return (f"{path}: not a safetensors file (its header is not the JSON safetensors "
+                    f"writes): {_INTERRUPTED}.")
+    if 8 + length + end > size:
+        return (f"{path}: truncated safetensors file (its header promises {8 + length + end} "
+                f"bytes, the file holds {size}): {_INTERRUPTED}.")
+    return None
+
+
+def _torch_file_problem(path: Path) -> str | None:
+    """Why `path`, a torch.save zip archive (the format since torch 1.6), is cut short: its
+    end-of-archive record is missing. A file in the legacy (pickle) format is not checked."""
+    with open(path, "rb") as handle:
+        zipped = handle.read(2) == b"PK"
+    if zipped and not zipfile.is_zipfile(path):
+        return (f"{path}: truncated torch weights file (the zip archive has no end record): "
+                f"{_INTERRUPTED}.")
+    return None
+
+
+def weights_problem(folder: str | Path) -> str | None:
+    """Why the weight files of a local model folder cannot be loaded, in one line naming the
+    file (truncated, not a weights file, a shard its index lists missing), or None: whole, or
+    no weight files at all (the loader then says what it misses).
+
+    >>> weights_problem("a/folder/without/weights") is None
+    True
+    """
+    root = Path(folder)
+    files = [root / name for name in _SINGLE_WEIGHTS if (root / name).is_file()]
+    for index in _SHARD_INDEXES:
+        if not (root / index).is_file():
+            continue
+        try:
+            shards = sorted(set(json.loads((root / index).read_text())["weight_map"].values()))
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+            return (f"{root / index}: not a shard index (no JSON weight_map): "
+                    f"{_INTERRUPTED}.")
+        for shard in shards:
+            if not (root / shard).is_file():
+                return f"{root / shard}: missing (listed in {index}): {_INTERRUPTED}."
+        files += [root / shard for shard in shards]
+    for path in files:
+        check = _safetensors_problem if path.suffix == ".safetensors" else _torch_file_problem
+        problem = check(path)
+        if problem is not None:
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -101,7 +180,14 @@ def load_model_and_processor(
     device_map: Any = None,
     revision: str | None = None,
 ) -> LoadedModel:
-    """Load the policy (thinker only for Omni) and its processor from a folder or hub id."""
+    """Load the policy (thinker only for Omni) and its processor from a folder or hub id.
+
+    A local folder's weight files are checked first (`weights_problem`): a truncated one is a
+    `ModelLoadError` naming it, not a safetensors traceback.
+    """
+    problem = weights_problem(name_or_path) if Path(name_or_path).is_dir() else None
+    if problem is not None:
+        raise ModelLoadError(problem)
     adapter = Path(name_or_path) / "adapter_config.json"
     if adapter.is_file() and not (Path(name_or_path) / "config.json").is_file():
         return _load_lora_checkpoint(Path(name_or_path), dtype=dtype,
@@ -131,7 +217,7 @@ def load_model_and_processor(
             model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
                 name_or_path, **kwargs)
         processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:
         raise ModelLoadError(f"cannot load {name_or_path!r} as {family.name}: {error}") from error
     return LoadedModel(model=model, processor=processor, family=family)
 

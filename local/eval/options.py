@@ -28,8 +28,9 @@ from local.eval.vllm_backend import engine_version, vllm_installed
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Model, prompt, generation, audio and output options shared by every benchmark."""
     add = parser.add_argument
-    add("--model", help="checkpoint folder (e.g. exp/grpo/checkpoint-100) or hub id "
-        "(Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2-Audio-7B-Instruct)")
+    add("--model", help="checkpoint folder (e.g. exp/grpo/checkpoint-100: refused unless its "
+        "save finished, as the mmau/mmsu stages do) or hub id (Qwen/Qwen2.5-Omni-7B, "
+        "Qwen/Qwen2-Audio-7B-Instruct)")
     add("--template", default="default", choices=sorted(TEMPLATES),
         help="prompt template, as in training (default: %(default)s)")
     add("--set_title", default=None,

@@ -4,7 +4,9 @@
 (`local.eval.benchmarks`); evaluate_mmau.py, evaluate_mmsu.py and `local.eval.steps` (the run.sh
 stages) all run it:
 
-  parse    the shared options (`local.eval.options`) and the benchmark's data options
+  parse    the shared options (`local.eval.options`) and the benchmark's data options; a
+           `--model` folder that cannot be evaluated (a checkpoint whose save did not finish,
+           weights cut short: `local.train.checkpoints.model_problem`) is refused in one line
   load     `benchmark.load`: the records to ask, and the rows counted wrong
   predict  per protocol: this rank's deterministic shard, minus what an earlier run already
            logged, in batches, one flushed JSONL line per answer (`local.eval.prediction_log`),
@@ -54,6 +56,7 @@ from local.eval.report import (
     public,
 )
 from local.eval.vllm_backend import build_vllm_generator
+from local.train.checkpoints import model_problem
 from local.util.dist import DistContext, init_distributed, shard
 from local.util.dist import setup_logging as setup_rank_logging
 from local.util.fsio import atomic_write_json, atomic_write_text
@@ -68,6 +71,7 @@ def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[st
     protocols = benchmark.chosen_protocols(args)
     if args.score_only is not None:
         return score_only(benchmark, args, protocols)
+    check_model(args.model)
     dist = start(benchmark, args)
     data = load(benchmark, args)
     make_generator = generator_factory(args, dist)
@@ -113,6 +117,16 @@ def score_only(benchmark: Benchmark, args: argparse.Namespace,
                for p in protocols}
     return write_results(benchmark, results, args.out or path.with_name("results.json"),
                          f"{benchmark.title}: {path}", title=getattr(args, "set_title", None))
+
+
+def check_model(model: str | Path) -> None:
+    """Refuse, in one line, a `--model` folder that cannot be evaluated: a training checkpoint
+    whose save did not finish, or weight files cut short (`local.train.checkpoints.
+    model_problem`, the rule by which `local.eval.steps` picks a run's checkpoints); before
+    anything is written or loaded, for every backend."""
+    problem = model_problem(model)
+    if problem is not None:
+        raise SystemExit(f"--model: {problem}")
 
 
 def start(benchmark: Benchmark, args: argparse.Namespace) -> DistContext:

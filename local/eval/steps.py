@@ -1,7 +1,10 @@
 """Evaluate a run's starting model (step 0) and its checkpoints, then one summary across them.
 
 The single call behind `run.sh --stage mmau|mmsu`. Steps: 0 = `--model`, N = `<run_dir>/
-checkpoint-N` (every one whose save finished, or those named by `--checkpoints "100 200"`).
+checkpoint-N` (every one whose save finished, or those named by `--checkpoints "100 200"`;
+`local.train.checkpoints.checkpoint_problem` decides, the rule `evaluate_*.py --model` applies
+too, and each checkpoint passed over is logged with why: interrupted or still being written,
+weights cut short).
 Each step runs what `python evaluate_<bench>.py --model M --out_dir <run_dir>/eval/<bench>/<step>
 ARGS` runs, `local.eval.runner.evaluate` with the registered benchmark (resumable: a finished
 step only re-merges its logs), in this process, so one torchrun launch serves every step; rank 0
@@ -32,32 +35,34 @@ import torch
 from local.eval.benchmarks.base import registered
 from local.eval.runner import evaluate, setup_logging
 from local.eval.summary import no_audio_dir, write_summary
-from local.train.checkpoints import complete_checkpoints
+from local.train.checkpoints import evaluable_checkpoints
 from local.util.dist import init_distributed
 
 logger = logging.getLogger(__name__)
 
 
-def _step(folder: Path) -> int:
-    """The N of a `checkpoint-N` folder (named so by `complete_checkpoints`)."""
-    return int(folder.name.rsplit("-", 1)[1])
-
-
-def steps(model: str, run_dir: Path, checkpoints: str = "") -> list[tuple[int, str]]:
+def steps(model: str, run_dir: Path, checkpoints: str = "", *, quiet: bool = False
+          ) -> list[tuple[int, str]]:
     """(step, model path) pairs: the starting model first, then checkpoints by step.
 
-    Only checkpoints whose save finished are taken (`local.train.checkpoints.complete_checkpoints`
-    with the trainer state, which the HF Trainer writes last): a half-written one is passed over,
-    or refused when `checkpoints` names it.
+    Only checkpoints that may be evaluated are taken (`local.train.checkpoints.
+    checkpoint_problem`, the rule `evaluate_*.py --model` applies too: weights, the trainer
+    state the HF Trainer writes last, weight files not cut short); each other one is passed over
+    with one warning line saying why (none with `quiet`: ranks other than 0), or refused when
+    `checkpoints` names it.
     """
-    found = {_step(p): p for p in complete_checkpoints(run_dir, resumable=True)}
+    found, skipped = evaluable_checkpoints(run_dir)
     if checkpoints.strip():
         wanted = [int(s) for s in checkpoints.replace(",", " ").split()]
-        bad = [_describe_absent(run_dir / f"checkpoint-{s}") for s in wanted if s not in found]
+        bad = [skipped.get(s, f"{run_dir / f'checkpoint-{s}'} not found")
+               for s in wanted if s not in found]
         if bad:
             raise SystemExit(f"--checkpoints: {'; '.join(bad)}. List the saved ones with "
                              f"`ls {run_dir}`.")
         found = {s: found[s] for s in wanted}
+    elif not quiet:
+        for problem in skipped.values():
+            logger.warning("skipped: %s", problem)
     return [(0, model), *((s, str(found[s])) for s in sorted(found) if s != 0)]
 
 
@@ -72,13 +77,6 @@ def evaluations(plan: Sequence[tuple[int, str]], eval_dir: Path, with_no_audio: 
         runs += [(step, model, no_audio_dir(eval_dir, step), ["--no_audio"])
                  for step, model in ends.items()]
     return runs
-
-
-def _describe_absent(folder: Path) -> str:
-    if not folder.is_dir():
-        return f"{folder} not found"
-    return (f"{folder} is incomplete (no weights or no trainer_state.json: its save was "
-            "interrupted; evaluate another step or re-run training to save it again)")
 
 
 def main(argv: Sequence[str] | None = None) -> Path | None:
@@ -108,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
     dist = init_distributed()
     setup_logging(dist)
     eval_dir = args.run_dir / "eval" / args.bench
-    plan = steps(args.model, args.run_dir, args.checkpoints)
+    plan = steps(args.model, args.run_dir, args.checkpoints, quiet=not dist.is_main)
     runs = evaluations(plan, eval_dir, args.with_no_audio)
     if dist.is_main:
         logger.info("%s: steps %s%s -> %s", args.bench, [s for s, _ in plan],

@@ -59,10 +59,102 @@ def complete_checkpoints(run_dir: str | Path, *, resumable: bool = False) -> lis
     return [path for _, path in sorted(found)]
 
 
+def is_resumable_checkpoint(folder: str | Path) -> bool:
+    """Whether `folder` is a finished save a run can resume from: model weights and the trainer
+    state (written last), whatever the folder is called."""
+    folder = Path(folder)
+    return folder.is_dir() and _is_complete(folder, need_state=True)
+
+
 def last_resumable_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest checkpoint a run can resume from (interrupted saves are passed over)."""
     checkpoints = complete_checkpoints(run_dir, resumable=True)
     return checkpoints[-1] if checkpoints else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: the one rule for which folders may be evaluated (local.eval.steps, evaluate_*.py)
+# ---------------------------------------------------------------------------------------------
+
+# Files only a Trainer save writes (transformers 5.24 Trainer._save, _save_checkpoint): a folder
+# holding one is a training checkpoint whatever its name.
+TRAINER_FILES = ("trainer_state.json", "training_args.bin", "optimizer.pt", "scheduler.pt",
+                 "rng_state.pth")
+
+
+def is_training_checkpoint(folder: str | Path) -> bool:
+    """Whether `folder` is a Trainer save: named `checkpoint-N`, or holding a file only a Trainer
+    save writes (`TRAINER_FILES`)."""
+    root = Path(folder)
+    return root.is_dir() and (bool(_CHECKPOINT.match(root.name))
+                              or any((root / name).exists() for name in TRAINER_FILES))
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why a training checkpoint cannot be evaluated, in one line, or None when it can.
+
+    The one rule of `local.eval.steps` (which checkpoints a stage evaluates) and of
+    `evaluate_*.py --model` (`model_problem`): weights and trainer_state.json (the HF Trainer
+    writes it last: without it the save was interrupted or is still being written), as
+    `complete_checkpoints(resumable=True)` finds them, and weight files that are whole
+    (`local.core.models.weights_problem`: not cut short, every shard present).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return f"{root} not found"
+    if not _is_complete(root, need_state=True):
+        missing = " and ".join(
+            what for what, present in (
+                ("no weights", any((root / name).exists() for name in WEIGHT_FILES)),
+                ("no trainer_state.json", (root / "trainer_state.json").exists()))
+            if not present)
+        return (f"{root} is incomplete ({missing}: its save was interrupted or is still being "
+                "written; evaluate another step, or wait for the save to finish)")
+    # Deferred: local.core.models loads torch and transformers, which checkpoint discovery
+    # (complete_checkpoints, the report) does not need; every caller of this has them loaded.
+    from local.core.models import weights_problem
+
+    return weights_problem(root)
+
+
+def is_evaluable(folder: str | Path) -> bool:
+    """Whether a training checkpoint may be evaluated (`checkpoint_problem` finds nothing)."""
+    return checkpoint_problem(folder) is None
+
+
+def model_problem(name_or_path: str | Path) -> str | None:
+    """Why `evaluate_*.py --model name_or_path` cannot be evaluated, in one line, or None.
+
+    A training checkpoint (`is_training_checkpoint`) must pass `checkpoint_problem`, the rule
+    the stages use; any other local folder (a base model) only needs whole weight files; a hub
+    id (no such folder) is left to the loader.
+    """
+    root = Path(name_or_path)
+    if not root.is_dir():
+        return None
+    if is_training_checkpoint(root):
+        return checkpoint_problem(root)
+    from local.core.models import weights_problem  # deferred: see checkpoint_problem
+
+    return weights_problem(root)
+
+
+def evaluable_checkpoints(run_dir: str | Path) -> tuple[dict[int, Path], dict[int, str]]:
+    """({step: folder} of every `checkpoint-N` of a run that may be evaluated, {step: why not}
+    of the others), by `checkpoint_problem`."""
+    root = Path(run_dir)
+    good: dict[int, Path] = {}
+    bad: dict[int, str] = {}
+    for entry in sorted(root.iterdir()) if root.is_dir() else ():
+        match = _CHECKPOINT.match(entry.name)
+        if not match or not entry.is_dir():
+            continue
+        problem = checkpoint_problem(entry)
+        if problem is None:
+            good[int(match.group(1))] = entry
+        else:
+            bad[int(match.group(1))] = problem
+    return dict(sorted(good.items())), dict(sorted(bad.items()))
 
 
 def policy_source(name_or_path: str, cache_dir: str | Path, *, revision: str | None = None) -> str:
