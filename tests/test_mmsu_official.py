@@ -129,7 +129,8 @@ def test_against_the_official_script(tmp_path: Path) -> None:
                      "not an MMSU predictions file", id="mmau-question-file"),
         pytest.param(json.dumps({"accuracy": 50.0}), "not an MMSU predictions file",
                      id="a-results-file"),
-        pytest.param('{"choice_a": "x"}\nnot json\n', ":2: not a JSON line", id="broken-jsonl"),
+        pytest.param('{"choice_a": "x"}\nnot json\n', "no usable row.*line 2: not JSON",
+                     id="broken-jsonl"),
     ],
 )
 def test_score_only_refuses_what_is_not_predictions(content: str, message: str,
@@ -223,3 +224,271 @@ def test_official_format_is_scored_as_it_is(tmp_path: Path) -> None:
     result = evaluate_mmsu.main(["--score_only", str(path), "--protocols", "letter",
                              "--mmsu_path", str(tmp_path / "no-such-folder")])
     assert result["protocols"]["letter"]["question_check"] == OFFICIAL_AS_IS
+
+
+# ------------------------------------------- --score_only on a faulty official-format file
+# Each file below is built line by line: a dict is written as one JSON line, a str as it is.
+
+def orow(i: int, response: object = "B", answer: object = "dog", **extra: object) -> dict:
+    """One official-format row (options cat/dog/bird/fish), id "r{i}"."""
+    return {"id": f"r{i}", **dict(zip(("choice_a", "choice_b", "choice_c", "choice_d"), ABCD,
+                                      strict=True)),
+            "answer_gt": answer, "response": response, "category": "Perception",
+            "sub-category": "Phonology", **extra}
+
+
+def without(row: dict, *keys: str) -> dict:
+    return {k: v for k, v in row.items() if k not in keys}
+
+
+def write_lines(path: Path, lines: list[object]) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n"
+                            for line in lines))
+    return path
+
+
+def score_file(path: Path, *argv: str) -> dict:
+    return evaluate_mmsu.main(["--score_only", str(path), *argv])
+
+
+def refusal(path: Path, *argv: str) -> str:
+    """The one-line message --score_only stops with (no traceback, nothing written)."""
+    with pytest.raises(SystemExit) as stop:
+        score_file(path, *argv)
+    message = str(stop.value.code)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"--score_only {path}")
+    assert not (path.parent / "results.json").exists()
+    return message
+
+
+@pytest.mark.parametrize("argv", [[], ["--protocols", "exact,letter"],
+                                  ["--protocols", "letter,exact"], ["--protocols", "letter"]],
+                         ids=["default", "exact-first", "letter-first", "letter"])
+def test_a_letter_only_file_is_headlined_by_the_letter_protocol(
+        argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write_lines(tmp_path / "predictions_letter.jsonl",
+                       [orow(0), orow(1), orow(2, response="A")])
+    result = score_file(path, *argv)
+    assert (result["accuracy_protocol"], list(result["protocols"])) == ("letter", ["letter"])
+    assert result["accuracy"] == pytest.approx(200 / 3)
+    letter = result["protocols"]["letter"]
+    assert letter["not_scored"]["exact"].startswith(
+        "not scorable from this file: it has no option text")
+    assert "exact" in letter["headline_reason"]
+    printed = capsys.readouterr().out
+    assert "0.00%" not in printed and "[exact" not in printed
+    assert printed.splitlines()[0].startswith("MMSU accuracy [letter: ")
+    assert "Headline: letter" in printed and "not scorable from this file" in printed
+    markdown = (tmp_path / "results.md").read_text()
+    assert "Headline: letter" in markdown and "not scorable from this file" in markdown
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["accuracy_protocol"] == "letter"
+    assert saved["protocols"]["letter"]["not_scored"] == letter["not_scored"]
+
+
+def test_exact_alone_on_an_official_file_says_why_it_cannot_be_scored(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "predictions_letter.jsonl", [orow(0), orow(1)])
+    message = refusal(path, "--protocols", "exact")
+    assert "not scorable from this file: it has no option text" in message
+    assert "--protocols letter" in message
+
+
+# (lines of the file, the bad row's line, its id in the results, words of its reason)
+BAD_ROWS = [
+    pytest.param([orow(0), '{"id": "r1", "choice_a": "cat", broken', orow(2)], 2, "r1",
+                 "not JSON", id="not-json-id-recovered"),
+    pytest.param([orow(0), "{{{", orow(2)], 2, "line-2", "not JSON", id="not-json-no-id"),
+    pytest.param([orow(0), '["r1", "B"]', orow(2)], 2, "line-2", "not a JSON object",
+                 id="a-list"),
+    pytest.param([orow(0), "17", orow(2)], 2, "line-2", "not a JSON object", id="a-number"),
+    pytest.param([orow(0), without(orow(1), "answer_gt"), orow(2)], 2, "r1",
+                 "missing answer_gt", id="no-answer_gt"),
+    pytest.param([orow(0), without(orow(1), "choice_a", "choice_b"), orow(2)], 2, "r1",
+                 "missing choice_a, choice_b", id="no-choices"),
+    pytest.param([orow(0), {"id": "r1", "response": "B"}, orow(2)], 2, "r1",
+                 "missing choice_a, choice_b, answer_gt", id="only-a-response"),
+    pytest.param([orow(0), orow(1, choice_b=7), orow(2)], 2, "r1", "choice_b is not text",
+                 id="choice-a-number"),
+    pytest.param([orow(0), orow(1, choice_c=["bird"]), orow(2)], 2, "r1",
+                 "choice_c is not text", id="choice-a-list"),
+    pytest.param([orow(0), orow(1, choice_a=""), orow(2)], 2, "r1", "choice_a is blank",
+                 id="choice-blank"),
+    pytest.param([orow(0), orow(1, response=3), orow(2)], 2, "r1", "response is not text",
+                 id="response-a-number"),
+    pytest.param([orow(0), orow(1, response={"text": "B"}), orow(2)], 2, "r1",
+                 "response is not text", id="response-an-object"),
+    pytest.param([orow(0), orow(2), '{"id": "r9"'], 3, "r9", "not JSON", id="last-line"),
+    pytest.param(["", orow(0), "  ", "oops", orow(2)], 4, "line-4", "not JSON",
+                 id="blank-lines-keep-numbers"),
+]
+
+
+@pytest.mark.parametrize(("lines", "line", "ident", "reason"), BAD_ROWS)
+def test_a_bad_row_is_named_listed_and_counted_wrong(
+        lines: list[object], line: int, ident: str, reason: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    path = write_lines(tmp_path / "p.jsonl", lines)
+    letter = score_file(path)["protocols"]["letter"]
+    assert (letter["correct"], letter["total"]) == (2, 3)  # the rest scored, the bad row wrong
+    (bad,) = letter["file_check"]["bad_rows"]
+    assert (bad["line"], bad["id"] or f"line-{line}") == (line, ident) and reason in bad["reason"]
+    assert ident in letter["no_prediction_ids"]
+    assert f"line {line}" in letter["no_prediction_reasons"][ident]
+    assert letter["official_denominator"] == 2  # the official script cannot read that row
+    printed = capsys.readouterr().out
+    assert f"line {line}" in printed and reason in printed
+    assert f"line {line}" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        pytest.param(["{{{", "not json either"], ["line 1: not JSON", "line 2: not JSON"],
+                     id="nothing-parses"),
+        pytest.param([without(orow(0), "answer_gt"), orow(1, choice_a=3)],
+                     ["line 1 (id r0): missing answer_gt", "line 2 (id r1): choice_a is not"],
+                     id="every-row-broken"),
+        pytest.param([orow(0, answer=None), orow(1, answer="nope")],
+                     ["line 1 (id r0): answer_gt is null", "line 2 (id r1): answer_gt 'nope'"],
+                     id="no-known-answer"),
+        pytest.param(['{"choice_a": "x"}', "not json"],
+                     ["line 1: missing choice_b, answer_gt", "line 2: not JSON"],
+                     id="broken-jsonl"),
+    ],
+)
+def test_a_file_without_a_usable_row_is_refused_in_one_line(
+        lines: list[object], words: list[str], tmp_path: Path) -> None:
+    message = refusal(write_lines(tmp_path / "p.jsonl", lines))
+    for word in words:
+        assert word in message
+    assert "question set" not in message
+
+
+def test_a_repeated_id_is_counted_once_and_the_repeat_listed(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture
+                                                             ) -> None:
+    path = write_lines(tmp_path / "p.jsonl",
+                       [orow(0), orow(1), orow(1, response="A"), orow(2), orow(1, response="C")])
+    letter = score_file(path)["protocols"]["letter"]
+    assert (letter["correct"], letter["total"]) == (3, 3)  # r1 once: its first row (B, right)
+    assert (letter["official_correct"], letter["official_denominator"]) == (3, 3)
+    check = letter["file_check"]
+    assert (check["rows"], check["scored"], check["duplicate_ids"]) == (5, 3, ["r1"])
+    assert check["duplicate_rows"] == [{"id": "r1", "line": 3, "first_line": 2},
+                                       {"id": "r1", "line": 5, "first_line": 2}]
+    printed = capsys.readouterr().out
+    assert "r1 at line 3 (first at line 2)" in printed
+
+
+# (answer_gt, words of the reason)
+UNKNOWN_ANSWERS = [
+    pytest.param(None, "answer_gt is null", id="null"),
+    pytest.param("nope", "answer_gt 'nope' is not one of the options", id="not-an-option"),
+    pytest.param("", "answer_gt is blank", id="blank"),
+    pytest.param(2, "answer_gt is not text", id="a-number"),
+    pytest.param("E", "answer_gt 'E' is not one of the options", id="letter-E"),
+    pytest.param("Dog", "answer_gt 'Dog' is not one of the options", id="case-differs"),
+]
+
+
+@pytest.mark.parametrize(("answer", "reason"), UNKNOWN_ANSWERS)
+def test_a_row_without_a_known_answer_is_listed_and_counted_wrong(
+        answer: object, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [orow(0), orow(1, answer=answer), orow(2)])
+    letter = score_file(path)["protocols"]["letter"]
+    assert (letter["correct"], letter["total"]) == (2, 3)  # kept in the denominator, wrong
+    (unknown,) = letter["file_check"]["unknown_answer_rows"]
+    assert (unknown["line"], unknown["id"]) == (2, "r1") and reason in unknown["reason"]
+    assert "line 2" in letter["no_prediction_reasons"]["r1"]
+    assert reason in letter["no_prediction_reasons"]["r1"]
+    printed = capsys.readouterr().out
+    markdown = (tmp_path / "results.md").read_text()
+    for text in (printed, markdown):
+        assert "line 2 (id r1)" in text and "counted wrong" in text
+        assert "kept in the denominator" in text
+
+
+def test_a_letter_answer_names_its_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [orow(0, answer="B"), orow(1, answer="C"),
+                                              orow(2, answer="dog")])
+    letter = score_file(path)["protocols"]["letter"]
+    assert (letter["correct"], letter["total"]) == (2, 3)  # r1 answers C (bird): B is wrong
+    assert [(r["line"], r["read_as"]) for r in letter["file_check"]["letter_answer_rows"]] == [
+        (1, "dog"), (2, "bird")]
+    assert letter["file_check"]["unknown_answer_rows"] == []
+    assert "read as that option" in capsys.readouterr().out
+
+
+# (rows, what the message says of each format)
+MIXED = [
+    pytest.param("p.jsonl", [orow(0), orow(1), orow(2), {"id": "r3", "answer": "dog",
+                                                         "choices": ABCD, "model_output": "dog"}],
+                 ["lines 1-3 are the official scorer's format",
+                  "line 4 is the recipe's predictions format"], id="jsonl"),
+    pytest.param("p.jsonl", [{"id": "r0", "answer": "dog", "choices": ABCD, "response": "x"},
+                             orow(1), "oops", orow(3), {"id": "r4", "answer": "dog",
+                                                       "choices": ABCD, "response": "y"}],
+                 ["lines 2, 4 are the official scorer's format",
+                  "lines 1, 5 are the recipe's predictions format"], id="interleaved"),
+    pytest.param("p.json", [[orow(0), {"id": "r1", "answer": "dog", "choices": ABCD,
+                                       "model_output": "dog"}, orow(2)]],
+                 ["items 0, 2 are the official scorer's format",
+                  "item 1 is the recipe's predictions format"], id="json-list"),
+]
+
+
+@pytest.mark.parametrize(("name", "lines", "words"), MIXED)
+def test_a_file_mixing_both_formats_says_which_lines_are_which(
+        name: str, lines: list[object], words: list[str], tmp_path: Path) -> None:
+    path = write_lines(tmp_path / name, lines)
+    for argv in ([], ["--mmsu_path", str(tmp_path / "no-such-folder")]):
+        message = refusal(path, *argv)
+        assert "mixes two formats" in message and "question set" not in message
+        for word in words:
+            assert word in message
+
+
+def test_a_clean_official_file_says_its_denominator(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [orow(0), orow(1, response="A")])
+    letter = score_file(path)["protocols"]["letter"]
+    check = letter["file_check"]
+    assert (check["rows"], check["scored"], check["bad_rows"], check["duplicate_ids"],
+            check["unknown_answer_rows"]) == (2, 2, [], [], [])
+    assert "2 rows, 2 scored" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("entries", "where", "reason"),
+    [
+        pytest.param([orow(0), "B", orow(2)], "item 1", "not a JSON object (str)", id="a-string"),
+        pytest.param([orow(0), without(orow(1), "choice_b"), orow(2)], "item 1 (id r1)",
+                     "missing choice_b", id="no-choice_b"),
+        pytest.param([orow(0), orow(2), orow(3, answer=None)], "item 2 (id r3)",
+                     "answer_gt is null", id="null-answer"),
+    ],
+)
+def test_a_json_list_in_the_official_format_names_items(
+        entries: list[object], where: str, reason: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "official.json"
+    path.write_text(json.dumps(entries))
+    letter = score_file(path)["protocols"]["letter"]
+    assert (letter["correct"], letter["total"]) == (2, 3)
+    assert f"{where}: {reason}" in capsys.readouterr().out
+
+
+def test_the_question_data_is_refused_not_scored(tmp_path: Path) -> None:
+    questions = [without(orow(i), "response") for i in range(3)]  # MMSU's own rows: no response
+    message = refusal(write_lines(tmp_path / "mmsu.jsonl", questions))
+    assert "no row has a response" in message and "question data" in message
+
+
+def test_a_null_response_is_no_prediction_named_by_its_row(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [orow(0), orow(1, response=None), orow(2)])
+    letter = score_file(path)["protocols"]["letter"]
+    assert (letter["correct"], letter["total"], letter["no_prediction_ids"]) == (2, 3, ["r1"])
+    assert letter["no_prediction_reasons"]["r1"] == (
+        "line 2 (id r1): response is null: no prediction")
+    assert letter["file_check"]["bad_rows"] == [] and letter["official_left_out"] == ["r1"]
