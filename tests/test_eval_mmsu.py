@@ -59,6 +59,18 @@ def test_both_protocols_end_to_end(tiny_qwen2_audio, tmp_path: Path, monkeypatch
     markdown = (out / "results.md").read_text()
     assert "[exact]" in markdown and "[letter]" in markdown and "| level 2 |" in markdown
 
+    # Its official-format file, re-scored with the default protocols: the letter protocol is
+    # the headline (exact cannot be scored from letters) and both figures are the run's.
+    rescored = evaluate_mmsu.main(["--score_only", str(out / "predictions_letter.jsonl"),
+                                   "--out", str(tmp_path / "rescored.json")])
+    assert (rescored["accuracy_protocol"], list(rescored["protocols"])) == ("letter", ["letter"])
+    again_letter = rescored["protocols"]["letter"]
+    for key in ("accuracy", "correct", "total", "no_prediction_ids", "official_accuracy",
+                "official_denominator", "official_left_out"):
+        assert again_letter[key] == letter[key], key
+    assert again_letter["file_check"]["rows"] == again_letter["file_check"]["scored"] == N_ROWS
+    assert "Headline: letter; exact is not scorable from this file" in capsys.readouterr().out
+
     # A rerun resumes both passes: nothing is asked again.
     asked["exact"].clear()
     asked["letter"].clear()
