@@ -5,7 +5,7 @@ same number of new tokens on both sides (HF `min_new_tokens` = `max_new_tokens`,
 `min_tokens` = `max_tokens`; stop tokens are suppressed until then), greedy, and prints:
 
 - HF `generate` tokens/s with full logits and with the prefill's LM head on the last position only
-  (`local.core.last_logits`, issue 14 item 5), and their ratio (the item-5 gain);
+  (`local.core.last_logits`), and their ratio (printed as `item 5`: the last-position gain);
 - vLLM tokens/s and the vLLM / HF ratios; vLLM's engine start (and export) timed apart;
 - greedy agreement: rows whose forced tokens are identical, HF full vs last-position, HF vs vLLM;
 - the machine (CPUs or GPU, load average before/after), versions and the git commit.
@@ -23,7 +23,7 @@ random weights, vLLM with its own random weights (`load_format="dummy"`), so gre
 not comparable there. `--dry_run` builds the configs and engine keywords only (no GPU needed).
 
 The CPU ratio is not a GPU prediction and excludes engine start. `--hf_only`: the two HF paths
-alone (where vLLM is not installed, e.g. the GPU kit's machine).
+alone (where vLLM is not installed, e.g. an offline GPU machine running the GPU kit).
 
 Example:
     $ .venv-vllm-cpu/bin/python -m bench.generation                       # CPU, both families
@@ -260,7 +260,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="torch threads for HF on CPU; default: the cores vLLM's CPU worker "
                              "computes on (all but the one it reserves)")
     parser.add_argument("--hf_only", action="store_true",
-                        help="the two HF paths only (no vLLM needed): item 5's gain")
+                        help="the two HF paths only (no vLLM needed): the last-position "
+                             "logits' gain over full logits")
     parser.add_argument("--dry_run", action="store_true",
                         help="build configs and engine keywords only (no model, no vLLM)")
     parser.add_argument("--json", default=None, help="also write all figures to this file")

@@ -1,18 +1,20 @@
-"""GPU kit: one call on a bare GPU machine runs the `gpu` tests, the real-size GRPO step bench
+"""GPU kit: one run on a bare GPU machine does the `gpu` tests, the real-size GRPO step bench
 (Omni-3B and Omni-7B, random weights) and vLLM vs HF generation tokens/s inside one time budget,
 then appends the figures, the card and the versions to bench/RESULTS.md.
 
-The device machine has no network and other versions of torch/transformers: what it lacks travels
-as wheels in .gpu-wheels (bench/gpu_wheels.py gathers them here), installed with
-`pip install --no-index` into a folder put first on PYTHONPATH. torch stays the device's build;
-vLLM, whose CUDA wheel cannot travel, runs only where it already imports (else that part says so).
-Each part has its own timeout, cut to what the budget has left; a part that fails or times out
-is recorded as such and the next one runs. RESULTS.md is written atomically, and copied to
---out (the device tool brings $OUT back; copy it over bench/RESULTS.md here).
+It is meant for a GPU machine without network access whose Python has other versions of
+torch/transformers than the recipe's: what it lacks comes as wheels in .gpu-wheels
+(bench/gpu_wheels.py gathers them on a machine with network), installed with
+`pip install --no-index` into a folder put first on PYTHONPATH. torch stays the machine's CUDA
+build; vLLM (its CUDA wheel is hundreds of MB) runs only where it already imports, else the
+generation part measures the two HF paths alone (`--hf_only`) and says so. Each part has its own
+timeout, cut to what the budget has left; a part that fails or times out is recorded as such and
+the next one runs. RESULTS.md is written atomically, and copied to --out with the log and each
+part's output; bring that copy back over bench/RESULTS.md of your checkout.
 
-    $ .venv/bin/python -m bench.gpu_wheels          # here: gather the wheels
-    $ .venv/bin/python -m bench.gpu_kit --dry_run   # here: the commands, the wheels checked
-    $ python3 -m bench.gpu_kit --out "$OUT"         # on the device (bench/README.md: the call)
+    $ .venv/bin/python -m bench.gpu_wheels          # with network: gather the wheels
+    $ .venv/bin/python -m bench.gpu_kit --dry_run   # the commands, the wheels checked
+    $ python3 -m bench.gpu_kit --out /path/to/out   # on the GPU machine (bench/README.md)
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ def run_part(part: Part, timeout_s: float, env: dict[str, str], log: Path) -> Ou
 
 
 def commit() -> str:
-    """The checkout's commit; without git (the device's copy), the one the dry run recorded."""
+    """The checkout's commit; without git (a copy on the GPU machine), the one the dry run
+    recorded."""
     got = code_version()
     if got != "unknown":
         return got
@@ -139,8 +142,8 @@ def card() -> str:
 
 
 def dry_run(args: argparse.Namespace) -> int:
-    """Print every command; check the wheel folder (one version each, the carry limit, its
-    manifest); record the commit for the device's copy, which has no git."""
+    """Print every command; check the wheel folder (one version each, the size limit, its
+    manifest); record the commit for a copy on the GPU machine, which has no git."""
     for part in parts(args):
         print(f"[{part.name}] (timeout {part.cap_s:.0f} s, cut to the budget left"
               f"{'; ' + part.note if part.note else ''})\n  {shlex.join(part.argv)}")

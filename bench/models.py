@@ -2,7 +2,8 @@
 
 Configs are built the way `local/demo/tiny.py` builds its tiny ones (official token ids, rope and
 feature-extractor settings), with other widths and depths. The real shapes of Qwen2.5-Omni-3B/7B
-(thinker: text, audio and vision towers) are embedded here, so no config is downloaded.
+(thinker: text, audio and vision towers) are embedded here, so no config is downloaded: the
+Qwen2.5-Omni-7B thinker has 8.93B parameters, the Qwen2.5-Omni-3B thinker 4.70B.
 
 `scaled` keeps Qwen2.5-Omni-7B's ratio of audio-encoder parameters to language-model *body*
 parameters (decoder layers; token embedding and LM head excluded: they are lookups or run on
