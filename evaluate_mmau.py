@@ -10,7 +10,8 @@ The flow, for one model (`local.eval.runner.evaluate`, the same for every benchm
   load     the question file, one record per item; an unusable item (malformed row, missing or
            unreadable audio, repeated id) is kept and counted wrong, with its reason
   predict  the `--template` prompt, this rank's shard, batched; one log line per answer under
-           OUT/partial/, so an interrupted run resumes where it stopped
+           OUT/partial/, so an interrupted run resumes where it stopped; a WAV shorter than its
+           header says is answered on what it holds and listed (results `audio_incomplete`)
   score    MMAU's official token rule on the `<answer>` content; tables by task, difficulty and
            sub-category (`local.eval.benchmarks.mmau`)
   write    OUT/predictions.json (the official format: every item with `model_output`),

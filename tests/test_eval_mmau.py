@@ -236,3 +236,28 @@ def test_clips_over_the_audio_limit_are_cut_and_counted(tiny_omni, data, tmp_pat
     result = run(tiny_omni, *data, tmp_path / "out", "--limit", "5",
                  "--max_audio_duration_in_seconds", "0.6")
     assert result["audio_truncated"] == 4 and result["total"] == 5
+
+
+def test_a_truncated_wav_is_scored_and_listed(tiny_omni, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    """A clip whose WAV header promises more audio than the file holds (an interrupted copy):
+    validation names it (`local.core.audio.wav_shortfall`); evaluation scores what the file
+    holds, nothing dropped, and lists the item with the same reason."""
+    json_path, audio_dir = mmau_eval_set(tmp_path)
+    items = json.loads(json_path.read_text())
+    cut = audio_dir / Path(items[1]["audio_id"]).name
+    cut.write_bytes(cut.read_bytes()[:-4000])
+    result = run(tiny_omni, json_path, audio_dir, tmp_path / "out", "--limit", "3")
+    assert result["total"] == 3 and result["no_prediction"] == 0  # scored, not dropped
+    assert list(result["audio_incomplete"]) == [items[1]["id"]]
+    reason = result["audio_incomplete"][items[1]["id"]]
+    assert reason.startswith(f"{items[1]['id']}: truncated WAV: its header declares")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["audio_incomplete"] == result["audio_incomplete"]
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "scored on truncated audio" in markdown and reason in markdown
+    out, err = capsys.readouterr()  # the run's log (setup_logging: stderr) and its lines
+    warned = [line for line in err.splitlines() if "WARNING" in line]
+    assert sum(items[1]["id"] in line and "truncated WAV" in line for line in warned) == 1
+    assert "1 items scored on truncated audio" in out
+

@@ -8,6 +8,11 @@ applies the LM head to the last position only (`local.core.last_logits`). Every 
 setting is passed explicitly, so nothing leaks in from a checkpoint's generation_config (the real
 Qwen2-Audio one samples with top_k 20 and repetition penalty 1.1); greedy is the default.
 
+Bad audio: a clip that cannot be decoded gets its error (no answer, scored wrong); a WAV shorter
+than its header says (an interrupted copy: `local.core.audio.wav_shortfall`, the definition
+validation reports) is answered on the audio it holds, with a warning, and its `Output` carries
+the reason (`audio_incomplete`), so results.json and results.md list it.
+
 `--no_audio` ablation (``audio=False``): the user turn keeps only its text part (no audio part, so
 no ``<|audio_bos|><|AUDIO|><|audio_eos|>`` in the prompt), the text is tokenized alone and no
 ``input_features`` / ``feature_attention_mask`` are passed: the model sees no audio at all.
@@ -39,7 +44,7 @@ from typing import Any, Protocol
 
 import torch
 
-from local.core.audio import AudioError
+from local.core.audio import AudioError, DecodedAudio
 from local.core.collate import AUDIO_KEYS, encode_batch, load_clip, render_prompt
 from local.core.last_logits import last_position_logits
 from local.core.models import LoadedModel, ModelFamily
@@ -112,7 +117,8 @@ class Output:
     id: str
     response: str | None
     error: str | None = None
-    audio_truncated: bool = False
+    audio_truncated: bool = False  # cut to max_audio_seconds on purpose
+    audio_incomplete: str | None = None  # why the file holds less audio than its header says
 
 
 class Backend(Protocol):
@@ -155,17 +161,21 @@ class RecordGenerator:
             messages = text_only_messages(messages)
         return render_prompt(self.processor, messages)
 
+    def decode(self, record: Record) -> tuple[DecodedAudio | None, str | None]:
+        """(the decoded clip, None) for `record`, or (None, why it cannot be asked)."""
+        if record.audio is None:
+            return None, "no audio in the record (missing file or empty cell)"
+        try:
+            return load_clip(record.audio, family=self.family,
+                             sampling_rate=record.sampling_rate,
+                             max_duration_s=self.max_audio_seconds, name=record.id), None
+        except AudioError as err:
+            return None, f"unreadable audio: {err}"
+
     def clip(self, record: Record) -> tuple[Any, str | None, bool]:
         """(waveform, None, cut) for `record`, or (None, why it cannot be asked, False)."""
-        if record.audio is None:
-            return None, "no audio in the record (missing file or empty cell)", False
-        try:
-            clip = load_clip(record.audio, family=self.family,
-                             sampling_rate=record.sampling_rate,
-                             max_duration_s=self.max_audio_seconds, name=record.id)
-        except AudioError as err:
-            return None, f"unreadable audio: {err}", False
-        return clip.array, None, clip.truncated
+        clip, error = self.decode(record)
+        return (None, error, False) if clip is None else (clip.array, None, clip.truncated)
 
     def respond(self, prompts: list[str], clips: list[Any] | None) -> list[str]:
         """The decoded answers to `prompts` (each with its clip; `clips` None: no audio)."""
@@ -178,14 +188,19 @@ class RecordGenerator:
         ready: list[tuple[Record, str, Any]] = []
         for i, record in enumerate(records):
             prompt = self.prompt(record, template, texts[i] if texts is not None else None)
-            clip, error, truncated = (None, None, False) if not self.audio else self.clip(record)
+            decoded, error = self.decode(record) if self.audio else (None, None)
             if error:
                 logger.warning("%s: %s; scored wrong.", record.id, error)
                 outputs[record.id] = Output(record.id, None, error)
                 continue
+            truncated = decoded is not None and decoded.truncated
+            incomplete = decoded.incomplete if decoded is not None else None
+            if incomplete:  # the same words validation reports (`wav_shortfall`)
+                logger.warning("%s (answered on the audio the file holds, scored, and listed "
+                               "in results.json/results.md as truncated audio)", incomplete)
             self.truncated += truncated
-            outputs[record.id] = Output(record.id, None, None, truncated)
-            ready.append((record, prompt, clip))
+            outputs[record.id] = Output(record.id, None, None, truncated, incomplete)
+            ready.append((record, prompt, decoded.array if decoded is not None else None))
         if ready:
             answers = self.respond([p for _, p, _ in ready],
                                    [c for _, _, c in ready] if self.audio else None)

@@ -217,12 +217,31 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
-def markdown(result: dict[str, Any], heading: str) -> str:
-    """One protocol's tables as markdown, the protocol named beside every number."""
+TRUNCATED_AUDIO = ("scored on truncated audio (the file is shorter than its header says: an "
+                   "interrupted download or copy; answered on the audio it holds, nothing dropped; "
+                   "fetch the files again and re-run with --overwrite)")
+
+
+def truncated_audio_lines(result: dict[str, Any]) -> list[str]:
+    """The items of `result["audio_incomplete"]` ({id: why}) as markdown lines (none: [])."""
+    cut = result.get("audio_incomplete") or {}
+    if not cut:
+        return []
+    return [f"**{len(cut)} items {TRUNCATED_AUDIO}:**", "",
+            *(f"- {reason}" for reason in cut.values()), ""]
+
+
+def markdown(result: dict[str, Any], heading: str, preface: str = "") -> str:
+    """One protocol's tables as markdown, the protocol named beside every number; `preface`
+    goes under the heading (e.g. which question set), then the accuracy, then the items scored
+    on truncated audio (`audio_incomplete`), then the tables."""
     name = f"{result['protocol']}: {result['protocol_description']}"
-    summary = (f"**Accuracy [{result['protocol']}]: {result['accuracy']:.2f}%** "
-               f"({result['correct']}/{result['total']}; {result['no_prediction']} without a "
-               "prediction, counted wrong)\n\n")
+    summary = preface + (f"**Accuracy [{result['protocol']}]: {result['accuracy']:.2f}%** "
+                         f"({result['correct']}/{result['total']}; {result['no_prediction']} "
+                         "without a prediction, counted wrong)\n\n")
+    cut = truncated_audio_lines(result)
+    if cut:
+        summary += "\n".join(cut) + "\n"
     body = render_report(result["_tables"], result["no_prediction_ids"], heading=heading,
                          protocol=name)
     if "question_check" in result:

@@ -13,7 +13,8 @@ stages) all run it:
            a progress bar (rate, ETA) of rank 0's share on rank 0; after a barrier rank 0
            merges every rank's log once. Logs are rank 0's (`local.util.dist.setup_logging`)
   score    `benchmark.items` (every question with its prediction) -> `benchmark.score`
-  write    `benchmark.write_predictions`, then results.json and results.md (rank 0)
+  write    `benchmark.write_predictions`, then results.json and results.md (rank 0): with
+           the items answered on truncated audio
 
 `--score_only PRED` skips load and predict: the file is read by `benchmark.read_predictions`,
 checked against `benchmark.question_set` (extra ids listed and ignored, duplicates counted once,
@@ -86,7 +87,8 @@ def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[st
             items = benchmark.items(data, protocol, by_id)
             benchmark.write_predictions(args.out_dir, protocol, items)
             results[protocol] = {**benchmark.score(items, protocol),
-                                 "audio_truncated": truncated_count(by_id)}
+                                 "audio_truncated": truncated_count(by_id),
+                                 "audio_incomplete": incomplete_audio(by_id)}
     if not dist.is_main:
         return None
     settings = run_settings(args, **data_settings(benchmark, args), limit=args.limit)
@@ -240,7 +242,8 @@ def predict(make_generator: Callable[[], Backend], records: Sequence[Record],
                                    f"{[r.id for r in batch]}; outputs must match the batch.")
             for out in outputs:
                 log.append({"id": out.id, "response": out.response, "error": out.error,
-                            "audio_truncated": out.audio_truncated, "rank": dist.rank})
+                            "audio_truncated": out.audio_truncated,
+                            "audio_incomplete": out.audio_incomplete, "rank": dist.rank})
                 bar.update(1)
     if generator is not None and generator.truncated:
         logger.warning("rank %d: %d clips were cut to %.0f s.", dist.rank, generator.truncated,
@@ -252,6 +255,14 @@ def predict(make_generator: Callable[[], Backend], records: Sequence[Record],
 def truncated_count(by_id: dict[str, dict[str, Any]]) -> int:
     """How many logged items had their clip cut to --max_audio_duration_in_seconds."""
     return sum(bool(entry.get("audio_truncated")) for entry in by_id.values())
+
+
+def incomplete_audio(by_id: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """{id: why} of the logged items whose audio file is shorter than its header says (a WAV
+    cut short: `local.core.audio.wav_shortfall`, the definition validation reports): answered
+    on the audio the file holds and scored, listed in results.json and results.md."""
+    return {ident: entry["audio_incomplete"] for ident, entry in by_id.items()
+            if entry.get("audio_incomplete")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +294,12 @@ def write_results(benchmark: Benchmark, results: Results, out: Path, heading: st
         markdown(r, f"{heading} [{p}]" if benchmark.multi_protocol else heading)
         + "".join(f"\n**{line}**\n" for line in benchmark.notes(r))
         for p, r in results.items()))
+    cut: dict[str, str] = {}
     for result in results.values():
         for line in [headline(title or benchmark.title, result), *benchmark.notes(result)]:
             print(line, flush=True)
+        cut.update(result.get("audio_incomplete") or {})
+    if cut:
+        print(f"{len(cut)} items scored on truncated audio (a WAV shorter than its header says), "
+              f"listed in {out.with_suffix('.md')}", flush=True)
     return written
