@@ -108,7 +108,8 @@ def test_a_run_still_going_without_evaluation_gets_a_report(tmp_path: Path) -> N
     assert_every_section(report)
     assert "global step 1 of 100, 1 logged training steps" in report
     assert "No evaluation yet" in report and "No step was evaluated without the audio" in report
-    assert "completions_00002.parquet: not readable" in report
+    left_out = report.split("\n## Left out\n")[1]
+    assert "| `completions/completions_00002.parquet` | not a readable parquet file" in left_out
     links = assert_every_plot_has_data(md)
     assert len(links) == 5 and not any("accuracy" in link for link in links)
 
@@ -158,7 +159,9 @@ def test_a_no_audio_folder_not_made_without_audio_is_left_out(tmp_path: Path) ->
         write_result(run, "mmau", folder, mmau_items(1), no_audio=no_audio)
     folder = read_run(run)
     assert list(folder.evals[0].no_audio) == [0] and list(folder.evals[0].results) == [0, 10]
-    assert any("10-no_audio/ left out" in note for note in folder.notes)
+    assert [(e.relative(run), e.reason) for e in folder.left_out] == [
+        ("eval/mmau/10-no_audio/results.json",
+         "not made with --no_audio (settings.no_audio is False, not true)")]
 
 
 def test_the_newest_trainer_state_is_read(tmp_path: Path) -> None:

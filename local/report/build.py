@@ -4,7 +4,10 @@ The single call behind `bash run.sh --stage report`. Reads the run folder
 (`local.report.run_folder`), turns it into figures (`series`), draws them (`plots`) and writes
 the sections (`markdown`). Works on a finished run, on one still going (the newest checkpoint's
 log, the completions and evaluations so far) and on one without any evaluation yet; a folder
-with nothing to report is a one-line error. The demo builds its report from the same pieces
+with nothing to report is a one-line error. A run file that is not what the report expects
+(half written, an array where an object belongs, NaN or text where a number belongs) is one
+warning line naming it and what is wrong; the report is written without it and lists it under
+"Left out". The demo builds its report from the same pieces
 (`local.demo.report`).
 
 Example:
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from local.report import markdown
+from local.report.files import one_line
+from local.report.left_out import record
 from local.report.markdown import SECTIONS, Section
 from local.report.plots import draw_all
 from local.report.run_folder import RunFolder, read_run
@@ -51,7 +56,8 @@ def reward_names_and_weights(config: dict[str, Any]) -> tuple[list[str], list[fl
 
 
 def resolved_settings(run: RunFolder) -> dict[str, Any]:
-    """The training arguments, the model, and the rewards as train.py resolved them."""
+    """The training arguments, the model, and the rewards as train.py resolved them (rewards
+    that do not resolve are left out: the totals then weigh each reward 1)."""
     settings = {**run.training,
                 "model_name_or_path": ((run.config or {}).get("model") or {}).get(
                     "model_name_or_path")}
@@ -59,8 +65,11 @@ def resolved_settings(run: RunFolder) -> dict[str, Any]:
         try:
             names, weights = reward_names_and_weights(settings)
             settings["reward_funcs"], settings["reward_weights"] = names, weights
-        except ValueError as err:  # a reward this checkout does not know: keep what was given
-            run.notes.append(f"rewards not resolved ({err})")
+        except (ValueError, KeyError) as err:  # a template or reward this checkout lacks
+            settings.pop("reward_funcs", None)
+            settings.pop("reward_weights", None)
+            record(run.left_out, run.path / "resolved_config.yaml",
+                   f"rewards not resolved ({one_line(err)}): totals weigh each reward 1")
     return settings
 
 
@@ -124,6 +133,7 @@ def build(run_dir: str | Path, md_path: str | Path | None = None,
         "audio": markdown.audio(run, evals, drawn, md_dir),
         "samples": markdown.samples(run, weights, per_step=max(8, 2 * group)),
         "config": markdown.config(run, settings),
+        "left_out": markdown.left_out(run),
     }
     sections = [Section(key, heading, bodies[key]) for key, heading in SECTIONS.items()]
     return Report(run, settings, [f for f in figures if f.name in drawn], drawn, sections,
@@ -148,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--plot_dir", type=Path, default=None,
                         help="where the PNGs go (default: <run_dir>/plots)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     path = write_report(args.run_dir, args.out, args.plot_dir)
     print(f"report: {path}", flush=True)
     return path

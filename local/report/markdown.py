@@ -42,6 +42,7 @@ SECTIONS = {
     "audio": "Audio contribution (with vs without the audio)",
     "samples": "Sample completions (first, middle and last logged step)",
     "config": "Configuration and code version",
+    "left_out": "Left out",
 }
 CONFIG_KEYS = ("model_name_or_path", "template", "reward_funcs", "reward_weights", "loss_type",
                "beta", "learning_rate", "num_generations", "per_device_train_batch_size",
@@ -120,6 +121,11 @@ def overview(run: RunFolder) -> str:
     if not run.evals:
         lines.append("- Evaluation: none yet.")
     lines += [f"- Note: {note}" for note in run.notes]
+    if run.left_out:
+        count = len(run.left_out)
+        lines.append(f"- Left out: {count} {'entry' if count == 1 else 'entries'} (listed "
+                     "under \"Left out\"): files, or parts of files, that are not what the "
+                     "report expects.")
     return "\n".join(lines)
 
 
@@ -157,7 +163,10 @@ def _last_values(history: Sequence[dict[str, Any]]) -> str:
 
 def training(run: RunFolder, figures: Sequence[Figure], drawn: dict[str, Path], md_dir: Path,
              spread: dict[int, dict[str, Any]]) -> str:
-    if run.log is None or not run.log.history:
+    if run.log is not None and not run.log.history:
+        return (f"No training log entry in `{run.log.source.relative_to(run.path)}` yet (any "
+                "left out are listed under \"Left out\").")
+    if run.log is None:
         return ("No training log yet: no `checkpoint-N/trainer_state.json` in the run folder. "
                 "Curves appear after the first checkpoint (`save_steps`); until then "
                 f"`tensorboard --logdir {run.path}/runs` shows them live.")
@@ -289,6 +298,16 @@ def config(run: RunFolder, resolved: dict[str, Any]) -> str:
     parts.append("<details><summary>Full resolved configuration (resolved_config.yaml)"
                  f"</summary>\n\n```yaml\n{dumped}```\n</details>")
     return "\n\n".join(parts)
+
+
+def left_out(run: RunFolder) -> str:
+    """The files (or parts of files) the report could not use, each with the reason."""
+    if not run.left_out:
+        return "Nothing: every file read was what the report expects."
+    rows = [[f"`{entry.relative(run.path)}`", md_text(entry.reason)] for entry in run.left_out]
+    return ("Files, or parts of files, that are not what the report expects; the rest of the "
+            "report is written without them (a value left out is not drawn and shows as "
+            "\"-\").\n\n" + table(["file", "what is wrong"], rows, numeric_from=2))
 
 
 def render(title: str, intro: str, sections: Sequence[Section]) -> str:

@@ -3,13 +3,17 @@
 What a run folder holds (each part optional; what is absent is reported, never guessed):
 
   checkpoint-N/trainer_state.json   the HF Trainer's `log_history` (TRL's metric names); the
-                                    newest one is read (a root trainer_state.json counts too)
+                                    newest usable one is read (a root trainer_state.json counts)
   completions/completions_*.parquet TRL's sampled completions with each reward and advantage
   eval/<bench>/<step>/results.json  one evaluation per step (0 = the starting model)
   eval/<bench>/<step>-no_audio/     the same step evaluated without the audio (--no_audio)
   resolved_config.yaml, command.txt what train.py ran with (`local.train.checkpoints`)
   benchmark_labels.json             optional: {bench: {"title": ..., "breakdown": ...}} for a
                                     question set that is not the benchmark's own (the demo's)
+
+Every file goes through `files` (read) and `shapes` (what it must look like); a file, or a part
+of one, that is not usable is recorded in `RunFolder.left_out` (path and reason, one warning
+line each) and the rest is read as usual.
 
 Example:
     >>> from local.report.run_folder import question_of
@@ -20,26 +24,29 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from local.core.prompts import TEMPLATES
-from local.eval.summary import collect, collect_no_audio
-from local.train.rewards import completion_text
+from local.eval.summary import NO_AUDIO_SUFFIX, protocols_of
+from local.report import shapes
+from local.report.completions import Completion, question_of, read_completions
+from local.report.files import read_json, read_text, read_yaml
+from local.report.left_out import PART, SETTING, LeftOut, LeftOutList
 from local.util.fsio import atomic_write_json
 from local.util.gitinfo import code_version
 
+__all__ = ["BenchmarkEval", "Completion", "RunFolder", "TrainerLog", "question_of", "read_run",
+           "write_labels"]
+
 LABELS_FILE = "benchmark_labels.json"
-REPO = Path(__file__).resolve().parents[2]  # the recipe checkout (local/report/run_folder.py)
+STATE_FILE = "trainer_state.json"
+Results = dict[str, Any]
 
 
 @dataclass
 class TrainerLog:
-    """The newest `trainer_state.json` found: where it is and its log history."""
+    """The newest usable `trainer_state.json`: where it is and its (checked) log history."""
 
     source: Path
     global_step: int
@@ -54,25 +61,15 @@ class BenchmarkEval:
 
     name: str  # the folder under eval/ (mmau, mmsu)
     title: str  # from the results (or benchmark_labels.json)
-    results: dict[int, dict[str, Any]]
-    no_audio: dict[int, dict[str, Any]] = field(default_factory=dict)
+    results: dict[int, Results]
+    no_audio: dict[int, Results] = field(default_factory=dict)
     breakdown: str | None = None  # the table of per-group lines (None: the benchmark's default)
 
 
 @dataclass
-class Completion:
-    """One logged completion: its step, question, text, rewards by name and advantage."""
-
-    step: int
-    question: str
-    completion: str
-    rewards: dict[str, float]
-    advantage: float | None
-
-
-@dataclass
 class RunFolder:
-    """Everything the report reads from one run folder; `notes` lists what could not be read."""
+    """Everything the report reads from one run folder; `left_out` the files (or parts) that
+    could not be used, `notes` anything else the reader should know."""
 
     path: Path
     log: TrainerLog | None
@@ -82,6 +79,7 @@ class RunFolder:
     commands: list[str]
     code_version: str
     notes: list[str] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
 
     @property
     def training(self) -> dict[str, Any]:
@@ -89,95 +87,33 @@ class RunFolder:
         return dict((self.config or {}).get("training") or {})
 
 
-def _read_json(path: Path, notes: list[str]) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:  # being written, or damaged
-        notes.append(f"{path}: not readable ({err}); left out")
-        return None
+def _step_of(folder: Path) -> int:
+    digits = folder.name.removeprefix("checkpoint-")
+    return int(digits) if digits.isdigit() else -1
 
 
-def read_trainer_log(run: Path, notes: list[str]) -> TrainerLog | None:
-    """The trainer state with the most steps among checkpoint-*/ and the run folder itself."""
+def read_trainer_log(run: Path, left_out: LeftOutList) -> TrainerLog | None:
+    """The usable trainer state with the most steps among checkpoint-*/ and the run folder."""
+    checkpoints = sorted(run.glob(f"checkpoint-*/{STATE_FILE}"), key=lambda p: _step_of(p.parent))
     found = []
-    for path in [run / "trainer_state.json", *run.glob("checkpoint-*/trainer_state.json")]:
-        state = _read_json(path, notes) if path.is_file() else None
-        if isinstance(state, dict):
-            history = [h for h in state.get("log_history", []) if isinstance(h, dict)]
-            found.append(TrainerLog(path, int(state.get("global_step") or 0),
-                                    state.get("max_steps"), history))
+    for path in [p for p in [run / STATE_FILE] if p.exists()] + checkpoints:
+        with left_out.reading(path):
+            state, dropped = shapes.trainer_state(read_json(path))
+            left_out.add_parts(path, dropped)
+            found.append(TrainerLog(path, state.global_step, state.max_steps, state.history))
     return max(found, key=lambda s: (s.global_step, len(s.history)), default=None)
 
 
-def question_of(prompt_text: str) -> str:
-    """The question and options of a templated prompt, without the template's instructions.
-
-    >>> question_of(TEMPLATES["default"].format(question="Who speaks?", choices="['a', 'b']"))
-    "Who speaks? ['a', 'b']"
-    >>> question_of("free text")
-    'free text'
-    """
-    for template in TEMPLATES.values():
-        head, _, rest = template.partition("{question}")
-        between, _, tail = rest.partition("{choices}")
-        if head or not between or between not in prompt_text:
-            continue
-        question, _, choices = prompt_text.partition(between)
-        if tail and choices.endswith(tail):
-            choices = choices[: -len(tail)]
-        return f"{question.strip()} {choices.strip()}".strip()
-    return prompt_text.strip()
-
-
-def _prompt_text(prompt: Any) -> str:
-    """The text of a logged prompt's last message (chat messages) or the prompt itself."""
-    prompt = _plain(prompt)
-    if isinstance(prompt, list) and prompt:
-        prompt = prompt[-1]
-    return completion_text(prompt)
-
-
-def read_completions(run: Path, notes: list[str]) -> list[Completion]:
-    """Every row of TRL's completions parquet files, by step."""
-    files = sorted((run / "completions").glob("completions_*.parquet"))
-    if not files:
-        return []
-    import pandas as pd  # deferred: only a run with completion logs needs it
-
-    rows = []
-    for path in files:
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # noqa: BLE001 - a file TRL is still writing: skip, say so
-            notes.append(f"{path}: not readable ({type(err).__name__}: {err}); left out")
-            continue
-        fixed = {"step", "prompt", "completion", "advantage"}
-        names = [c for c in frame.columns if c not in fixed
-                 and pd.api.types.is_numeric_dtype(frame[c])]
-        for record in frame.to_dict("records"):
-            advantage = record.get("advantage")
-            rows.append(Completion(
-                step=int(record["step"]), question=question_of(_prompt_text(record.get("prompt"))),
-                completion=completion_text(_plain(record.get("completion"))),
-                rewards={n: float(record[n]) for n in names},
-                advantage=None if advantage is None else float(advantage)))
-    return sorted(rows, key=lambda r: r.step)
-
-
-def _plain(value: Any) -> Any:
-    """Parquet gives nested lists back as numpy arrays (inside dicts too): plain lists again."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "tolist") and not isinstance(value, str):
-        value = value.tolist()
-    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
-
-
-def read_labels(run: Path, notes: list[str]) -> dict[str, dict[str, Any]]:
-    """benchmark_labels.json, if the run has one."""
+def read_labels(run: Path, left_out: LeftOutList) -> dict[str, dict[str, str]]:
+    """benchmark_labels.json, if the run has one (its usable entries)."""
     path = run / LABELS_FILE
-    labels = _read_json(path, notes) if path.is_file() else None
-    return labels if isinstance(labels, dict) else {}
+    if not path.exists():
+        return {}
+    with left_out.reading(path):
+        labels, dropped = shapes.labels(read_json(path))
+        left_out.add_parts(path, dropped, PART)
+        return labels
+    return {}
 
 
 def write_labels(run: str | Path, labels: dict[str, dict[str, Any]]) -> Path:
@@ -186,28 +122,106 @@ def write_labels(run: str | Path, labels: dict[str, dict[str, Any]]) -> Path:
     return atomic_write_json(Path(run) / LABELS_FILE, labels)
 
 
-def read_evals(run: Path, notes: list[str]) -> list[BenchmarkEval]:
-    """Every `eval/<bench>/<step>[-no_audio]/results.json`, by benchmark and step (through
-    `local.eval.summary`, which also leaves out no-audio folders not made with --no_audio)."""
-    labels = read_labels(run, notes)
-    evals = []
-    for bench_dir in sorted(p for p in (run / "eval").glob("*") if p.is_dir()):
-        try:
-            results = dict(collect(bench_dir))
-            no_audio, left_out = collect_no_audio(bench_dir)
-        except (OSError, json.JSONDecodeError) as err:  # a results.json being written
-            notes.append(f"{bench_dir}: a results.json is not readable ({err}); left out")
+def _read_result(path: Path, left_out: LeftOutList) -> tuple[Results, list[str]] | None:
+    """A checked results.json and the parts of it left out (None: the file is left out)."""
+    with left_out.reading(path):
+        return shapes.result(read_json(path))
+    return None
+
+
+def _step_folder(name: str) -> int | None:
+    """The step of a folder named `<step>` or `<step>-no_audio` (None: another name)."""
+    step = name.removesuffix(NO_AUDIO_SUFFIX)
+    return int(step) if step.isdigit() and str(int(step)) == step else None
+
+
+def read_bench(bench_dir: Path, left_out: LeftOutList) -> tuple[dict[int, Results],
+                                                                 dict[int, Results]]:
+    """({step: results}, {step: no-audio results}) of one benchmark folder. A no-audio folder
+    whose results were not made with --no_audio and a results.json in a folder that is not a
+    step are left out."""
+    results: dict[int, Results] = {}
+    no_audio: dict[int, Results] = {}
+    for folder in sorted(p for p in bench_dir.iterdir() if not p.name.startswith(".")):
+        path, step = folder / "results.json", _step_folder(folder.name)
+        if not folder.is_dir():
+            if step is not None:
+                left_out.add(folder, "a file, not a step folder (<step>/results.json)")
+            continue  # the evaluation summary (summary.md, summary.png)
+        if not path.exists():
+            continue  # an evaluation under way, or not one at all
+        if step is None:
+            left_out.add(path, f"{folder.name}/ is not a step folder (<step> or "
+                               f"<step>{NO_AUDIO_SUFFIX}, e.g. 10 or 10{NO_AUDIO_SUFFIX})")
             continue
-        notes += [f"{bench_dir}: {note}" for note in left_out]
+        read = _read_result(path, left_out)
+        if read is None:
+            continue
+        result, dropped = read
+        if folder.name.endswith(NO_AUDIO_SUFFIX) and not shapes.no_audio(result):
+            left_out.add(path, "not made with --no_audio (settings.no_audio is "
+                               f"{shapes.shown(result['settings'].get('no_audio'))}, not true)")
+            continue
+        left_out.add_parts(path, dropped, PART)
+        (no_audio if folder.name.endswith(NO_AUDIO_SUFFIX) else results)[step] = result
+    return dict(sorted(results.items())), dict(sorted(no_audio.items()))
+
+
+def _tables(results: list[Results]) -> set[str]:
+    return {t for r in results for one in protocols_of(r).values() for t in one["tables"]}
+
+
+def read_evals(run: Path, left_out: LeftOutList) -> list[BenchmarkEval]:
+    """Every usable `eval/<bench>/<step>[-no_audio]/results.json`, by benchmark and step."""
+    labels = read_labels(run, left_out)
+    eval_dir = run / "eval"
+    if eval_dir.exists() and not eval_dir.is_dir():
+        left_out.add(eval_dir, "a file, not the eval/ folder")
+        return []
+    evals = []
+    for bench_dir in sorted(p for p in eval_dir.glob("*") if not p.name.startswith(".")):
+        if not bench_dir.is_dir():
+            left_out.add(bench_dir, "a file, not a benchmark folder (eval/<bench>/<step>/)")
+            continue
+        results, no_audio = read_bench(bench_dir, left_out)
         if not results and not no_audio:
             continue
         label = labels.get(bench_dir.name, {})
-        first = next(iter({**no_audio, **results}.values()))
+        breakdown = label.get("breakdown")
+        tables = _tables([*results.values(), *no_audio.values()])
+        if breakdown and breakdown not in tables:
+            left_out.add(run / LABELS_FILE, f"breakdown '{breakdown}' of '{bench_dir.name}' is "
+                         f"no table of its results ({', '.join(sorted(tables)) or 'none'}); "
+                         "the default groups are shown")
+            breakdown = None
+        named = (r["benchmark"] for r in [*results.values(), *no_audio.values()]
+                 if "benchmark" in r)
         evals.append(BenchmarkEval(
-            name=bench_dir.name, title=label.get("title") or first.get("benchmark")
-            or bench_dir.name, results=results, no_audio=no_audio,
-            breakdown=label.get("breakdown")))
+            name=bench_dir.name, title=label.get("title") or next(named, bench_dir.name),
+            results=results, no_audio=no_audio, breakdown=breakdown))
     return evals
+
+
+def read_config(run: Path, left_out: LeftOutList) -> dict[str, Any] | None:
+    """resolved_config.yaml (its usable settings), None when absent or not usable."""
+    path = run / "resolved_config.yaml"
+    if not path.exists():
+        return None
+    with left_out.reading(path):
+        config, dropped = shapes.config(read_yaml(path))
+        left_out.add_parts(path, dropped, SETTING)
+        return config
+    return None
+
+
+def read_commands(run: Path, left_out: LeftOutList) -> list[str]:
+    """The non-empty lines of command.txt (one per start of the run)."""
+    path = run / "command.txt"
+    if not path.exists():
+        return []
+    with left_out.reading(path):
+        return [line for line in read_text(path).splitlines() if line.strip()]
+    return []
 
 
 def read_run(run_dir: str | Path) -> RunFolder:
@@ -216,22 +230,17 @@ def read_run(run_dir: str | Path) -> RunFolder:
     if not run.is_dir():
         raise SystemExit(f"{run}: no such run folder. Pass the folder train.py wrote "
                          "(--exp_dir/--run_name of run.sh, e.g. exp/grpo).")
-    notes: list[str] = []
-    config_path, command_path = run / "resolved_config.yaml", run / "command.txt"
-    try:
-        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
-    except yaml.YAMLError as err:
-        notes.append(f"{config_path}: not readable ({err}); left out")
-        config = None
-    commands = command_path.read_text().splitlines() if command_path.is_file() else []
-    folder = RunFolder(path=run, log=read_trainer_log(run, notes),
-                       completions=read_completions(run, notes), evals=read_evals(run, notes),
-                       config=config if isinstance(config, dict) else None,
-                       commands=[c for c in commands if c.strip()], code_version=code_version(),
-                       notes=notes)
+    left_out = LeftOutList(run)
+    config = read_config(run, left_out)
+    folder = RunFolder(path=run, log=read_trainer_log(run, left_out),
+                       completions=read_completions(run, left_out),
+                       evals=read_evals(run, left_out), config=config,
+                       commands=read_commands(run, left_out), code_version=code_version(),
+                       left_out=left_out)
     if not (folder.log or folder.completions or folder.evals or folder.config):
+        bad = f" ({len(left_out)} left out: named above)" if left_out else ""
         raise SystemExit(
-            f"{run}: nothing to report yet: no checkpoint-N/trainer_state.json, no "
+            f"{run}: nothing to report yet{bad}: no usable checkpoint-N/trainer_state.json, no "
             "completions/*.parquet, no eval/<bench>/<step>/results.json and no "
             "resolved_config.yaml. Is this the run folder train.py writes (e.g. exp/grpo)? A run "
             "gets its first trainer_state.json at its first checkpoint (save_steps).")
