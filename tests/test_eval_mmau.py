@@ -261,3 +261,18 @@ def test_a_truncated_wav_is_scored_and_listed(tiny_omni, tmp_path: Path,
     assert sum(items[1]["id"] in line and "truncated WAV" in line for line in warned) == 1
     assert "1 items scored on truncated audio" in out
 
+
+def test_set_title_names_results_json_and_md(tiny_omni, data, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    result = run(tiny_omni, *data, tmp_path / "out", "--limit", "2", "--set_title", "toy set")
+    assert result["set_title"] == "toy set" and result["benchmark"] == "MMAU test-mini"
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert markdown.startswith(f"## toy set: {tiny_omni}")
+    assert "Question set: toy set (scored as MMAU test-mini)" in markdown
+    assert "toy set accuracy [mmau" in capsys.readouterr().out
+    rescored = evaluate_mmau.main(["--score_only", str(tmp_path / "out" / "predictions.json"),
+                                   "--mmau_json", str(data[0]), "--no_question_check",
+                                   "--set_title", "toy set"])
+    assert rescored["set_title"] == "toy set"
+    plain = run(tiny_omni, *data, tmp_path / "plain", "--limit", "2")
+    assert "set_title" not in plain  # the benchmark's own set: nothing added

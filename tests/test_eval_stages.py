@@ -149,6 +149,30 @@ def test_a_half_written_checkpoint_is_not_evaluated(tmp_path: Path, files: tuple
             steps("base", tmp_path, "20")
 
 
+def test_set_title_and_notes_reach_every_file(tiny_omni: Path, tmp_path: Path) -> None:
+    """`-- --set_title X` names the question set in results.json, results.md and summary.md;
+    `--note` puts a line under summary.md's title (e.g. what step 0's model is)."""
+    title = "toy set (MMAU format)"
+    notes = ["step 0 evaluated with --model A although the run was trained from B",
+             "a second note"]
+    json_path, audio_dir = mmau_eval_set(tmp_path / "data")
+    run_dir = tmp_path / "exp" / "r"
+    summary = steps_main(["--bench", "mmau", "--model", str(tiny_omni), "--run_dir",
+                          str(run_dir), "--note", notes[0], "--note", notes[1], "--",
+                          "--mmau_json", str(json_path), "--mmau_audio_dir", str(audio_dir),
+                          "--set_title", title, "--max_new_tokens", "2", "--batch_size", "2",
+                          "--dtype", "float32", "--limit", "2"])
+    step0 = run_dir / "eval" / "mmau" / "0"
+    assert json.loads((step0 / "results.json").read_text())["set_title"] == title
+    assert (step0 / "results.md").read_text().startswith(f"## {title}: {tiny_omni}")
+    text = summary.read_text()
+    assert text.startswith(f"# {title} across steps ({run_dir / 'eval' / 'mmau'})\n")
+    head = text.split("| step |")[0]
+    assert [line for line in head.splitlines() if line.startswith("**Note:**")] == \
+        [f"**Note:** {note}" for note in notes]
+    assert "MMAU test-mini" not in text.splitlines()[0]
+
+
 def _results(folder: Path, step: int, protocols: dict[str, float]) -> None:
     entries = {p: {"protocol": p, "accuracy": acc, "correct": int(acc), "total": 100,
                    "no_prediction": 1} for p, acc in protocols.items()}

@@ -13,6 +13,7 @@ import pytest
 from local.eval.benchmarks.base import Benchmark, registered
 from local.eval.runner import results_file
 from local.eval.summary import NO_AUDIO_SUFFIX, render, write_summary
+from local.eval.summary import main as summary_main
 
 BENCHMARKS = registered()
 CATEGORIES = ["Perception-Phonetics-Pitch-Tone", "Reasoning-Semantics-Meaning-X",
@@ -157,3 +158,54 @@ def test_a_given_title_names_the_summary(tmp_path: Path) -> None:
     assert write_summary(tmp_path).read_text().startswith("# MMAU test-mini across steps")
     named = write_summary(tmp_path, "synthetic demo set (MMAU format) across steps")
     assert named.read_text().startswith("# synthetic demo set (MMAU format) across steps\n")
+
+
+def _with(eval_dir: Path, folder: str, **fields: Any) -> None:
+    """Add top-level `fields` to `<folder>/results.json` (as the runner writes them)."""
+    path = eval_dir / folder / "results.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+@pytest.mark.parametrize(
+    ("set_titles", "given", "first_line"),
+    [
+        pytest.param({}, None, "# MMAU test-mini across steps", id="benchmark-name"),
+        pytest.param({"0": "toy set", "5": "toy set"}, None, "# toy set across steps",
+                     id="set-title-from-the-results"),
+        pytest.param({"0": "toy set"}, "my title", "# my title\n", id="title-given-wins"),
+    ],
+)
+def test_the_question_set_title_names_the_summary(tmp_path: Path, set_titles: dict,
+                                                  given: str | None, first_line: str) -> None:
+    for step in ("0", "5"):
+        _write(tmp_path, step, "mmau", {0, 1}, no_audio=False)
+    for step, title in set_titles.items():
+        _with(tmp_path, step, set_title=title)
+    assert write_summary(tmp_path, given).read_text().startswith(first_line)
+
+
+def test_steps_of_different_question_sets_are_flagged(tmp_path: Path) -> None:
+    for step, title in (("0", "set A"), ("5", "set B")):
+        _write(tmp_path, step, "mmau", {0, 1}, no_audio=False)
+        _with(tmp_path, step, set_title=title)
+    text = write_summary(tmp_path).read_text()
+    assert "question sets differ" in text and "set A" in text and "set B" in text
+
+
+def test_notes_are_lines_under_the_title(tmp_path: Path) -> None:
+    _write(tmp_path, "0", "mmau", {0, 1}, no_audio=False)
+    notes = ["step 0 evaluated with --model X although the run was trained from Y", "second"]
+    lines = write_summary(tmp_path, notes=notes).read_text().splitlines()
+    assert lines[1:5] == ["", f"**Note:** {notes[0]}", "", f"**Note:** {notes[1]}"]
+    assert lines[6].startswith("| step |")
+    assert summary_main([str(tmp_path), "--note", "from the CLI"]).read_text().splitlines()[2] \
+        == "**Note:** from the CLI"
+
+
+def test_truncated_audio_is_noted_per_step(tmp_path: Path) -> None:
+    _write(tmp_path, "0", "mmau", {0, 1}, no_audio=False)
+    _write(tmp_path, "5", "mmau", {0, 1}, no_audio=False)
+    _with(tmp_path, "5", audio_incomplete={"m3": "m3: truncated WAV: ...", "m4": "m4: ..."})
+    text = write_summary(tmp_path).read_text()
+    assert "step 5: 2 items scored on truncated audio (listed in 5/results.md)" in text
+    assert "step 0:" not in text

@@ -34,8 +34,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     add("--template", default="default", choices=sorted(TEMPLATES),
         help="prompt template, as in training (default: %(default)s)")
     add("--set_title", default=None,
-        help="name printed with each accuracy when the items are not the benchmark's own set "
-        "(e.g. 'synthetic demo set (MMAU format)'; default: the benchmark's name)")
+        help="name of the question set when the items are not the benchmark's own (e.g. "
+        "'synthetic demo set (MMAU format)'): printed with each accuracy, kept in results.json "
+        "(set_title), heads results.md and titles local.eval.steps' summary.md (default: the "
+        "benchmark's name)")
     add("--batch_size", type=int, default=8, help="prompts per generate call (default: 8)")
     add("--max_new_tokens", type=int, default=2048,
         help="new tokens per answer (default: %(default)s, as the reference recipe)")

@@ -14,7 +14,7 @@ stages) all run it:
            merges every rank's log once. Logs are rank 0's (`local.util.dist.setup_logging`)
   score    `benchmark.items` (every question with its prediction) -> `benchmark.score`
   write    `benchmark.write_predictions`, then results.json and results.md (rank 0): with
-           the items answered on truncated audio
+           the question set's name (`--set_title`) and the items answered on truncated audio
 
 `--score_only PRED` skips load and predict: the file is read by `benchmark.read_predictions`,
 checked against `benchmark.question_set` (extra ids listed and ignored, duplicates counted once,
@@ -92,9 +92,8 @@ def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[st
     if not dist.is_main:
         return None
     settings = run_settings(args, **data_settings(benchmark, args), limit=args.limit)
-    return write_results(benchmark, results, args.out_dir / "results.json",
-                         f"{benchmark.title}: {args.model}", settings=settings,
-                         title=args.set_title)
+    return write_results(benchmark, results, args.out_dir / "results.json", str(args.model),
+                         settings=settings, title=args.set_title)
 
 
 def score_only(benchmark: Benchmark, args: argparse.Namespace,
@@ -118,7 +117,7 @@ def score_only(benchmark: Benchmark, args: argparse.Namespace,
     results = {p: {**benchmark.score(items, p), "question_check": check, **extra}
                for p in protocols}
     return write_results(benchmark, results, args.out or path.with_name("results.json"),
-                         f"{benchmark.title}: {path}", title=getattr(args, "set_title", None))
+                         str(path), title=args.set_title)
 
 
 def check_model(model: str | Path) -> None:
@@ -270,28 +269,37 @@ def incomplete_audio(by_id: dict[str, dict[str, Any]]) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 def results_file(benchmark: Benchmark, results: Results,
-                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                 settings: dict[str, Any] | None = None,
+                 title: str | None = None) -> dict[str, Any]:
     """What results.json holds: a one-protocol benchmark's result as it is; with several, the
-    first protocol's accuracy as the headline (`accuracy_protocol`) and each under `protocols`."""
+    first protocol's accuracy as the headline (`accuracy_protocol`) and each under `protocols`.
+    `title` (`--set_title`: the items are not the benchmark's own set) is kept as `set_title`
+    beside `benchmark`, whose rules scored them."""
+    head = {"benchmark": benchmark.title, **({"set_title": title} if title else {})}
     extra = {} if settings is None else {"settings": settings}
     if not benchmark.multi_protocol:
         (result,) = results.values()
-        return {"benchmark": benchmark.title, **public(result), **extra}
+        return {**head, **public(result), **extra}
     first = next(iter(results))
-    return {"benchmark": benchmark.title, "accuracy": results[first]["accuracy"],
+    return {**head, "accuracy": results[first]["accuracy"],
             "accuracy_protocol": first, "protocols": {p: public(r) for p, r in results.items()},
             **extra}
 
 
-def write_results(benchmark: Benchmark, results: Results, out: Path, heading: str,
+def write_results(benchmark: Benchmark, results: Results, out: Path, source: str,
                   settings: dict[str, Any] | None = None,
                   title: str | None = None) -> dict[str, Any]:
-    """Write `out` (JSON) and its .md, print each protocol's headline (named `title`, default
-    the benchmark's); returns the JSON."""
-    written = results_file(benchmark, results, settings)
+    """Write `out` (JSON) and its .md, print each protocol's headline; returns the JSON.
+
+    Every file and line names the question set `title` (`--set_title`), default the
+    benchmark's; `source` is what was scored (the model, or the predictions file).
+    """
+    written = results_file(benchmark, results, settings, title)
     atomic_write_json(out, written)
+    heading = f"{title or benchmark.title}: {source}"
+    named = (f"Question set: {title} (scored as {benchmark.title})\n\n" if title else "")
     atomic_write_text(out.with_suffix(".md"), "\n".join(
-        markdown(r, f"{heading} [{p}]" if benchmark.multi_protocol else heading)
+        markdown(r, f"{heading} [{p}]" if benchmark.multi_protocol else heading, named)
         + "".join(f"\n**{line}**\n" for line in benchmark.notes(r))
         for p, r in results.items()))
     cut: dict[str, str] = {}

@@ -16,6 +16,10 @@ ablation: no audio part in the prompt, no audio features), into `<step>-no_audio
 (`local.eval.summary.no_audio_dir`), after the steps with audio; the summary then shows
 accuracy with audio, without and the difference (`local.eval.summary`).
 
+The summary is titled by `--title`, else by the question set's name (`-- --set_title X`, which
+also names results.json and results.md; default the benchmark's); each `--note TEXT` is a line
+under the title (e.g. "step 0 evaluated with --model X although the run was trained from Y").
+
 Example:
     $ python -m local.eval.steps --bench mmau --model Qwen/Qwen2.5-Omni-7B --run_dir exp/grpo \\
         --with_no_audio -- --mmau_json data/mmau/mmau-test-mini.json \\
@@ -93,8 +97,12 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
                         help="also evaluate step 0 and the last step with --no_audio (text "
                         "only) into <step>-no_audio/; the summary shows the difference")
     parser.add_argument("--title", default=None,
-                        help="title of summary.md/png (default: the benchmark's name from the "
-                        "results; e.g. the demo names its synthetic set)")
+                        help="title of summary.md/png (default: '<set> across steps (<dir>)', "
+                        "<set> the --set_title given to the evaluator after --, else the "
+                        "benchmark's name)")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="a line shown under summary.md's title (repeatable), e.g. 'step 0 "
+                        "evaluated with --model X although the run was trained from Y'")
     parser.add_argument("evaluator_args", nargs=argparse.REMAINDER,
                         help="after --: options for evaluate_<bench>.py")
     args = parser.parse_args(argv)
@@ -123,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> Path | None:
             torch.cuda.empty_cache()
     if not dist.is_main:
         return None
-    return write_summary(eval_dir, args.title)
+    return write_summary(eval_dir, args.title, notes=args.note)
 
 
 if __name__ == "__main__":

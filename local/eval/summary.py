@@ -12,8 +12,13 @@ audio adds), overall and per group (`CONTRIBUTION_TABLES`: MMAU per task, MMSU p
 category); summary.png marks the text-only points. Many MMAU/MMSU items are answerable from
 the text alone, so a number without this says little about listening.
 
+The title names the question set: `--title`, else the `--set_title` the steps were evaluated
+with (results.json `set_title`), else the benchmark; each `--note TEXT` is a line under it. Under
+the table: steps evaluated on different question sets, and per step the items scored on
+truncated audio (a WAV shorter than its header says; listed in that step's results.md).
+
 Example:
-    $ python -m local.eval.summary exp/grpo/eval/mmau
+    $ python -m local.eval.summary exp/grpo/eval/mmau --note "step 0: the base model"
     >>> from local.eval.summary import write_summary                          # doctest: +SKIP
     >>> write_summary("exp/grpo/eval/mmau")                                   # doctest: +SKIP
     PosixPath('exp/grpo/eval/mmau/summary.md')
@@ -90,14 +95,49 @@ def _protocol_names(results: Sequence[Results]) -> list[str]:
     return names
 
 
+def default_title(rows: Sequence[tuple[int, Results]], eval_dir: Path) -> str:
+    """'<question set> across steps (<eval_dir>)': the first `--set_title` the steps were
+    evaluated with (results.json `set_title`), else the benchmark's name."""
+    name = next((r["set_title"] for _, r in rows if r.get("set_title")), None)
+    return f"{name or rows[0][1].get('benchmark', eval_dir.name)} across steps ({eval_dir})"
+
+
+def incomplete_audio(result: Results) -> dict[str, str]:
+    """{id: reason} of the items scored on truncated audio (`audio_incomplete`, per protocol
+    for MMSU: the same clips)."""
+    found: dict[str, str] = {}
+    for per in [result, *protocols_of(result).values()]:
+        found.update(per.get("audio_incomplete") or {})
+    return found
+
+
+def _table_notes(rows: Sequence[tuple[int, Results]]) -> list[str]:
+    """Lines under the main table: steps evaluated on other question sets, steps with items
+    scored on truncated audio."""
+    lines = []
+    titles = {step: r.get("set_title") or r.get("benchmark", "?") for step, r in rows}
+    if len(set(titles.values())) > 1:
+        lines.append("**The steps' question sets differ (compare with care): "
+                     + "; ".join(f"step {s}: {t}" for s, t in titles.items()) + ".**")
+    for step, result in rows:
+        cut = incomplete_audio(result)
+        if cut:
+            lines.append(f"- step {step}: {len(cut)} items scored on truncated audio (listed in "
+                         f"{step}/results.md)")
+    return lines
+
+
 def render(rows: Sequence[tuple[int, Results]], title: str,
-           no_audio: Mapping[int, Results] | None = None, notes: Sequence[str] = ()) -> str:
-    """The markdown: one row per step (model, one accuracy column per protocol, unanswered
-    counts), then, with `no_audio` results, the audio-contribution tables."""
+           no_audio: Mapping[int, Results] | None = None, notes: Sequence[str] = (),
+           header: Sequence[str] = ()) -> str:
+    """The markdown: the title, each `header` line under it ("**Note:** ..."), one row per step
+    (model, one accuracy column per protocol, unanswered counts), then, with `no_audio`
+    results, the audio-contribution tables (`notes`: lines about them)."""
     names = _protocol_names([r for _, r in rows])
     head = ["step", "model", *(f"accuracy (%) [{p}]" for p in names), "correct/total",
             "no prediction"]
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |",
+    lines = [f"# {title}", "", *(f"**Note:** {note}\n" for note in header),
+             "| " + " | ".join(head) + " |",
              "|" + "|".join(["---:", "---"] + ["---:"] * (len(head) - 2)) + "|"]
     for step, result in rows:
         per = protocols_of(result)
@@ -106,7 +146,8 @@ def render(rows: Sequence[tuple[int, Results]], title: str,
         cells += [f"{per[p]['accuracy']:.2f}" if p in per else "-" for p in names]
         cells += [f"{first['correct']}/{first['total']}", str(first["no_prediction"])]
         lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
+    after = _table_notes(rows)
+    text = "\n".join(lines + (["", *after] if after else [])) + "\n"
     if no_audio or notes:
         text += render_contribution(dict(rows), no_audio or {}, notes)
     return text
@@ -235,17 +276,22 @@ def plot(rows: Sequence[tuple[int, Results]], path: Path, title: str,
     return path
 
 
-def write_summary(eval_dir: str | Path, title: str | None = None) -> Path:
-    """Write `summary.md` and `summary.png` in `eval_dir`; returns the markdown's path."""
+def write_summary(eval_dir: str | Path, title: str | None = None,
+                  notes: Sequence[str] = ()) -> Path:
+    """Write `summary.md` and `summary.png` in `eval_dir`; returns the markdown's path.
+
+    `title` defaults to `default_title` (the question set's `--set_title`, else the benchmark's
+    name); each of `notes` is a line under it."""
     eval_dir = Path(eval_dir)
     rows = collect(eval_dir)
     if not rows:
         raise SystemExit(f"{eval_dir}: no <step>/results.json found; run the evaluation first.")
-    no_audio, notes = collect_no_audio(eval_dir)
-    for note in notes:
+    no_audio, left_out = collect_no_audio(eval_dir)
+    for note in left_out:
         logger.warning("%s: %s", eval_dir, note)
-    title = title or f"{rows[0][1].get('benchmark', eval_dir.name)} across steps ({eval_dir})"
-    path = atomic_write_text(eval_dir / "summary.md", render(rows, title, no_audio, notes))
+    title = title or default_title(rows, eval_dir)
+    path = atomic_write_text(eval_dir / "summary.md",
+                             render(rows, title, no_audio, left_out, header=notes))
     plot(rows, eval_dir / "summary.png", title, no_audio)
     also = f" ({len(no_audio)} also without audio)" if no_audio else ""
     logger.info("summary of %d steps%s: %s", len(rows), also, path)
@@ -255,8 +301,12 @@ def write_summary(eval_dir: str | Path, title: str | None = None) -> Path:
 def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Summarise an evaluation across steps.")
     parser.add_argument("eval_dir", type=Path, help="e.g. exp/grpo/eval/mmau")
+    parser.add_argument("--title", default=None,
+                        help="title (default: '<question set> across steps (<eval_dir>)')")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="a line shown under the title (repeatable)")
     args = parser.parse_args(argv)
-    path = write_summary(args.eval_dir)
+    path = write_summary(args.eval_dir, args.title, notes=args.note)
     print(path.read_text(encoding="utf-8"))
     return path
 
