@@ -228,8 +228,11 @@ setup_vllm_env() {
   "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
     || die "$req is resolved for CPython 3.11 and $python is $("$python" -V 2>&1): pass --python /path/to/python3.11"
   PY="$env/bin/python"
-  if [[ ! -x "$PY" ]]; then
-    log "Environment: creating $env with $("$python" -V 2>&1)"
+  if [[ -x "$PY" ]]; then
+    log "Environment: $env does not match $req (changed since it was built, or never finished):"
+    say_unmet "$("$PY" -m local.util.envcheck "$req" 2>&1)"
+  else
+    log "Environment: $env does not exist; creating it with $("$python" -V 2>&1) and installing $req (several GB: vLLM, its own torch)"
     run_cmd "$python" -m venv "$env" || die "could not create $env: install the venv module (e.g. apt-get install python3-venv)"
   fi
   log "Environment: installing $req into $env (a complete lock; a few minutes the first time)"
