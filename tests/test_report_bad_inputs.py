@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from local.report import plots
+from local.report import plots, run_folder
 from local.report.build import main
 from local.report.markdown import SECTIONS
 from tests.helpers import REPO
@@ -42,9 +42,15 @@ def _stub_draw(figure: Any, path: Path) -> Path:
     return path
 
 
+def _fixed(patch: pytest.MonkeyPatch) -> None:
+    """No drawing; one code version (a commit made meanwhile does not change the report)."""
+    patch.setattr(plots, "draw", _stub_draw)
+    patch.setattr(run_folder, "code_version", lambda: "abc1234")
+
+
 @pytest.fixture(autouse=True)
 def no_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plots, "draw", _stub_draw)
+    _fixed(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
     """`full_run` and its report (the run the cases below spoil one file of)."""
     run = full_run(tmp_path_factory.mktemp("good") / "run")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plots, "draw", _stub_draw)
+        _fixed(patch)
         md = main(["--run_dir", str(run)])
     report = md.read_text()
     md.unlink()
@@ -411,3 +417,74 @@ def test_a_folder_with_only_bad_files_is_a_one_line_error(tmp_path: Path,
     assert warnings(caplog) == [f"{run}/checkpoint-10/trainer_state.json: an array, not an "
                                 "object (the HF Trainer's state); left out"]
     assert not (run / "report.md").exists() and not (run / "plots").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# An output that cannot be written
+# ---------------------------------------------------------------------------------------------
+
+def _under_a_file(tmp: Path) -> tuple[list[str], Path, str]:
+    (tmp / "a_file").write_text("x")
+    return ["--out", str(tmp / "a_file" / "report.md")], tmp / "a_file" / "report.md", \
+        f"{tmp / 'a_file'} is not a folder"
+
+
+def _a_folder(tmp: Path) -> tuple[list[str], Path, str]:
+    (tmp / "out.md").mkdir()
+    return ["--out", str(tmp / "out.md")], tmp / "out.md", "it is a folder"
+
+
+def _plots_under_a_file(tmp: Path) -> tuple[list[str], Path, str]:
+    (tmp / "a_file").write_text("x")
+    return ["--plot_dir", str(tmp / "a_file" / "plots")], tmp / "a_file" / "plots", \
+        f"{tmp / 'a_file'} is not a folder"
+
+
+def _read_only(tmp: Path) -> tuple[list[str], Path, str]:
+    (tmp / "locked").mkdir()
+    (tmp / "locked").chmod(0o555)
+    return ["--out", str(tmp / "locked" / "sub" / "report.md")], \
+        tmp / "locked" / "sub" / "report.md", f"{tmp / 'locked'} is not writable"
+
+
+OUTPUTS = {"out-under-a-file": _under_a_file, "out-is-a-folder": _a_folder,
+           "plot-dir-under-a-file": _plots_under_a_file,
+           "out-in-a-read-only-folder": pytest.param(_read_only, marks=pytest.mark.skipif(
+               os.geteuid() == 0, reason="root writes into read-only folders"))}
+
+
+@pytest.mark.parametrize("make", OUTPUTS.values(), ids=OUTPUTS.keys())
+def test_an_unwritable_output_is_one_line_naming_the_path(make: Any, tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run", steps=10)
+    argv, path, reason = make(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--run_dir", str(run), *argv])
+    assert str(exit_.value.code) == f"{path}: cannot write the report there ({reason})"
+    assert not (run / "report.md").exists()
+
+
+def test_an_unwritable_output_exits_1_without_a_traceback(tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run", steps=10)
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" / "report.md"
+    done = subprocess.run([sys.executable, "-m", "local.report", "--run_dir", str(run),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"{out}: cannot write the report there ({tmp_path / 'a_file'} is not a folder)"]
+
+
+def test_an_error_while_writing_is_one_line_naming_the_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk filling up while the plots are written: the same one line."""
+    run = full_run(tmp_path / "run", steps=10)
+
+    def full(figure: Any, path: Path) -> Path:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(plots, "draw", full)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--run_dir", str(run)])
+    assert re.fullmatch(rf"{re.escape(str(run / 'plots'))}/\w+\.png: cannot write the report "
+                        r"there \(No space left on device\)", str(exit_.value.code))

@@ -7,7 +7,8 @@ log, the completions and evaluations so far) and on one without any evaluation y
 with nothing to report is a one-line error. A run file that is not what the report expects
 (half written, an array where an object belongs, NaN or text where a number belongs) is one
 warning line naming it and what is wrong; the report is written without it and lists it under
-"Left out". The demo builds its report from the same pieces
+"Left out". A place the report cannot be written (`--out` under a file, a read-only folder) is
+one line naming the path, exit status 1. The demo builds its report from the same pieces
 (`local.demo.report`).
 
 Example:
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.report import markdown
+from local.report import markdown, output
 from local.report.files import one_line
 from local.report.left_out import record
 from local.report.markdown import SECTIONS, Section
-from local.report.plots import draw_all
+from local.report.output import ReportOutputError
+from local.report.plots import DATA_FILE, draw_all
 from local.report.run_folder import RunFolder, read_run
 from local.report.series import (
     Figure,
@@ -110,9 +112,12 @@ def build(run_dir: str | Path, md_path: str | Path | None = None,
     """Read the run, draw its figures into `plot_dir` (default `<run>/plots`) and make the
     sections for a report at `md_path` (default `<run>/report.md`; links are relative to it).
     `extra`: more figures to draw beside them (the demo's warm-up loss)."""
+    md_path = Path(md_path) if md_path else Path(run_dir) / "report.md"
+    plot_dir = Path(plot_dir) if plot_dir else Path(run_dir) / "plots"
+    if Path(run_dir).is_dir():  # (no run folder: read_run says so)
+        output.check(md_path)
+        output.check(plot_dir, folder=True)
     run = read_run(run_dir)
-    md_path = Path(md_path) if md_path else run.path / "report.md"
-    plot_dir = Path(plot_dir) if plot_dir else run.path / "plots"
     settings = resolved_settings(run)
     weights = (dict(zip(settings["reward_funcs"], settings["reward_weights"], strict=True))
                if settings.get("reward_funcs") and settings.get("reward_weights") else None)
@@ -124,7 +129,8 @@ def build(run_dir: str | Path, md_path: str | Path | None = None,
         *(accuracy_figure(b) for b in run.evals if b.results),
         *(audio_figure(b) for b in run.evals if audio_steps(b))]}
     figures = [*training, *evals.values(), *(f.with_data() for f in extra)]
-    drawn = draw_all(figures, plot_dir)
+    with output.writing(plot_dir / DATA_FILE):
+        drawn = draw_all(figures, plot_dir)
     md_dir = md_path.parent
     bodies = {
         "overview": markdown.overview(run),
@@ -144,7 +150,8 @@ def write_report(run_dir: str | Path, md_path: str | Path | None = None,
                  plot_dir: str | Path | None = None) -> Path:
     """Build and write the report; returns its path."""
     report = build(run_dir, md_path, plot_dir)
-    path = atomic_write_text(report.md_path, report.markdown())
+    with output.writing(report.md_path):
+        path = atomic_write_text(report.md_path, report.markdown())
     logger.info("report: %s (%d plots)", path, len(report.drawn))
     return path
 
@@ -159,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
                         help="where the PNGs go (default: <run_dir>/plots)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    path = write_report(args.run_dir, args.out, args.plot_dir)
+    try:
+        path = write_report(args.run_dir, args.out, args.plot_dir)
+    except ReportOutputError as err:
+        raise SystemExit(str(err)) from None
     print(f"report: {path}", flush=True)
     return path
