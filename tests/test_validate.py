@@ -178,3 +178,12 @@ def test_max_items_caps_the_decoded_clips(kind: str, tmp_path: Path) -> None:
     check = run_on(kind, tmp_path, [], max_items=5)
     assert check.sampled and check.checked == 5 and check.rows == GOOD
     assert check.audio_ok == 5 and check.read == GOOD  # every question checked, 5 clips decoded
+
+
+def test_mmau_audio_is_found_by_audio_id_without_an_audio_folder(tmp_path: Path) -> None:
+    """The README's `python -m local.validate ... --mmau_json data/mmau/mmau-test-mini.json`
+    (no --mmau_audio_dir): each clip is the question's audio_id beside the JSON, as evaluation
+    reads it (data/mmau/test-mini-audios/<id>.wav), not a file name directly beside the JSON."""
+    path = save_mmau(tmp_path / "mmau", [mmau_item(i) for i in range(3)])
+    (check,) = validate.run(mmau_json=path, report=tmp_path / "report.md")
+    assert check.usable and check.audio_ok == 3, check.one_line()

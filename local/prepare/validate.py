@@ -196,7 +196,7 @@ def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCh
     return check
 
 
-def check_mmau(json_path: Path, audio_dir: Path, max_items: int | None,
+def check_mmau(json_path: Path, audio_dir: Path | None, max_items: int | None,
                num_workers: int) -> DatasetCheck:
 
     check = DatasetCheck("mmau-test-mini")
@@ -231,7 +231,9 @@ def run(avqa: Path | None = None, mmsu: Path | None = None, mmau_json: Path | No
     if mmsu is not None:
         jobs.append(("mmsu", lambda: check_mmsu(Path(mmsu), max_items, num_workers)))
     if mmau_json is not None:
-        audio_dir = Path(mmau_audio_dir) if mmau_audio_dir else Path(mmau_json).parent
+        # None: each audio_id relative to the question file's folder, as evaluation reads it
+        # (data/mmau/test-mini-audios/<id>.wav); a folder: each clip by file name under it.
+        audio_dir = Path(mmau_audio_dir) if mmau_audio_dir else None
         jobs.append(("mmau-test-mini", lambda: check_mmau(Path(mmau_json), audio_dir, max_items,
                                                           num_workers)))
     checks = []
