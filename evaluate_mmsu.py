@@ -19,7 +19,9 @@ through `local.eval.steps`):
            scorer's input format), OUT/results.json (headline: the first protocol) and .md
 
 `--score_only FILE` skips load and predict: our predictions JSON (checked against `--mmsu_path`)
-or the official JSONL format (scored as the official script scores it, as it is).
+or the official JSONL format (letter protocol only, its headline: the file holds letters, not
+option text; rows checked one by one, a bad or unanswerable row named, counted wrong and listed,
+a repeated id counted once).
 
 Example (CPU, a tiny model, 20 items):
     $ python -m local.tiny --family qwen2_5_omni --out .cache/tiny-omni
