@@ -3,8 +3,13 @@
 Reads `conf/grpo.yaml` (the settings of the reference recipe, WeST's GRPO example) and
 command-line overrides, loads the policy by `config.model_type`, builds the training rows, and
 trains with `AudioGRPOTrainer`. The run folder (`--output_dir`) gets the resolved config, the
-command line, `checkpoint-N/` folders (processor included) and the completions log; an
-interrupted run resumes from its last complete checkpoint unless `--overwrite_output_dir true`.
+command line, `checkpoint-N/` folders (processor included), the completions log and
+`train.log` (rank 0's log, metrics included, appended across resumes). An interrupted run resumes
+from its last complete checkpoint unless `--overwrite_output_dir true`;
+`--resume_from_checkpoint` names a checkpoint folder to resume from (`true`: the last one of
+output_dir, refused where there is none). The configuration and the resume point are checked
+before the data and the model are loaded: a problem stops with one line naming the key
+(local/train/config_checks.py). The log states the global batch per optimizer step.
 
 Example:
     $ torchrun --nproc_per_node 8 train.py --config conf/grpo.yaml \\
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,19 +33,29 @@ import datasets
 import torch
 import transformers
 from accelerate import PartialState
+from transformers import TrainerCallback
 from trl import ModelConfig, get_peft_config
 
 from local.core.models import LoadedModel, load_model_and_processor
 from local.core.records import RecordError
-from local.train.checkpoints import last_resumable_checkpoint, policy_source, write_run_record
-from local.train.config import AudioGRPOConfig, parse_args
+from local.train.checkpoints import policy_source, write_run_record
+from local.train.config import AudioGRPOConfig, read_config
+from local.train.config_checks import (
+    ConfigError,
+    batch_summary,
+    check_environment,
+    resolve_resume,
+)
 from local.train.dataset import build_train_dataset
 from local.train.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train.tracking import CompletionSamples, set_up_tracking, wants
 from local.train.trainer import AudioGRPOTrainer, UnusableClipError
-from local.util.dist import setup_logging
+from local.util.dist import LOG_FORMAT, setup_logging
 
 logger = logging.getLogger("train")
+METRICS = logging.getLogger("train.metrics")  # train.log only (RunLog)
+METRICS.propagate = False
+METRICS.setLevel(logging.INFO)
 
 
 def resolve_rewards(config: AudioGRPOConfig) -> list:
@@ -99,29 +116,105 @@ def training_rows(config: AudioGRPOConfig, state: PartialState) -> datasets.Data
     return dataset
 
 
+class RunLog:
+    """Rank 0's log, also in `<output_dir>/train.log` (appended: a resumed run continues it).
+
+    From the start of `main` the records are kept in memory and written once the run folder is
+    there (`open`), so a run refused before that leaves no folder. The handler sits on the root
+    logger and on transformers' (which does not propagate); Python warnings (TRL's among them)
+    are logged while it is open; the Trainer's metrics (`MetricsLog`) go to the file only, the
+    console has them from the progress bar.
+    """
+
+    LOGGERS = ("", "transformers")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.handler: logging.Handler | None = None
+        self.file: logging.FileHandler | None = None
+
+    def __enter__(self) -> RunLog:
+        if self.enabled:
+            self.handler = logging.handlers.MemoryHandler(
+                capacity=sys.maxsize, flushLevel=logging.CRITICAL + 1)  # never flushes itself
+            for name in self.LOGGERS:
+                logging.getLogger(name).addHandler(self.handler)
+            logging.captureWarnings(True)
+        return self
+
+    def open(self, run_dir: Path) -> None:
+        """Write the kept records to `run_dir/train.log` and log there from now on."""
+        if not self.enabled or self.file is not None:
+            return
+        self.file = logging.FileHandler(Path(run_dir) / "train.log", mode="a", encoding="utf-8")
+        self.file.setFormatter(logging.Formatter(LOG_FORMAT))
+        for record in self.handler.buffer:
+            self.file.handle(record)
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self.handler)
+            logging.getLogger(name).addHandler(self.file)
+        METRICS.addHandler(self.file)
+        self.handler = None
+
+    def __exit__(self, *_: Any) -> None:
+        if not self.enabled:
+            return
+        for handler in (self.handler, self.file):
+            if handler is not None:
+                for name in (*self.LOGGERS, METRICS.name):
+                    logging.getLogger(name).removeHandler(handler)
+                handler.close()
+        logging.captureWarnings(False)
+
+
+class MetricsLog(TrainerCallback):
+    """The Trainer's logged metrics (loss, rewards, KL, ...) as one line per log in train.log."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
+               **_: Any) -> None:
+        if state.is_world_process_zero and logs:
+            METRICS.info("step %d: %s", state.global_step, json.dumps(logs, default=str))
+
+
 def main(argv: list[str] | None = None) -> Path:
-    config, model_args = parse_args(argv)
-    config.run_name = config.run_name or Path(config.output_dir).name  # W&B run = run folder
+    rank = int(os.environ.get("RANK", "0"))
+    setup_logging(rank, force=False)  # rank 0 logs; others own warnings once
+    with RunLog(enabled=rank == 0) as run_log:
+        return _run(argv, run_log)
+
+
+def _run(argv: list[str] | None, run_log: RunLog) -> Path:
+    # Every check of the configuration and of the resume point comes first: before the data,
+    # the model, a download or torch.distributed (local/train/config_checks.py).
+    config, model_args, sources = read_config(argv)
+    check_environment(config, sources)  # vLLM for use_vllm, wandb for report_to wandb
+    if not model_args.model_name_or_path:
+        raise ConfigError("no model to train", "model_name_or_path", sources,
+                          "give --model_name_or_path (a hub id or a checkpoint folder)")
+    run_dir = Path(config.output_dir)
+    resume = resolve_resume(config.resume_from_checkpoint, run_dir, config.overwrite_output_dir,
+                            sources)
+    config.run_name = config.run_name or run_dir.name  # W&B run = run folder
     _ = config.device  # sets up torch.distributed before the model is built
     if config.deepspeed:  # ZeRO-3 partitions at load time: DeepSpeed's comm must be up (CPU too)
         import deepspeed
 
         deepspeed.init_distributed(dist_backend=config.ddp_backend or None)
     state = PartialState()
-    setup_logging(state.process_index, force=False)  # rank 0 logs; others own warnings once
     transformers.utils.logging.set_verbosity(config.get_process_log_level())
-    if not model_args.model_name_or_path:
-        raise SystemExit("train.py: give --model_name_or_path (hub id or checkpoint folder)")
-    run_dir = Path(config.output_dir)
-    resume = None if config.overwrite_output_dir else last_resumable_checkpoint(run_dir)
     if resume is not None and _finished(resume, config.max_steps):
         if state.is_main_process:
+            if run_dir.is_dir():
+                run_log.open(run_dir)
             logger.info("run already finished at %s; nothing to do (--overwrite_output_dir true "
                         "starts over)", resume)
         return run_dir
+    if state.is_main_process:
+        logger.info(batch_summary(config, state.num_processes))
     dataset = training_rows(config, state)  # before the model: bad data costs no model load
     if state.is_main_process:
         write_run_record(run_dir, config, model_args, argv)
+        run_log.open(run_dir)
         logger.info("run folder %s; %s", run_dir,
                     f"resuming from {resume}" if resume else "starting fresh")
 
@@ -134,6 +227,7 @@ def main(argv: list[str] | None = None) -> Path:
                                       else model_args.model_revision)
 
     trainer = build_trainer(config, model_args, loaded, dataset)
+    trainer.add_callback(MetricsLog())
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except UnusableClipError as error:  # every rank stops here together: one line, no traceback

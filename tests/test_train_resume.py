@@ -114,8 +114,12 @@ def test_lora_resume_restores_the_adapter(tmp_path: Path, family: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_resumed_run_is_bit_identical_to_the_uninterrupted_one(tmp_path: Path, monkeypatch,
-                                                               family: str) -> None:
+                                                               caplog, family: str) -> None:
+    import logging
+
     import train
+
+    caplog.set_level(logging.INFO)  # as train.py's own root logger on rank 0
 
     monkeypatch.setitem(REWARDS, "length", length_reward)
     full = tmp_path / "full"
@@ -125,3 +129,199 @@ def test_resumed_run_is_bit_identical_to_the_uninterrupted_one(tmp_path: Path, m
     cut = cut_after(full, 1, tmp_path / "cut")
     train.main(train_argv(family, cut))
     assert_same_run(full, cut, 3)
+    log = (cut / "train.log").read_text()  # the copied run's log, continued by the resumed run
+    assert log.index("starting fresh") < log.index(f"resuming from {cut / 'checkpoint-1'}")
+    assert log.count('train.metrics: step 3: {"loss"') == 2  # the full run's, the resumed's
+
+
+# -- --resume_from_checkpoint: honoured (a checkpoint, or `true`: output_dir's last) or refused --
+
+class _Stop(Exception):
+    """Raised where the model would load: what train.py decided before it is in the log."""
+
+
+def _checkpoint(folder: Path, step: int, *, state: bool = True) -> Path:
+    """A checkpoint as the checks see it: weights and (unless an interrupted save) the state."""
+    folder.mkdir(parents=True)
+    save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+    if state:
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return folder
+
+
+def _run_until_the_model(monkeypatch, tmp_path: Path, extra: list[str],
+                         at_model: Any = None) -> tuple[str, Path]:
+    """train.main up to the model load (rows stubbed; `at_model` runs there, then raises
+    `_Stop`): returns train.log and the run folder."""
+    import logging
+
+    import datasets
+
+    import train
+
+    report = type("Report", (), {"summary": lambda self: "1 row"})()
+    monkeypatch.setattr(train, "build_train_dataset",
+                        lambda *a, **k: (datasets.Dataset.from_list([{"id": "a"}]), report))
+
+    def stop(*_: Any, **__: Any) -> None:
+        if at_model is not None:
+            at_model()
+        raise _Stop
+
+    monkeypatch.setattr(train, "policy_source", stop)
+    run = tmp_path / "run"
+    root = logging.getLogger()
+    level, root.level = root.level, logging.INFO
+    try:
+        with pytest.raises(_Stop):
+            train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+                        str(run), "--use_cpu", "true", "--bf16", "false", "--report_to", "none",
+                        "--max_steps", "5", *extra])
+    finally:
+        root.level = level
+    return (run / "train.log").read_text(), run
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    pytest.param([], "run/checkpoint-3", id="default-last-complete-of-output-dir"),
+    pytest.param(["--resume_from_checkpoint", "true"], "run/checkpoint-3", id="true"),
+    pytest.param(["--resume_from_checkpoint", "True"], "run/checkpoint-3", id="True"),
+    pytest.param(["--resume_from_checkpoint", "{tmp}/other/checkpoint-1"],
+                 "other/checkpoint-1", id="a-checkpoint-path"),
+    pytest.param(["--resume_from_checkpoint", "{tmp}/run/checkpoint-2"], "run/checkpoint-2",
+                 id="an-earlier-checkpoint"),
+])
+def test_resume_from_checkpoint_is_honoured(monkeypatch, tmp_path, extra, expected) -> None:
+    for step in (2, 3):
+        _checkpoint(tmp_path / "run" / f"checkpoint-{step}", step)
+    _checkpoint(tmp_path / "run" / "checkpoint-4", 4, state=False)  # interrupted save
+    _checkpoint(tmp_path / "other" / "checkpoint-1", 1)
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    log, _ = _run_until_the_model(monkeypatch, tmp_path, extra)
+    assert f"resuming from {tmp_path / expected}\n" in log, log
+
+
+def test_a_finished_checkpoint_named_explicitly_ends_the_run(monkeypatch, tmp_path,
+                                                            caplog) -> None:
+    import logging
+
+    import train
+
+    caplog.set_level(logging.INFO)
+    _checkpoint(tmp_path / "run" / "checkpoint-2", 2)
+    done = _checkpoint(tmp_path / "elsewhere" / "checkpoint-5", 5)
+    monkeypatch.setattr(train, "policy_source", lambda *a, **k: pytest.fail("model loaded"))
+    run = train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+                      str(tmp_path / "run"), "--use_cpu", "true", "--max_steps", "5",
+                      "--resume_from_checkpoint", str(done)])
+    assert f"already finished at {done}" in (run / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "keys", "says"),
+    [
+        pytest.param(["{tmp}/notes"], ["resume_from_checkpoint"], "{tmp}/notes",
+                     id="a-folder-that-is-not-a-checkpoint"),
+        pytest.param(["{tmp}/missing"], ["resume_from_checkpoint"], "{tmp}/missing",
+                     id="no-such-path"),
+        pytest.param(["{tmp}/old"], ["resume_from_checkpoint"], "{tmp}/old/checkpoint-2",
+                     id="a-run-folder-names-its-checkpoint"),
+        pytest.param(["{tmp}/run/checkpoint-4"], ["resume_from_checkpoint"], "trainer_state.json",
+                     id="an-interrupted-save"),
+        pytest.param(["{tmp}/weights.safetensors"], ["resume_from_checkpoint"], "folder",
+                     id="a-file"),
+        pytest.param(["{tmp}/run/checkpoint-5"], ["resume_from_checkpoint"],
+                     "{tmp}/run/checkpoint-3", id="weights-cut-short-names-an-earlier-one"),
+        pytest.param(["true"], ["resume_from_checkpoint"], "{tmp}/run/checkpoint-5",
+                     id="true-and-the-last-is-cut-short"),
+        pytest.param(["true", "--overwrite_output_dir", "true"],
+                     ["resume_from_checkpoint", "overwrite_output_dir"], "starts over",
+                     id="true-and-overwrite"),
+        pytest.param(["{tmp}/run/checkpoint-3", "--overwrite_output_dir", "true"],
+                     ["resume_from_checkpoint", "overwrite_output_dir"], "starts over",
+                     id="path-and-overwrite"),
+        pytest.param(["false"], ["resume_from_checkpoint"], "overwrite_output_dir",
+                     id="false"),
+    ],
+)
+def test_resume_from_checkpoint_that_cannot_be_honoured_is_refused(monkeypatch, tmp_path, request,
+                                                                   extra, keys, says) -> None:
+    import train
+
+    _checkpoint(tmp_path / "run" / "checkpoint-3", 3)
+    _checkpoint(tmp_path / "run" / "checkpoint-4", 4, state=False)
+    if "cut-short" in request.node.callspec.id:
+        cut = _checkpoint(tmp_path / "run" / "checkpoint-5", 5) / "model.safetensors"
+        cut.write_bytes(cut.read_bytes()[:-4])  # a save cut short, trainer_state.json written
+    _checkpoint(tmp_path / "old" / "checkpoint-2", 2)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    for name in ("policy_source", "load_model_and_processor", "build_train_dataset"):
+        monkeypatch.setattr(train, name, lambda *a, **k: pytest.fail("loaded before the check"))
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+                    str(tmp_path / "run"), "--use_cpu", "true", "--resume_from_checkpoint",
+                    *extra])
+    line = stop.value.code
+    assert isinstance(line, str) and "\n" not in line and line.startswith("train.py: "), line
+    assert all(f"{key}, command line" in line for key in keys), line
+    assert says.replace("{tmp}", str(tmp_path)) in line, line
+
+
+def test_resume_true_without_a_checkpoint_is_refused(monkeypatch, tmp_path) -> None:
+    import train
+
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+                    str(tmp_path / "run"), "--use_cpu", "true", "--resume_from_checkpoint",
+                    "true"])
+    assert "resume_from_checkpoint, command line" in stop.value.code
+    assert str(tmp_path / "run") in stop.value.code
+
+
+# -- the run folder keeps rank 0's log: train.log, appended across resumes ------------------------
+
+def test_train_log_holds_the_run_lines_warnings_and_the_global_batch(monkeypatch,
+                                                                    tmp_path) -> None:
+    import logging
+    import warnings
+
+    import transformers
+
+    handlers = (list(logging.getLogger().handlers),
+                list(logging.getLogger("transformers").handlers))
+
+    def warn() -> None:
+        transformers.utils.logging.get_logger("transformers.somewhere").error("tf-error")
+        warnings.warn("py-warning", UserWarning, stacklevel=1)
+
+    log, run = _run_until_the_model(monkeypatch, tmp_path, ["--dtype", "float32"], warn)
+    for said in ("training rows: 1 row", "starting fresh", "dtype float32 (command line) sets "
+                 "model_dtype", "global batch: 1 process x 4 per_device_train_batch_size x 2 "
+                 "gradient_accumulation_steps = 8 completions = 2 prompts x 4 num_generations "
+                 "per optimizer step", "tf-error", "py-warning"):
+        assert said in log, (said, log)
+    assert (logging.getLogger().handlers, logging.getLogger("transformers").handlers) == \
+        tuple(handlers)  # nothing left behind
+    _checkpoint(run / "checkpoint-1", 1)
+    again, _ = _run_until_the_model(monkeypatch, tmp_path, [])
+    assert again.startswith(log) and f"resuming from {run / 'checkpoint-1'}" in again
+
+
+def test_trainer_metrics_go_to_train_log_only(tmp_path) -> None:
+    import logging
+
+    from transformers import TrainerState
+
+    import train
+
+    with train.RunLog(enabled=True) as run_log:
+        run_log.open(tmp_path)
+        state = TrainerState()
+        state.global_step = 7
+        train.MetricsLog().on_log(None, state, None, logs={"loss": 0.25, "reward": 1.0})
+        logging.getLogger("train").info("a line")
+    text = (tmp_path / "train.log").read_text()
+    assert 'step 7: {"loss": 0.25, "reward": 1.0}' in text and "a line" in text
+    assert not logging.getLogger("train.metrics").propagate  # the console has the bar's copy

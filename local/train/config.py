@@ -8,6 +8,11 @@ default, as the reference recipe); on a machine without a GPU pass `--use_cpu tr
 (conf/demo.yaml does). README's "Differences from the reference recipe" lists where the recipe
 and TRL's defaults part.
 
+`read_config` checks what it reads before anything is loaded (local/train/config_checks.py): a
+key given twice in the YAML, an unknown key or option, a value of the wrong type, TRL's batch
+rules, reward names and weights, ... each stop with one line naming the key and where it was
+given. `--dtype` (TRL's ModelConfig) is an alias of `--model_dtype`.
+
 Example:
     >>> from local.train.config import parse_args
     >>> config, model_args = parse_args(["--output_dir", "exp/x", "--use_cpu", "true"])
@@ -17,9 +22,26 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, NamedTuple, NoReturn, get_type_hints
 
 from trl import GRPOConfig, ModelConfig, TrlParser
+
+from local.train.config_checks import (
+    COMMAND_LINE,
+    ConfigError,
+    check_settings,
+    command_line_error,
+    dataclass_error,
+    load_yaml_config,
+    split_config_flag,
+    stray_argument,
+    unknown_key,
+    world_size,
+    yaml_value,
+)
 
 
 @dataclass
@@ -69,14 +91,15 @@ class AudioGRPOConfig(GRPOConfig):
     train_data: str = field(default="data/avqa", metadata={
         "help": "Training data: an AVQA save_to_disk folder, an MMAU-style json or an MMSU "
                 "folder (see train_format)."})
-    train_format: str = field(default="avqa", metadata={"help": "avqa | mmau | mmsu"})
+    train_format: Literal["avqa", "mmau", "mmsu"] = field(default="avqa", metadata={
+        "help": "Training data format (local.train.dataset.FORMATS)."})
     train_split: str = field(default="train", metadata={"help": "Split of train_data."})
     train_audio_dir: str | None = field(default=None, metadata={
         "help": "Audio folder for train_format mmau."})
     max_train_samples: int | None = field(default=None, metadata={
         "help": "Use only the first N records (quick runs)."})
-    template: str = field(default="default", metadata={
-        "help": "Prompt template: default | think | new."})
+    template: Literal["default", "think", "new"] = field(default="default", metadata={
+        "help": "Prompt template (local.core.prompts.TEMPLATES)."})
     reward_funcs: list[str] | None = field(default=None, metadata={
         "help": "Reward names from local.train.rewards.REWARDS; default: the template's. Weights "
                 "(reward_weights unset) follow the names: the template's, else 1.0."})
@@ -86,20 +109,106 @@ class AudioGRPOConfig(GRPOConfig):
         "help": "Cut longer clips (counted); default: the model's window (30 s / 300 s)."})
     freeze_audio_encoder: bool = field(default=False, metadata={
         "help": "Keep the audio encoder fixed (the reference recipe trains it)."})
-    bad_records: str = field(default="skip", metadata={
+    bad_records: Literal["skip", "raise"] = field(default="skip", metadata={
         "help": "skip: drop malformed records with a warning and a count; raise: stop."})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Start over in output_dir instead of resuming from its last complete checkpoint."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={
+        "help": "Unset: resume from output_dir's last complete checkpoint (if any). true: the "
+                "same, refused when there is none. A checkpoint-N folder: resume from it. "
+                "Refused with overwrite_output_dir, and for anything that is not a checkpoint."})
     report_to: None | str | list[str] = field(default="tensorboard", metadata={
         "help": "Where metrics go: tensorboard (the default: event files under "
                 "<output_dir>/runs, no network), wandb (needs `pip install wandb`; run name from "
                 "--run_name, project from WANDB_PROJECT), none, all, or a list."})
-    model_dtype: str = field(default="bfloat16", metadata={
-        "help": "dtype the policy is loaded in (bfloat16 | float32 | auto)."})
+    model_dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
+        default="bfloat16", metadata={
+            "help": "dtype the policy is loaded in; --dtype (TRL's ModelConfig) is an alias: "
+                    "given alone it sets this, both given they must agree."})
+
+
+class ParsedConfig(NamedTuple):
+    config: AudioGRPOConfig
+    model_args: ModelConfig
+    sources: dict[str, str]  # given key -> "command line" | "<yaml> line N"
+
+
+def _parser() -> TrlParser:
+    """TRL's parser of the two dataclasses; argparse's errors raise instead of printing the
+    usage, and options are exact (no `--learning 1` for --learning_rate)."""
+
+    class Parser(TrlParser):
+        def error(self, message: str) -> NoReturn:
+            raise command_line_error(message, self._option_string_actions)
+
+    return Parser((AudioGRPOConfig, ModelConfig), allow_abbrev=False)
+
+
+def _apply_yaml(parser: TrlParser, path: str, sources: dict[str, str]) -> None:
+    """The recipe's values as the parser's defaults (as TRL's parse_args_and_config, `env`
+    included), each checked and typed as the command line would type it."""
+    data, lines = load_yaml_config(path)
+    env = data.pop("env", None)
+    if env is not None:
+        if not isinstance(env, dict):
+            raise ConfigError("env is not a mapping of variable: value", "env",
+                              {"env": f"{path} line {lines.get('env')}"},
+                              "write env:, then one indented VARIABLE: value per line")
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+    actions = {a.dest: a for a in parser._actions if a.option_strings
+               and a.option_strings[0] == f"--{a.dest}"}
+    hints = {**get_type_hints(AudioGRPOConfig), **get_type_hints(ModelConfig)}
+    typed = {}
+    for key, value in data.items():
+        source = f"{path} line {lines.get(str(key), '?')}"
+        if key not in actions:
+            raise unknown_key(str(key), actions, source, on_command_line=False)
+        typed[key] = yaml_value(key, value, actions[key], hints[key], source)
+        sources[key] = source
+    parser.set_defaults_with_config(**typed)
+
+
+def _build(cls: type, values: dict[str, Any], sources: dict[str, str]) -> Any:
+    inputs = {f.name: values[f.name] for f in fields(cls) if f.init and f.name in values}
+    try:
+        return cls(**inputs)
+    except (ValueError, TypeError, OSError, ImportError) as error:
+        raise dataclass_error(error, cls, inputs, sources) from None
+
+
+def read_config(argv: list[str] | None = None) -> ParsedConfig:
+    """`--config <yaml>` plus command-line overrides (the command line wins), checked.
+
+    Each problem stops with one line (`local.train.config_checks.ConfigError`, a SystemExit)
+    naming the key and where it was given, before anything is loaded; `sources` says where each
+    given key came from (`command line` or `<yaml> line N`).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    sources: dict[str, str] = {}
+    path, args = split_config_flag(args)
+    if path is not None:
+        _apply_yaml(parser, path, sources)
+    namespace, rest = parser.parse_known_args(args)
+    options = parser._option_string_actions
+    for token in args:
+        action = options.get(token.split("=", 1)[0]) if token.startswith("--") else None
+        if action is not None:
+            sources[action.dest] = COMMAND_LINE
+    if rest:
+        token = rest[0]
+        if not token.startswith("--"):
+            raise stray_argument(token, args, options)
+        key = token.split("=", 1)[0][2:]
+        raise unknown_key(key, [a.dest for a in parser._actions], COMMAND_LINE, True)
+    values = vars(namespace)
+    check_settings(values, sources, world_size())
+    config = _build(AudioGRPOConfig, values, sources)
+    model_args = _build(ModelConfig, values, sources)
+    return ParsedConfig(config, model_args, sources)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AudioGRPOConfig, ModelConfig]:
-    """Parse `--config conf/grpo.yaml` plus command-line overrides (CLI wins)."""
-    parser = TrlParser((AudioGRPOConfig, ModelConfig))
-    config, model_args = parser.parse_args_and_config(argv, fail_with_unknown_args=True)
-    return config, model_args
+    """Parse `--config conf/grpo.yaml` plus command-line overrides (CLI wins), checked."""
+    parsed = read_config(argv)
+    return parsed.config, parsed.model_args
