@@ -44,6 +44,7 @@ from local.train.config_checks import (
     ConfigError,
     batch_summary,
     check_environment,
+    check_model_path,
     resolve_resume,
 )
 from local.train.dataset import build_train_dataset
@@ -187,7 +188,7 @@ def _run(argv: list[str] | None, run_log: RunLog) -> Path:
     # Every check of the configuration and of the resume point comes first: before the data,
     # the model, a download or torch.distributed (local/train/config_checks.py).
     config, model_args, sources = read_config(argv)
-    check_environment(config, sources)  # vLLM for use_vllm, wandb for report_to wandb
+    check_environment(config, model_args, sources)  # vLLM for use_vllm, flash-attn, wandb
     if not model_args.model_name_or_path:
         raise ConfigError("no model to train", "model_name_or_path", sources,
                           "give --model_name_or_path (a hub id or a checkpoint folder)")
@@ -212,6 +213,7 @@ def _run(argv: list[str] | None, run_log: RunLog) -> Path:
     if state.is_main_process:
         logger.info(batch_summary(config, state.num_processes))
     dataset = training_rows(config, state)  # before the model: bad data costs no model load
+    check_model_path(model_args.model_name_or_path, sources)  # a missing folder, cut weights
     if state.is_main_process:
         write_run_record(run_dir, config, model_args, argv)
         run_log.open(run_dir)

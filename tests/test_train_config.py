@@ -226,6 +226,53 @@ def test_a_missing_config_file_is_one_line(monkeypatch, tmp_path) -> None:
     assert f"config, {CL}" in line and "nope.yaml" in line, line
 
 
+@pytest.mark.parametrize(("model", "says"), [
+    pytest.param("{tmp}/no-such-model", "does not exist", id="missing-folder"),
+    pytest.param("./no-such-model", "does not exist", id="missing-relative-folder"),
+    pytest.param("{tmp}/weights.bin", "a file", id="a-file"),
+    pytest.param("{tmp}/cut", "truncated", id="weights-cut-short"),
+])
+def test_a_local_model_that_cannot_load_stops_before_loading(monkeypatch, tmp_path, model,
+                                                             says) -> None:
+    """After the data (that check comes first), before policy_source and the loader."""
+    import datasets
+    import torch
+    from safetensors.torch import save_file
+
+    import train
+
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    (tmp_path / "cut").mkdir()
+    save_file({"w": torch.zeros(4)}, tmp_path / "cut" / "model.safetensors")
+    whole = (tmp_path / "cut" / "model.safetensors").read_bytes()
+    (tmp_path / "cut" / "model.safetensors").write_bytes(whole[:-8])
+    report = type("Report", (), {"summary": lambda self: "1 row"})()
+    monkeypatch.setattr(train, "build_train_dataset",
+                        lambda *a, **k: (datasets.Dataset.from_list([{"id": "a"}]), report))
+    for name in ("policy_source", "load_model_and_processor"):
+        monkeypatch.setattr(train, name, lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model_name_or_path", model.replace("{tmp}", str(tmp_path)),
+                    "--output_dir", str(tmp_path / "run"), "--use_cpu", "true"])
+    line = stop.value.code
+    assert isinstance(line, str) and line.startswith("train.py: ") and "\n" not in line, line
+    assert f"model_name_or_path, {CL}" in line and says in line, line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    pytest.param(["--temperature", "0"], "temperature", id="temperature-0"),
+    pytest.param(["--top_p", "1.5"], "top_p", id="top-p"),
+    pytest.param(["--max_completion_length", "0"], "max_completion_length", id="length-0"),
+    pytest.param(["--num_iterations", "0"], "num_iterations", id="iterations-0"),
+    pytest.param(["--max_train_samples", "0"], "max_train_samples", id="no-samples"),
+    pytest.param(["--attn_implementation", "sdpa2"], "attn_implementation", id="attention"),
+])
+def test_values_out_of_range_stop_before_the_model(monkeypatch, tmp_path, extra, key) -> None:
+    line = _refusal(monkeypatch, tmp_path, extra)
+    assert f"{key}, {CL}" in line, line
+
+
 def test_the_model_must_be_named(monkeypatch, tmp_path) -> None:
     import train
 

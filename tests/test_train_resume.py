@@ -169,12 +169,13 @@ def _run_until_the_model(monkeypatch, tmp_path: Path, extra: list[str],
         raise _Stop
 
     monkeypatch.setattr(train, "policy_source", stop)
+    (tmp_path / "model").mkdir(exist_ok=True)  # a local model folder (nothing in it is read)
     run = tmp_path / "run"
     root = logging.getLogger()
     level, root.level = root.level, logging.INFO
     try:
         with pytest.raises(_Stop):
-            train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+            train.main(["--model_name_or_path", str(tmp_path / "model"), "--output_dir",
                         str(run), "--use_cpu", "true", "--bf16", "false", "--report_to", "none",
                         "--max_steps", "5", *extra])
     finally:

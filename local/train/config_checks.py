@@ -42,12 +42,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
 from local.train.checkpoints import (
     checkpoint_problem,
     complete_checkpoints,
     is_resumable_checkpoint,
     is_training_checkpoint,
     last_resumable_checkpoint,
+    model_problem,
 )
 from local.train.rewards import REWARDS, default_rewards, resolve_reward_weights
 
@@ -405,8 +409,6 @@ def _check_rewards(values: Mapping[str, Any], sources: Mapping[str, str]) -> Non
 
 
 def _check_report_to(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-
     report_to = values.get("report_to")
     chosen = [report_to] if isinstance(report_to, str) else list(report_to or [])
     for name in chosen:
@@ -416,19 +418,46 @@ def _check_report_to(values: Mapping[str, Any], sources: Mapping[str, str]) -> N
                               sources, "use tensorboard (the default), wandb, none, or all")
 
 
-def check_environment(config: Any, sources: Mapping[str, str]) -> None:
+def check_environment(config: Any, model_args: Any, sources: Mapping[str, str]) -> None:
     """What the settings need installed (train.py checks it before loading anything; parsing a
     configuration does not): vLLM for use_vllm (TRL fails with an AttributeError from its
-    module otherwise), wandb for report_to wandb."""
+    module otherwise), flash-attn for flash_attention_2, wandb for report_to wandb."""
     if config.use_vllm and not vllm_installed():
         raise ConfigError("use_vllm true, but vLLM is not installed in this Python environment",
                           "use_vllm", sources, f"build and train in the vLLM environment: "
                           f"{VLLM_ENV_COMMAND}")
+    if (getattr(model_args, "attn_implementation", None) == "flash_attention_2"
+            and importlib.util.find_spec("flash_attn") is None):
+        raise ConfigError("attn_implementation flash_attention_2, but flash-attn is not "
+                          "installed", "attn_implementation", sources,
+                          "pip install flash-attn in this environment, or use sdpa")
     report_to = config.report_to
     chosen = [report_to] if isinstance(report_to, str) else list(report_to or [])
     if "wandb" in chosen and importlib.util.find_spec("wandb") is None:
         raise ConfigError("report_to wandb, but wandb is not installed", "report_to", sources,
                           "pip install wandb in this environment, or report_to tensorboard")
+
+
+_LOCAL_PATH = re.compile(r"^(/|\.{1,2}/|~)|/.*/|/$")  # a hub id is `name` or `org/name`
+
+
+def check_model_path(name_or_path: str, sources: Mapping[str, str]) -> None:
+    """A local model that cannot load, refused before loading: a path that does not exist (a
+    name shaped like a path: /..., ./..., ~/..., a/b/c), a file, or a folder whose weight files
+    are cut short or miss a shard (`model_problem`, evaluation's rule); a hub id is left to the
+    loader."""
+    path = Path(name_or_path).expanduser()
+    key, todo = "model_name_or_path", ("give a model folder (bash run.sh --stage prepare "
+                                       "downloads one) or a hub id such as Qwen/Qwen2.5-Omni-7B")
+    if path.is_dir():
+        problem = model_problem(path)
+        if problem is not None:
+            raise ConfigError(f"cannot load the model: {problem.split('; ')[0].rstrip('.')}",
+                              key, sources, todo)
+    elif path.exists():
+        raise ConfigError(f"{name_or_path} is a file, not a model folder", key, sources, todo)
+    elif _LOCAL_PATH.search(name_or_path):
+        raise ConfigError(f"{name_or_path} does not exist", key, sources, todo)
 
 
 def _check_vllm(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
@@ -463,10 +492,40 @@ def _resolve_dtype(values: dict[str, Any], sources: Mapping[str, str]) -> None:
     values["dtype"] = values["model_dtype"]  # the run record shows the dtype that was used
 
 
+# Ranges the sampler, the trainer or the data reader would refuse only after the model loads
+# (transformers' TemperatureLogitsWarper / TopPLogitsWarper raise at the first rollout).
+RANGES: dict[str, tuple[Any, str]] = {
+    "temperature": (lambda v: v > 0, "a number above 0 (the recipe samples at 0.7)"),
+    "top_p": (lambda v: 0 < v <= 1, "a number in (0, 1] (1.0: off)"),
+    "top_k": (lambda v: v is None or v >= 0, "a whole number of at least 0 (0: off)"),
+    "repetition_penalty": (lambda v: v > 0, "a number above 0 (1.0: off)"),
+    "max_completion_length": (lambda v: v >= 1, "a whole number of at least 1"),
+    "num_iterations": (lambda v: v >= 1, "a whole number of at least 1"),
+    "learning_rate": (lambda v: v >= 0, "a number of at least 0"),
+    "max_train_samples": (lambda v: v is None or v >= 1, "a whole number of at least 1"),
+    "max_audio_duration_in_seconds": (lambda v: v is None or v > 0, "a number above 0"),
+}
+
+
+def _check_ranges(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    for key, (fits, expected) in RANGES.items():
+        if key in values and not fits(values[key]):
+            raise ConfigError(f"{key} {values[key]} is out of range", key, sources,
+                              f"give {key} {expected}")
+    attention = values.get("attn_implementation")
+    if attention is not None and "/" not in attention:  # a hub kernel ("org/repo") is not listed
+        known = ["eager", *ALL_ATTENTION_FUNCTIONS.keys()]
+        if attention not in known and not attention.startswith("paged|"):
+            raise ConfigError(f"attn_implementation {attention!r} is not one transformers "
+                              f"knows{_nearest(attention, known)}", "attn_implementation",
+                              sources, "use sdpa (the default), eager or flash_attention_2")
+
+
 def check_settings(values: dict[str, Any], sources: Mapping[str, str], world_size: int) -> None:
     """Everything that can be checked from the values alone; `values` (the parsed options of
     both dataclasses, by name) gets the dtype alias resolved."""
     check_batch(values, sources, world_size)
+    _check_ranges(values, sources)
     strategy = values.get("eval_strategy")
     if strategy is not None and str(getattr(strategy, "value", strategy)) != "no":
         raise ConfigError(f"eval_strategy {strategy}: train.py trains only (it gives the "
