@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Options: name, default, help. Every one can be given as --name value.
 # ----------------------------------------------------------------------------------------------
 OPTIONS=(
-  "stage||first stage to run: prepare|train|mmau|mmsu|test|demo|report"
+  "stage||first stage to run: prepare|train|mmau|mmsu|test|demo|report|plan"
   "stop_stage||last stage to run (ordered stages only; default: same as --stage)"
   "dry_run|false|print the commands a stage would run, run nothing (true|false)"
   "overwrite|false|redo finished work instead of skipping it (true|false)"
@@ -54,6 +54,7 @@ OPTIONS=(
   "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the reference recipe)"
   "eval_backend|hf|mmau/mmsu generate with hf (transformers) or vllm (an engine per GPU, in the vLLM environment as with --vllm true; same prompts, settings and files)"
   "with_no_audio|false|mmau/mmsu: also evaluate step 0 and the last step with --no_audio (text only) into eval/<bench>/<step>-no_audio; summary.md shows accuracy with audio, without, and the difference"
+  "gpu_memory_gb||plan: memory of one GPU in GB (default: the visible GPU's)"
   "set_title||mmau/mmsu: name of the question set in results and summaries, when it is not the benchmark's own (e.g. a synthetic set in MMAU format)"
 )
 
@@ -135,11 +136,13 @@ whole_number node_rank 0
   || die "--master_port takes a port (1-65535), not '$master_port'"; }
 whole_number eval_batch_size 1
 whole_number eval_max_new_tokens 1
+[[ -z "$gpu_memory_gb" || "$gpu_memory_gb" =~ ^[0-9]+([.][0-9]+)?$ ]] \
+  || die "--gpu_memory_gb takes a number of GB, e.g. 80; not '$gpu_memory_gb'"
 [[ "$checkpoints" =~ ^[0-9,\ ]*$ ]] \
   || die "--checkpoints takes step numbers, e.g. \"100 200\"; not '$checkpoints'"
 
 ORDERED_STAGES=(prepare train mmau mmsu)
-STANDALONE_STAGES=(test demo report)
+STANDALONE_STAGES=(test demo report plan)
 
 stage_index() {
   local i
@@ -341,6 +344,18 @@ stage_report() {
   run_cmd "$PY" -m local.report --run_dir "$run" "${extra_args[@]}"
 }
 
+# Will the training run fit? Per-GPU memory from the model's config alone (no weights), with the
+# options train would get (--config, --deepspeed, --nproc/--nnodes, --train_args).
+stage_plan() {
+  local args_out args=(--model "$(prepared "$model")" --config "$config" --nproc "$nproc" --nnodes "$nnodes"
+                       --template "$template" --train_data "$train_data")
+  [[ -z "$deepspeed" || "$deepspeed" == "none" ]] && args+=(--deepspeed none) || args+=(--deepspeed "$deepspeed")
+  [[ -z "$gpu_memory_gb" ]] || args+=(--gpu_memory_gb "$gpu_memory_gb")
+  log "Stage plan: $(prepared "$model") config, $config, $deepspeed, $nnodes x $nproc GPUs -> per-GPU memory plan and verdict"
+  stage_args train_args
+  run_cmd "$PY" -m local.train.plan "${args[@]}" "${args_out[@]}"
+}
+
 stage_test() {
   log "Stage test: tests/ -> pytest report"
   local args
@@ -368,13 +383,13 @@ if [[ ${#extra_args[@]} -gt 0 && ${#stages[@]} -gt 1 ]]; then
 fi
 for _name in prepare_args train_args eval_args mmau_args mmsu_args; do
   _stage=${_name%_args}
-  if [[ -n "${!_name}" ]] && ! { [[ $_stage == eval ]] && { runs mmau || runs mmsu; } || runs "$_stage"; }; then
+  if [[ -n "${!_name}" ]] && ! { [[ $_stage == eval ]] && { runs mmau || runs mmsu; } || runs "$_stage" || { [[ $_stage == train ]] && runs plan; }; }; then
     die "--$_name is given but this call runs ${stages[*]}, not $_stage"
   fi
 done
 [[ -f "$config" ]] || die "--config $config: no such file"
 # run.sh resolves these once for every stage: given to train.py alone, evaluation would not see them.
-if runs train; then
+if runs train || runs plan; then
   for _word in $train_args "${extra_args[@]}"; do
     case "${_word%%=*}" in
       --template|--model_name_or_path|--train_data|--output_dir|--config)
@@ -382,7 +397,7 @@ if runs train; then
     esac
   done
 fi
-if runs train; then
+if runs train || runs plan; then
   [[ -z "$deepspeed" || "$deepspeed" == none || -f "$deepspeed" ]] \
     || die "--deepspeed $deepspeed: no such file (conf/ds_zero1.json, conf/ds_zero3.json, or none)"
 fi
@@ -394,12 +409,12 @@ if [[ "$nproc" == auto ]]; then
     nproc=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   fi
   (( nproc >= 1 )) || nproc=1
-  runs train || runs mmau || runs mmsu && log "Processes per node: $nproc (--nproc auto: the visible GPUs)"
+  runs train || runs mmau || runs mmsu || runs plan && log "Processes per node: $nproc (--nproc auto: the visible GPUs)"
 fi
 
 # Model, template and training data: command line > --config > default, and for evaluation the
 # run's own record (local/train/run_settings.py says the rules); logged with where each came from.
-if runs prepare || runs train || runs mmau || runs mmsu; then
+if runs prepare || runs train || runs mmau || runs mmsu || runs plan; then
   # Before the environment is set up, so a bad value costs no install: any Python 3 will do
   # (standard library; PyYAML where it has it).
   settings_py=$python

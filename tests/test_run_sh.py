@@ -80,6 +80,8 @@ BAD_COMMAND_LINES = [
     (["--stage", "train", "--", "--template", "think"], "give --template to run.sh itself"),
     (["--stage", "train", "--train_args", "--model_name_or_path=x"],
      "give --model_name_or_path to run.sh itself"),
+    (["--stage", "plan", "--gpu_memory_gb", "eighty"], "--gpu_memory_gb takes a number of GB"),
+    (["--stage", "plan", "--stop_stage", "mmsu"], "runs alone"),
     (["--stage", "mmau", "--train_args", "--max_steps 5"], "--train_args is given but this call "
      "runs mmau, not train"),
 ]
@@ -201,6 +203,22 @@ def test_range_options_reach_their_stage_only() -> None:
     assert value_after(mmsu, "--protocols") == "letter" and "--protocols" not in mmau + train
     for evaluation in (mmau, mmsu):
         assert value_after(evaluation, "--max_audio_duration_in_seconds") == "20"
+
+
+def test_plan_gets_what_train_would_get() -> None:
+    """The plan stage sees the training command's settings: the same model, config, DeepSpeed
+    file, process count and --train_args."""
+    args = ["--dry_run", "--config", "conf/qwen2_audio.yaml", "--deepspeed", "conf/ds_zero3.json",
+            "--nproc", "8", "--train_args", "--use_vllm true --per_device_train_batch_size 2"]
+    plan = command_of(run_sh("--stage", "plan", "--gpu_memory_gb", "80", *args).stderr,
+                      "local.train.plan")
+    train = command_of(run_sh("--stage", "train", *args).stderr, "train.py")
+    for option in ("--config", "--deepspeed", "--template", "--train_data", "--use_vllm",
+                   "--per_device_train_batch_size"):
+        assert value_after(plan, option) == value_after(train, option), option
+    assert value_after(plan, "--model") == value_after(train, "--model_name_or_path")
+    assert value_after(plan, "--nproc") == value_after(train, "--nproc_per_node") == "8"
+    assert value_after(plan, "--gpu_memory_gb") == "80"
 
 
 def test_set_title_reaches_the_evaluators() -> None:

@@ -38,7 +38,7 @@ from local.core.prompts import TEMPLATES  # standard library only, like this mod
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
 DEFAULT_TEMPLATE = "default"
 RUN_RECORD = "resolved_config.yaml"  # local.train.checkpoints.write_run_record writes it
-TRAINING_STAGES = ("prepare", "train")
+TRAINING_STAGES = ("prepare", "train", "plan")
 EVAL_STAGES = ("mmau", "mmsu")
 
 
@@ -74,7 +74,7 @@ class RunSettings:
         if any(s in TRAINING_STAGES for s in stages):
             lines += [f"model {self.model.value} ({self.model.source})",
                       f"template {self.template.value} ({self.template.source})"]
-        if "train" in stages:
+        if "train" in stages or "plan" in stages:
             lines.append(f"train_data {self.train_data.value} ({self.train_data.source})")
         if any(s in EVAL_STAGES for s in stages):
             lines += [f"evaluation step 0 {self.eval_model.value} ({self.eval_model.source})",
@@ -198,7 +198,8 @@ def resolve(*, config: Path, run_dir: Path, stages: list[str], data_dir: str = "
     settings = RunSettings(model=chosen["model"], template=chosen["template"],
                            train_data=chosen["train_data"], eval_model=chosen["model"],
                            eval_template=chosen["template"])
-    record = None if overwrite and "train" in stages else run_record(run_dir)
+    uses_run = "train" in stages or any(s in EVAL_STAGES for s in stages)
+    record = None if (overwrite and "train" in stages) or not uses_run else run_record(run_dir)
     if record is None:
         return settings
     where = f"{run_dir / RUN_RECORD}"
