@@ -45,6 +45,7 @@ from local.train.config_checks import (
     batch_summary,
     check_environment,
     check_model_path,
+    check_output_dir,
     resolve_resume,
 )
 from local.train.dataset import build_train_dataset
@@ -193,6 +194,7 @@ def _run(argv: list[str] | None, run_log: RunLog) -> Path:
         raise ConfigError("no model to train", "model_name_or_path", sources,
                           "give --model_name_or_path (a hub id or a checkpoint folder)")
     run_dir = Path(config.output_dir)
+    check_output_dir(run_dir, sources)
     resume = resolve_resume(config.resume_from_checkpoint, run_dir, config.overwrite_output_dir,
                             sources)
     config.run_name = config.run_name or run_dir.name  # W&B run = run folder

@@ -270,6 +270,26 @@ def test_resume_from_checkpoint_that_cannot_be_honoured_is_refused(monkeypatch, 
     assert says.replace("{tmp}", str(tmp_path)) in line, line
 
 
+@pytest.mark.parametrize(("output_dir", "says"), [
+    pytest.param("{tmp}/a-file", "is a file", id="a-file"),
+    pytest.param("{tmp}/a-file/run", "cannot be created", id="under-a-file"),
+    pytest.param("{tmp}/locked/run", "not writable", id="not-writable"),
+])
+def test_an_output_dir_that_cannot_be_written_is_refused(tmp_path, output_dir, says) -> None:
+    import os
+
+    import train
+
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "locked").mkdir(mode=0o500)
+    if os.access(tmp_path / "locked", os.W_OK) and "locked" in output_dir:
+        pytest.skip("running as a user who can write anywhere (root)")
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+                    output_dir.replace("{tmp}", str(tmp_path)), "--use_cpu", "true"])
+    assert "output_dir, command line" in stop.value.code and says in stop.value.code
+
+
 def test_resume_true_without_a_checkpoint_is_refused(monkeypatch, tmp_path) -> None:
     import train
 

@@ -586,6 +586,21 @@ def _culprits(cls: type, inputs: Mapping[str, Any], given: Sequence[str]) -> lis
 # The resume point
 # ---------------------------------------------------------------------------------------------
 
+def check_output_dir(run_dir: str | Path, sources: Mapping[str, str]) -> None:
+    """The run folder can be written: not a file, and its nearest existing folder writable."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run folder", "output_dir", sources,
+                          "give a folder for the run (created if missing), e.g. exp/grpo")
+    existing = next((p for p in (run_dir, *run_dir.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{existing} is a file, so {run_dir} cannot be created", "output_dir",
+                          sources, "give a run folder under a folder, e.g. exp/grpo")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{existing} is not writable, so the run cannot write {run_dir}",
+                          "output_dir", sources, "give a run folder you can write to")
+
+
 def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
                    sources: Mapping[str, str]) -> Path | None:
     """The checkpoint a run resumes from, or None (start at step 0).
