@@ -8,8 +8,8 @@ weight sync names the parameters as transformers does, which vLLM's Qwen2-Audio 
 map, and it never clears vLLM's encoder cache, so audio encodings computed with old weights are
 reused after an update (vllm-project/vllm#44910; the fix was reverted; huggingface/trl#7198).
 
-`AudioVLLMGeneration` changes three things and keeps the rest of TRL's class (sampling
-parameters, sleep-mode handling, log-prob extraction, ZeRO-3 gathering, PEFT merge):
+`AudioVLLMGeneration` changes four things and keeps the rest of TRL's class (sampling
+parameters, sleep-mode handling, log-prob extraction, ZeRO-3 gathering):
 
 - `generate`: each processor-expanded audio run is collapsed to one placeholder and the row's
   clip is attached to its request (`local.core.vllm_requests.audio_request`: audio per request,
@@ -20,6 +20,11 @@ parameters, sleep-mode handling, log-prob extraction, ZeRO-3 gathering, PEFT mer
   `reload_weights(..., is_checkpoint_format=True)` (on CPU `load_weights` writes into vLLM's
   prepacked weights and fails), then the encoder cache and the prefix cache are reset; the first
   sync checks that every weight of the served checkpoint was sent (vLLM only warns).
+- with PEFT, the weights synced are merged out of place (`local.train.lora_merge.merged_state`:
+  W + s*B@A in fp32, rounded once) instead of TRL's in-place `merge_adapter()`/`unmerge_adapter()`,
+  whose bf16 roundings drift the frozen base, the KL reference (huggingface/trl#6688); same
+  names, same ZeRO-3 gathering. A LoRA that is not plain LoRA on Linear layers (DoRA, ...) and
+  PEFT under FSDP are refused in one line when the trainer is built.
 - the engine: built by TRL, but on the vLLM-loadable folder (`served_model`: a thinker-only Omni
   checkpoint exported by `local.core.vllm_export.export_for_vllm`), one clip per prompt, every
   sampling setting from TRL (`generation_config="vllm"`), and eager on CPU.
@@ -49,12 +54,15 @@ import torch
 import trl.generation.vllm_generation as trl_vllm
 import trl.trainer.grpo_trainer as trl_grpo
 from accelerate import PartialState
+from accelerate.utils import is_peft_model
+from trl.distributed import DistributedBackend
 from trl.generation.vllm_generation import VLLMGeneration
 
 from local.core.models import ModelFamily
 from local.core.special_tokens import AUDIO_TOKEN, stop_token_ids
 from local.core.vllm_export import checkpoint_weight_names, export_for_vllm, vllm_weight_name
 from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits, suppressing_bias
+from local.train.lora_merge import check_mergeable, merged_state
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +145,11 @@ class AudioVLLMGeneration(VLLMGeneration):
                                                              processor.tokenizer)
         if kwargs.get("mode", "colocate") != "colocate":
             raise ValueError("AudioVLLMGeneration runs in colocate mode only")
+        if is_peft_model(kwargs["model"]):  # before the engine: what the sync could not merge
+            if DistributedBackend(kwargs["accelerator"]).is_fsdp:
+                raise ValueError("use_vllm with PEFT under FSDP is not supported: the recipe "
+                                 "syncs LoRA weights under DeepSpeed (ZeRO-1/3) or one process")
+            check_mergeable(kwargs["model"])
         super().__init__(*args, **kwargs)
 
     # -- engine -------------------------------------------------------------------------------
@@ -193,6 +206,18 @@ class AudioVLLMGeneration(VLLMGeneration):
             del self.llm.generate  # the engine's own method again
 
     # -- weight sync --------------------------------------------------------------------------
+    def _iter_named_params(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """TRL's, except for a PEFT model: the weights with the adapters merged out of place
+        (`merged_state`), never written into the base; gathered as TRL does under ZeRO-3 (the
+        whole model at once, a collective every rank takes part in)."""
+        model = self.model
+        if not is_peft_model(model):
+            yield from super()._iter_named_params()
+            return
+        with self._dist.gather_params(list(model.parameters())):
+            for name, tensor in merged_state(model):
+                yield self._fix_param_name_to_vllm(name), tensor
+
     def sync_weights(self) -> None:
         """The policy's current weights into the engine, then its encoder and prefix caches
         cleared (audio encodings and prompt KV computed with the old weights)."""
