@@ -1,0 +1,199 @@
+"""What the memory planner knows of a model: parameter counts from its config alone (no weights).
+
+`model_shape(name_or_path)` reads the checkpoint's config (a local folder, the hub cache, or the
+hub; `local.core.models.load_config`), builds the class train.py would load on the meta device
+(Qwen2.5-Omni: the thinker only, as `load_model_and_processor`), and counts its parameters by
+part: audio encoder, vision tower (Omni), and the rest (language model, LM head, projector).
+The largest layer is counted as DeepSpeed's `model_to_params` does (the parameters a module holds
+itself), for its ZeRO-3 estimator. No weight is read and nothing is allocated.
+
+`adapter_counts(shape, peft_config)` counts what LoRA adds, module by module, with PEFT's own
+matching (`check_target_module_exists`, `all-linear` expanded as PEFT expands it): r x (in + out)
+per adapted layer (+ out for DoRA's magnitude), and a trainable copy of each `modules_to_save`.
+
+Example:
+    >>> shape = model_shape("Qwen/Qwen2.5-Omni-7B")                    # doctest: +SKIP
+    >>> round(shape.total / 1e9, 2), round(shape.parts["vision tower"] / 1e9, 2)  # doctest: +SKIP
+    (8.93, 0.68)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import transformers
+
+from local.core.models import ModelLoadError, family_of, load_config
+
+AUDIO, VISION, LANGUAGE = "audio encoder", "vision tower", "language model"
+ADAPTER_TARGETS_HINT = "q_proj k_proj v_proj o_proj"  # the planner's LoRA suggestion
+
+
+class PlanError(ValueError):
+    """Input the planner cannot use; the message is one line saying what to give instead."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Parameter counts by part and the sizes the activation estimates need."""
+
+    name: str  # as given (hub id or folder)
+    model_type: str  # the checkpoint's (qwen2_5_omni, qwen2_5_omni_thinker, qwen2_audio)
+    family: str  # qwen2_5_omni | qwen2_audio
+    parts: dict[str, int]  # AUDIO / VISION / LANGUAGE -> parameters
+    largest_layer: int  # DeepSpeed's largest_layer_params
+    lm_head: int
+    hidden: int
+    layers: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    max_positions: int
+    audio_hidden: int
+    audio_layers: int
+    audio_ffn: int
+    max_audio_seconds: float
+    pads_audio_to_window: bool
+    model: Any = field(default=None, repr=False, compare=False)  # the meta-device model
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def kv_bytes_per_token(self, weight_bytes: int = 2) -> int:
+        """K and V of every layer for one token."""
+        return self.layers * 2 * self.kv_heads * self.head_dim * weight_bytes
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """The official Omni config makes transformers warn about token ids beyond the audio
+    encoder's vocabulary while building the class; nothing the planner reads."""
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+
+
+def _policy_class_and_config(config: Any) -> tuple[Any, Any]:
+    from transformers import (
+        Qwen2_5OmniThinkerForConditionalGeneration,
+        Qwen2AudioForConditionalGeneration,
+    )
+
+    if config.model_type == "qwen2_audio":
+        return Qwen2AudioForConditionalGeneration, config
+    if config.model_type == "qwen2_5_omni":  # the whole Omni: train.py trains its thinker
+        return Qwen2_5OmniThinkerForConditionalGeneration, config.thinker_config
+    return Qwen2_5OmniThinkerForConditionalGeneration, config
+
+
+def _part(name: str) -> str:
+    if "audio_tower" in name.split("."):
+        return AUDIO
+    if "visual" in name.split("."):
+        return VISION
+    return LANGUAGE
+
+
+@functools.lru_cache(maxsize=4)
+def model_shape(name_or_path: str, revision: str | None = None) -> ModelShape:
+    """The counts of the model train.py would load from `name_or_path` (config only)."""
+    try:
+        with _quiet_transformers():
+            config = load_config(name_or_path, revision=revision)
+        family = family_of(config)
+        cls, policy_config = _policy_class_and_config(config)
+        with _quiet_transformers(), torch.device("meta"):
+            model = cls._from_config(policy_config, dtype=torch.bfloat16)
+    except ModelLoadError as error:
+        raise PlanError(" ".join(str(error).split())) from None
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        raise PlanError(f"cannot build the model of {name_or_path!r} from its config "
+                        f"({' '.join(str(error).split())})") from None
+    parts = {AUDIO: 0, VISION: 0, LANGUAGE: 0}
+    seen: set[int] = set()
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        if id(parameter) not in seen:  # tied weights count once
+            seen.add(id(parameter))
+            parts[_part(name)] += parameter.numel()
+    if not parts[VISION]:
+        del parts[VISION]
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    text = policy_config.get_text_config()
+    audio = policy_config.audio_config
+    heads = text.num_attention_heads
+    return ModelShape(
+        name=name_or_path, model_type=config.model_type, family=family.name, parts=parts,
+        largest_layer=largest, lm_head=model.get_output_embeddings().weight.numel(),
+        hidden=text.hidden_size, layers=text.num_hidden_layers,
+        kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+        head_dim=getattr(text, "head_dim", None) or text.hidden_size // heads,
+        ffn=text.intermediate_size, vocab=text.vocab_size,
+        max_positions=text.max_position_embeddings, audio_hidden=audio.d_model,
+        audio_layers=audio.encoder_layers, audio_ffn=audio.encoder_ffn_dim,
+        max_audio_seconds=family.max_audio_seconds,
+        pads_audio_to_window=family.pad_audio_to_window, model=model)
+
+
+def _adapter_size(module: torch.nn.Module, r: int, dora: bool) -> int:
+    """Parameters LoRA adds to one layer (lora_A + lora_B, DoRA's magnitude)."""
+    if isinstance(module, torch.nn.Embedding):
+        return r * (module.num_embeddings + module.embedding_dim)
+    if isinstance(module, torch.nn.modules.conv._ConvNd):
+        kernel = int(torch.tensor(module.kernel_size).prod())
+        added = r * module.in_channels // module.groups * kernel + module.out_channels * r
+        return added + (module.out_channels if dora else 0)
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.dim() != 2:
+        raise PlanError(f"LoRA target {type(module).__name__} is not a layer PEFT adapts "
+                        "(Linear, Embedding, Conv); check --lora_target_modules")
+    out_features, in_features = weight.shape
+    return r * (in_features + out_features) + (out_features if dora else 0)
+
+
+def adapter_counts(shape: ModelShape, peft_config: Any) -> dict[str, int]:
+    """Trainable parameters LoRA adds, by part (AUDIO / VISION / LANGUAGE), `modules_to_save`
+    copies included; PEFT's refusals (no default target modules for this model type, targets
+    that match nothing) as a `PlanError`."""
+    from peft.tuners.tuners_utils import (
+        _maybe_include_all_linear_layers,
+        check_target_module_exists,
+    )
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    config = copy.deepcopy(peft_config)
+    model_type = shape.model.config.model_type
+    if getattr(config, "target_parameters", None):
+        raise PlanError("lora_target_parameters: the planner counts module adapters only; "
+                        "give --lora_target_modules")
+    if config.target_modules is None:
+        default = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+        if default is None:
+            raise PlanError(f"use_peft: PEFT has no default target modules for model_type "
+                            f"{model_type} (training would stop the same way after loading the "
+                            f"weights); give --lora_target_modules, e.g. {ADAPTER_TARGETS_HINT}")
+        config.target_modules = set(default)
+    config = _maybe_include_all_linear_layers(config, shape.model)
+    counts = {part: 0 for part in shape.parts}
+    saved = tuple(getattr(config, "modules_to_save", None) or ())
+    matched = 0
+    for name, module in shape.model.named_modules():
+        if saved and any(name == s or name.endswith(f".{s}") for s in saved):
+            counts[_part(name)] += sum(p.numel() for p in module.parameters())
+        elif name and check_target_module_exists(config, name):
+            matched += 1
+            counts[_part(name)] += _adapter_size(module, config.r, bool(config.use_dora))
+    if not matched:
+        raise PlanError(f"lora_target_modules {sorted(config.target_modules)} match no layer of "
+                        f"{shape.name} (PEFT would refuse it); e.g. {ADAPTER_TARGETS_HINT}")
+    return counts
