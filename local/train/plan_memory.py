@@ -18,6 +18,8 @@ gradient buckets and torch AdamW's two moments, all in the weights' dtype.
 from __future__ import annotations
 
 import copy
+import logging
+from typing import Any
 
 from local.train.audio_cache import exclude_audio_tower
 from local.train.plan_activations import activation_rows, vllm_row
@@ -66,12 +68,27 @@ def _frozen_rows(s: Settings, est: Estimate, w: int, divisor: int) -> None:
                             f"optimizer states ({why})"))
 
 
-def _deepspeed_rows(shape: ModelShape, s: Settings, trained: int, frozen: int,
-                    est: Estimate) -> None:
-    """Model states (DeepSpeed's estimators) and what they leave out."""
+class _NoAcceleratorNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Setting accelerator to CPU")
+
+
+def _estimators() -> tuple[Any, Any]:
+    """DeepSpeed's ZeRO-2 and ZeRO-3 estimators, imported when a plan needs them. Importing
+    DeepSpeed on a machine without a GPU logs a notice to stdout, the plan's output: filtered."""
+    ds_logger = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _NoAcceleratorNotice) for f in ds_logger.filters):
+        ds_logger.addFilter(_NoAcceleratorNotice())
     from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
+    return estimate_zero2_model_states_mem_needs, estimate_zero3_model_states_mem_needs
+
+
+def _deepspeed_rows(shape: ModelShape, s: Settings, trained: int, frozen: int,
+                    est: Estimate) -> None:
+    """Model states (DeepSpeed's estimators) and what they leave out."""
+    estimate_zero2_model_states_mem_needs, estimate_zero3_model_states_mem_needs = _estimators()
     n, node = s.world, s.gpus_per_node
     w = 2 if s.mixed16 else s.weight_bytes
     if s.zero == 3:

@@ -58,7 +58,8 @@ def _run_line(plan: Plan) -> str:
             if s.use_vllm else "HF generate")
     prompt, length = tokens(plan.shape, s)
     lora = f"LoRA r {s.peft.r}" if s.peft is not None else "full fine-tuning"
-    return (f"{s.world} GPUs ({s.nodes} node(s) x {s.gpus_per_node}), {zero}, "
+    nodes = f"{s.nodes} node{'s' if s.nodes > 1 else ''}"
+    return (f"{s.world} GPUs ({nodes} x {s.gpus_per_node}), {zero}, "
             f"{'16-bit mixed precision' if s.mixed16 else '32-bit'}; {lora}; beta {s.beta:g}; "
             f"{vllm}; {s.batch} completions per micro-step of {prompt} prompt + {s.completion} "
             f"completion tokens; gradient checkpointing "
