@@ -235,7 +235,19 @@ class AudioEncoderCache:
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=hidden)
 
 
-_AUDIO_TOWER_MODULES = r"(?:.*\.)?audio_tower(?:\..*)?"
+def exclude_from_adapters(peft_config: Any, module: str, why: str) -> None:
+    """Keep a PEFT config's adapters out of every submodule named `module` (`exclude_modules`,
+    what it already held kept); `why` starts the error for a config without exclude_modules."""
+    if not hasattr(peft_config, "exclude_modules"):
+        raise ValueError(f"{why}: {type(peft_config).__name__} has no exclude_modules, so its "
+                         f"adapters cannot be kept out of {module}.")
+    given = peft_config.exclude_modules
+    patterns = [rf"(?:.*\.)?{re.escape(module)}(?:\..*)?"]
+    if isinstance(given, str):
+        patterns.append(given)
+    elif given:  # PEFT's list form: a module name, or the last part(s) of one
+        patterns += [rf"(?:.*\.)?{re.escape(name)}" for name in given]
+    peft_config.exclude_modules = "|".join(f"(?:{p})" for p in patterns)
 
 
 def exclude_audio_tower(peft_config: Any) -> None:
@@ -245,13 +257,4 @@ def exclude_audio_tower(peft_config: Any) -> None:
     active adapter whenever adapters are switched back on (TRL does it around every reference
     pass; peft/tuners/tuners_utils.py, BaseTunerLayer.enable_adapters -> set_adapter).
     """
-    if not hasattr(peft_config, "exclude_modules"):
-        raise ValueError(f"freeze_audio_encoder: {type(peft_config).__name__} has no "
-                         "exclude_modules, so its adapters cannot be kept out of the encoder.")
-    given = peft_config.exclude_modules
-    patterns = [_AUDIO_TOWER_MODULES]
-    if isinstance(given, str):
-        patterns.append(given)
-    elif given:  # PEFT's list form: a module name, or the last part(s) of one
-        patterns += [rf"(?:.*\.)?{re.escape(name)}" for name in given]
-    peft_config.exclude_modules = "|".join(f"(?:{p})" for p in patterns)
+    exclude_from_adapters(peft_config, "audio_tower", "freeze_audio_encoder")

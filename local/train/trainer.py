@@ -14,7 +14,10 @@ overrides four TRL internals, each as thin as possible:
   the processor fetch audio by itself), so generation sees the audio.
 - `_compute_loss`: make the loss's policy forward see its rows' audio.
 - `_get_per_token_logps_and_entropies`: feed each forward chunk exactly its own rows' features
-  (policy, old policy, reference) and check that every row was fed once.
+  (policy, old policy, reference), check each row's audio placeholders against its features
+  (`local.train.audio_rows.PlaceholderCheck`: an error names the row) and that every row was
+  fed once. A loss batch or log-prob pass without audio stops (`local.train.guards`) instead of
+  running text-only.
 
 Clips at rollout time: a clip longer than the window is cut, with one warning per clip naming
 it; a clip that cannot be used (undecodable, NaN/inf samples) is replaced, in all its G rows, by
@@ -22,13 +25,16 @@ the same other training row with a warning (`bad_records: skip`), or stops every
 `UnusableClipError` (`bad_records: raise`; train.py exits with its message). The rollout's counts
 are logged as `audio/truncated_clips` and `audio/replaced_rows`.
 
+Qwen2.5-Omni's vision tower, which never runs on audio, is frozen (and kept free of LoRA
+adapters): `local.train.guards`.
+
 `freeze_audio_encoder=True` freezes the encoder after TRL/PEFT wrapped the model, and keeps LoRA
 adapters out of it (PEFT would make them trainable again). With a frozen encoder (or forced with
 `cache_audio_embeddings`), `_generate_and_score_completions` and `_compute_loss` also attach a
 `local.train.audio_cache.AudioEncoderCache`: each distinct clip of a rollout goes through the
-encoder
-once, and its output serves all G completions, generation and every log-prob pass (the reference
-model's tower shares the store while its weights equal the policy's, re-checked at each rollout).
+encoder once, and its output serves all G completions, generation and every log-prob pass (the
+reference model's tower shares the store while its weights equal the policy's, re-checked at
+each rollout).
 The cache is emptied at each rollout; `audio_cache_stats` counts encoded clips and reused rows.
 
 With `use_vllm: true` (colocate), rollouts come from a vLLM engine in each process
@@ -88,8 +94,15 @@ from local.train.audio_cache import (
     freeze_audio_tower,
     tuner_layers,
 )
-from local.train.audio_rows import AudioRowFeeder, check_audio_processor
+from local.train.audio_rows import AudioRowFeeder, PlaceholderCheck, check_audio_processor
 from local.train.checkpoints import load_full_weights, restores_full_weights
+from local.train.guards import (
+    ROW_NAMES,
+    batch_audio,
+    exclude_vision_tower,
+    freeze_vision_tower,
+    require_audio,
+)
 from local.train.rollout_clips import audio_key, audio_source, replacement_indices, row_name
 from local.train.vllm_rollouts import audio_vllm_generation, check_vllm_settings, served_model
 
@@ -124,6 +137,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         self.forward_audio_in_loss = forward_audio_in_loss
         self._rollout_batch: dict[str, torch.Tensor] | None = None
         self._logp_audio: dict[str, torch.Tensor] | None = None
+        self._logp_names: list[str] | None = None
         self.audio_stats: Counter[str] = Counter()  # over the run: clips, truncated, replaced, ...
         self._rollout_audio: Counter[str] = Counter()  # the current rollout's counts
         self._truncation_warned: set[str] = set()
@@ -140,6 +154,8 @@ class AudioGRPOTrainer(GRPOTrainer):
                                  "AudioVLLMGeneration, so the clips would not reach vLLM.")
         if freeze_audio_encoder and kwargs.get("peft_config") is not None:
             exclude_audio_tower(kwargs["peft_config"])
+        if kwargs.get("peft_config") is not None:
+            exclude_vision_tower(kwargs["peft_config"], model)
         stop_ids = stop_token_ids(processor.tokenizer)
         # TRL ends a completion at every eos id of `model.generation_config` plus the tokenizer's
         # eos (trl/trainer/grpo_trainer.py, GRPOTrainer.__init__: "Every eos id the model
@@ -171,7 +187,14 @@ class AudioGRPOTrainer(GRPOTrainer):
                                f"{self.eos_token_ids}); pass the model as a loaded object.")
         if freeze_audio_encoder:  # the model as trained, after TRL/PEFT wrapped it
             self._freeze_audio_encoder()
+        frozen = freeze_vision_tower(self.model)
+        if frozen:
+            logger.info("vision tower frozen: %d parameters (never run on audio)", frozen)
         self._audio_cache = self._build_audio_cache(cache_audio_embeddings)
+        self._placeholders = PlaceholderCheck(
+            processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
+            find_audio_tower(self.accelerator.unwrap_model(self.model))
+            ._get_feat_extract_output_lengths)
 
     def _freeze_audio_encoder(self) -> None:
         tower = find_audio_tower(self.model)
@@ -323,18 +346,19 @@ class AudioGRPOTrainer(GRPOTrainer):
         device = self.accelerator.device
         self._rollout_batch = {k: v.to(device) for k, v in batch.items()}
         audio = {k: self._rollout_batch[k] for k in AUDIO_KEYS}
+        names = [row_name(row) for row in inputs]
         if self._audio_cache is not None:
             self._audio_cache.clear()  # a new rollout: one encoder pass per distinct clip
         if self.use_vllm:
             self.vllm_generation.clips = clips  # row-aligned with TRL's repeated prompts
         try:  # old-policy and reference passes inside
-            with self._audio_for_logps(audio), self._encoder_cache():
+            with self._audio_for_logps(audio, names), self._encoder_cache():
                 output = super()._generate_and_score_completions(inputs)
         finally:
             self._rollout_batch = None
             if self.use_vllm:
                 self.vllm_generation.clips = None
-        output.update(audio)  # row-aligned: TRL shuffles and splits it with the other rows
+        output.update(audio, **{ROW_NAMES: names})  # row-aligned: TRL shuffles and splits them
         self._log_rollout_audio()
         return output
 
@@ -356,27 +380,31 @@ class AudioGRPOTrainer(GRPOTrainer):
 
     # -- log-prob passes ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def _audio_for_logps(self, audio: dict[str, torch.Tensor] | None) -> Iterator[None]:
-        previous, self._logp_audio = self._logp_audio, audio
+    def _audio_for_logps(self, audio: dict[str, torch.Tensor] | None,
+                         names: list[str] | None = None) -> Iterator[None]:
+        """The audio (and row names, for errors) of the log-prob passes run inside."""
+        previous = self._logp_audio, self._logp_names
+        self._logp_audio, self._logp_names = audio, names
         try:
             yield
         finally:
-            self._logp_audio = previous
+            self._logp_audio, self._logp_names = previous
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
-        audio = {k: inputs[k] for k in AUDIO_KEYS} if AUDIO_KEYS[0] in inputs else None
-        with self._audio_for_logps(audio), self._encoder_cache():
+        audio = batch_audio(inputs, expected=self.forward_audio_in_loss)
+        with self._audio_for_logps(audio, inputs.get(ROW_NAMES)), self._encoder_cache():
             return super()._compute_loss(model, inputs)
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor,
                                            *args: Any, **kwargs: Any) -> Any:
-        audio = self._logp_audio
-        if audio is None or not self.forward_audio_in_loss:
+        if not self.forward_audio_in_loss:  # stock TRL, for the tests that compare with it
             return super()._get_per_token_logps_and_entropies(model, input_ids, *args, **kwargs)
+        audio = require_audio(self._logp_audio)
         if audio["input_features"].shape[0] != input_ids.shape[0]:
             raise RuntimeError(f"{input_ids.shape[0]} sequences but audio for "
                                f"{audio['input_features'].shape[0]} rows")
-        feeder = AudioRowFeeder(model, audio, self._feature_dtype())
+        feeder = AudioRowFeeder(model, audio, self._feature_dtype(), self._placeholders,
+                                self._logp_names)
         result = super()._get_per_token_logps_and_entropies(feeder, input_ids, *args, **kwargs)
         feeder.check_consumed()
         return result
