@@ -1,9 +1,11 @@
-"""AudioGRPOTrainer against the reference recipe (WeST's GRPO example): stop ids and KL gradient.
+"""AudioGRPOTrainer against the reference recipe (WeST's GRPO example): stop ids, KL gradient,
+sampling settings.
 
 - Rollouts stop at either stop token (`local.core.special_tokens.STOP_TOKENS`) even with the real
   Qwen2.5-Omni generation_config.json, which declares no eos id (the tiny fixtures list both).
 - The loss gradient is the reference recipe's per-token ``-(A * ratio - beta * k3)``, averaged
   over each completion's tokens, then over completions: no importance weight on the KL term.
+- Rollouts sample as the reference's GenerationConfig resolves in generate(): top-k 50.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from local.core.collate import AUDIO_KEYS
 from local.core.models import load_model_and_processor
 from local.core.special_tokens import STOP_TOKENS, token_ids
 from local.train.trainer import AudioGRPOTrainer
-from tests.helpers import OFFICIAL_DIR, tiny_checkpoint
+from tests.helpers import OFFICIAL_DIR, REPO, tiny_checkpoint
 from tests.helpers_train import make_trainer, small_config, synthetic_rows, vowel_reward
 
 G = 4
@@ -123,3 +125,40 @@ def test_trl_scores_completions_at_the_sampling_temperature(tmp_path: Path) -> N
     raw = torch.log_softmax(logits, -1).gather(-1, tokens)[..., 0]
     torch.testing.assert_close(out["ref_per_token_logps"][valid], at_t[valid], rtol=0, atol=1e-4)
     assert (out["ref_per_token_logps"] - raw)[valid].abs().mean() > 1e-2
+
+
+SAMPLING = ("do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+
+def test_rollouts_sample_with_the_reference_recipes_top_k(tmp_path: Path,
+                                                          model_configs: Path) -> None:
+    """WeST (west/trainer/grpo_trainer.py, GRPOTrainer.__init__; github.com/yuekaizhang/west
+    65edd9d, "Support GRPO Training Recipe for Speech LLM") samples with
+    GenerationConfig(max_new_tokens, do_sample=True, temperature, num_return_sequences,
+    pad_token_id): generate() fills the rest, top-k 50 for Qwen2.5-Omni (its
+    generation_config.json is empty). conf/grpo.yaml's rollouts resolve to the same settings."""
+    from transformers import GenerationConfig
+
+    from local.train.config import parse_args
+
+    family = "qwen2_5_omni"
+    checkpoint = tmp_path / "tiny-omni-real-generation-config"
+    shutil.copytree(tiny_checkpoint(family), checkpoint)
+    shutil.copy(model_configs / OFFICIAL_DIR[family] / "generation_config.json", checkpoint)
+    loaded = load_model_and_processor(str(checkpoint), dtype="float32")
+    west = GenerationConfig(max_new_tokens=1024, do_sample=True, temperature=0.7,
+                            num_return_sequences=4,
+                            pad_token_id=loaded.processor.tokenizer.pad_token_id)
+    reference, _ = loaded.model._prepare_generation_config(west)
+    assert reference.top_k == 50  # transformers' default, as in 4.52-4.57 (GenerationConfig())
+
+    conf, _ = parse_args(["--config", str(REPO / "conf/grpo.yaml"),
+                          "--output_dir", str(tmp_path / "run"), "--use_cpu", "true"])
+    trainer = AudioGRPOTrainer(
+        model=loaded.model, processing_class=loaded.processor, family=loaded.family,
+        reward_funcs=[vowel_reward], train_dataset=synthetic_rows(2),
+        args=small_config(tmp_path / "run", temperature=conf.temperature, top_k=conf.top_k,
+                          top_p=conf.top_p, repetition_penalty=conf.repetition_penalty))
+    ours, _ = loaded.model._prepare_generation_config(trainer.generation_config)
+    assert {k: getattr(ours, k) for k in SAMPLING} == {k: getattr(reference, k) for k in SAMPLING}
+    assert trainer.top_k == 50  # what TRL hands vLLM's SamplingParams too
