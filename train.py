@@ -49,6 +49,7 @@ from local.train.config_checks import (
     resolve_resume,
 )
 from local.train.dataset import build_train_dataset
+from local.train.plan import check_before_loading
 from local.train.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train.tracking import CompletionSamples, set_up_tracking, wants
 from local.train.trainer import AudioGRPOTrainer, UnusableClipError
@@ -216,6 +217,10 @@ def _run(argv: list[str] | None, run_log: RunLog) -> Path:
         logger.info(batch_summary(config, state.num_processes))
     dataset = training_rows(config, state)  # before the model: bad data costs no model load
     check_model_path(model_args.model_name_or_path, sources)  # a missing folder, cut weights
+    if config.check_memory:  # on a GPU only: model states alone must fit before the weights load
+        refusal = check_before_loading(config, model_args, state.num_processes)
+        if refusal:
+            raise SystemExit(refusal)
     if state.is_main_process:
         write_run_record(run_dir, config, model_args, argv)
         run_log.open(run_dir)

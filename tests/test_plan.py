@@ -260,3 +260,36 @@ def test_batch_rules_are_checked_for_the_planned_world_size(omni7b, capsys) -> N
     assert "1 process" in capsys.readouterr().err
     assert main(plan_args(omni7b, "conf/ds_zero1.json", "--num_generations", "5")) == 2
     assert "8 processes" in capsys.readouterr().err
+
+
+class _Loaded(Exception):
+    """Raised where train.py would load the weights."""
+
+
+@pytest.mark.parametrize(("check", "stops"), [("true", True), ("false", False)])
+def test_train_stops_before_the_weights_load_when_model_states_exceed_the_card(
+        omni7b, tmp_path, monkeypatch, check, stops) -> None:
+    """train.py runs the planner's check at start: model states + reference (+ vLLM) of the
+    real 7B config on a 20 GiB card stop it in one line before any weight is read;
+    `--check_memory false` goes on (to the loader, stubbed here: the folder holds a config)."""
+    import train
+    from local.train import plan
+    from tests.helpers_train import demo_data_small
+
+    monkeypatch.setattr(plan, "card_memory", lambda _: (20.0, "a 20 GiB card"))
+    monkeypatch.setattr(train, "check_model_path", lambda *_: None)  # config only, no weights
+
+    def loader(*_, **__):
+        raise _Loaded
+
+    monkeypatch.setattr(train, "policy_source", loader)
+    argv = ["--config", str(REPO / "conf/grpo.yaml"), "--model_name_or_path", omni7b,
+            "--train_data", str(demo_data_small() / "avqa"), "--output_dir",
+            str(tmp_path / "run"), "--use_cpu", "true", "--bf16", "false",
+            "--report_to", "none", "--check_memory", check]
+    if stops:
+        with pytest.raises(SystemExit, match=r"exceed the card's 20 GiB.*--check_memory false"):
+            train.main(argv)
+    else:
+        with pytest.raises(_Loaded):
+            train.main(argv)

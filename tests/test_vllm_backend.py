@@ -228,7 +228,8 @@ def _run_sh_dry(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "expected", "absent"),
     [
-        pytest.param(["--stage", "mmau", "--eval_backend", "vllm", "--vllm_venv", "/v"],
+        pytest.param(["--stage", "mmau", "--eval_backend", "vllm", "--vllm_venv", "/v",
+                      "--nproc", "8"],
                      ["/v/bin/python -m torch.distributed.run", "--backend vllm"], [],
                      id="vllm-in-the-vllm-environment"),
         pytest.param(["--stage", "mmsu", "--eval_backend", "vllm", "--vllm_venv", "/v",

@@ -125,6 +125,10 @@ class AudioGRPOConfig(GRPOConfig):
         default="bfloat16", metadata={
             "help": "dtype the policy is loaded in; --dtype (TRL's ModelConfig) is an alias: "
                     "given alone it sets this, both given they must agree."})
+    check_memory: bool = field(default=True, metadata={
+        "help": "Before the weights load, stop in one line when model states + reference model + "
+                "vLLM's share alone exceed the GPU (local.train.plan; activations only warn in "
+                "the plan). false: go on anyway."})
 
 
 class ParsedConfig(NamedTuple):
