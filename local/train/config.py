@@ -62,7 +62,9 @@ class AudioGRPOConfig(GRPOConfig):
                 "bnpo, ..."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
-    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 = off)."})
+    top_k: int = field(default=50, metadata={
+        "help": "Top-k sampling (0 = off); 50 is the reference's: transformers' default, which "
+                "WeST's GenerationConfig leaves in place (conf/grpo.yaml says how we know)."})
     repetition_penalty: float = field(default=1.0, metadata={"help": "Repetition penalty."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt (G)."})
     per_device_train_batch_size: int = field(default=4, metadata={
