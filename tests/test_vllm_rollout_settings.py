@@ -96,3 +96,24 @@ def test_a_rollout_func_is_refused_with_vllm(tmp_path) -> None:
                          family=loaded.family, reward_funcs=[vowel_reward],
                          args=small_config(tmp_path, use_vllm="true"),
                          train_dataset=synthetic_rows(2), rollout_func=lambda *a, **k: {})
+
+
+@pytest.mark.parametrize(("family", "window", "length"), [
+    ("qwen2_audio", 30.0, 750 + 2 + 512 + 1024),
+    ("qwen2_5_omni", 300.0, 7500 + 2 + 512 + 1024),
+])
+def test_vllm_context_is_the_prompt_and_completion_budget(family: str, window: float,
+                                                           length: int) -> None:
+    """vLLM's max_model_len (unset: TRL would take the model's 32k context) covers the family's
+    whole audio window at the processors' own rate, the prompt text and the completion."""
+    from local.core.special_tokens import AUDIO_TOKEN
+    from local.train.vllm_rollouts import AUDIO_TOKENS_PER_SECOND, default_max_model_length
+    from tests.helpers import processor_inputs
+
+    loaded = load_model_and_processor(str(tiny_checkpoint(family)), dtype="float32")
+    assert loaded.family.max_audio_seconds == window
+    seconds = 30  # the processors' own count of audio tokens for 30 s of audio
+    inputs = processor_inputs(loaded.processor, [np.zeros(16_000 * seconds, np.float32)])
+    audio_id = loaded.processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+    assert int((inputs["input_ids"] == audio_id).sum()) == seconds * AUDIO_TOKENS_PER_SECOND
+    assert default_max_model_length(loaded.family, 1024) == length

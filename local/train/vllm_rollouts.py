@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,23 @@ def vllm_generation_kwargs(generation_kwargs: dict[str, Any] | None,
     return extra
 
 
+# vLLM's context per request, when vllm_max_model_length is unset: the longest prompt a row can
+# have plus the completion. Both encoders make 25 audio tokens a second (16 kHz -> 100 mel frames
+# a second, a stride-2 convolution, then 2x pooling: tests/test_vllm_rollout_settings.py counts
+# them through the real processors), and clips are cut to the family's window; the chat template,
+# question and choices of AVQA/MMAU-style rows stay well under the text budget. TRL's default
+# (None) is the model's whole context (32k): vLLM then needs a KV cache that holds 32k tokens to
+# start, which the colocated share (0.3 of the card) may not give.
+AUDIO_TOKENS_PER_SECOND = 25
+PROMPT_TEXT_TOKENS = 512
+
+
+def default_max_model_length(family: ModelFamily, max_completion_length: int) -> int:
+    """Prompt (the family's whole audio window, 2 audio markers, the text budget) + completion."""
+    audio = math.ceil(family.max_audio_seconds * AUDIO_TOKENS_PER_SECOND) + 2
+    return audio + PROMPT_TEXT_TOKENS + max_completion_length
+
+
 class AudioVLLMGeneration(VLLMGeneration):
     """TRL's colocated vLLM generation with each row's clip sent to vLLM (see module docstring)."""
 
@@ -143,6 +161,12 @@ class AudioVLLMGeneration(VLLMGeneration):
         self.audio_token_id = processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
         kwargs["generation_kwargs"] = vllm_generation_kwargs(kwargs.get("generation_kwargs"),
                                                              processor.tokenizer)
+        if kwargs.get("max_model_length") is None:
+            kwargs["max_model_length"] = default_max_model_length(
+                family, kwargs.get("max_completion_length", 16))
+            logger.info("vLLM max_model_len %d: the %s audio window, the prompt text and %d new "
+                        "tokens (vllm_max_model_length sets another)", kwargs["max_model_length"],
+                        family.name, kwargs.get("max_completion_length", 16))
         if kwargs.get("mode", "colocate") != "colocate":
             raise ValueError("AudioVLLMGeneration runs in colocate mode only")
         if is_peft_model(kwargs["model"]):  # before the engine: what the sync could not merge
