@@ -116,4 +116,4 @@ def test_vllm_context_is_the_prompt_and_completion_budget(family: str, window: f
     inputs = processor_inputs(loaded.processor, [np.zeros(16_000 * seconds, np.float32)])
     audio_id = loaded.processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
     assert int((inputs["input_ids"] == audio_id).sum()) == seconds * AUDIO_TOKENS_PER_SECOND
-    assert default_max_model_length(loaded.family, 1024) == length
+    assert default_max_model_length(loaded.family.max_audio_seconds, 1024) == length

@@ -33,6 +33,7 @@ from local.train.plan_settings import (
     billions,
     tokens,
 )
+from local.train.vllm_rollouts import default_max_model_length
 
 
 def vllm_row(shape: ModelShape, s: Settings, est: Estimate) -> None:
@@ -42,7 +43,8 @@ def vllm_row(shape: ModelShape, s: Settings, est: Estimate) -> None:
     kv_gib = share - weights - VLLM_ALLOWANCE_GIB
     per_token = shape.kv_bytes_per_token()
     capacity = max(0, int(kv_gib * GIB / per_token))
-    max_len = s.vllm_max_len or shape.max_positions
+    # unset: what training gives vLLM (local.train.vllm_rollouts.default_max_model_length)
+    max_len = s.vllm_max_len or default_max_model_length(shape.max_audio_seconds, s.completion)
     _, length = tokens(shape, s)
     rollout = s.batch * s.steps_per_generation * length
     est.vllm = dict(share_gib=share, weights_gib=weights, kv_gib=kv_gib, kv_tokens=capacity,

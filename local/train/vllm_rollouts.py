@@ -143,9 +143,10 @@ AUDIO_TOKENS_PER_SECOND = 25
 PROMPT_TEXT_TOKENS = 512
 
 
-def default_max_model_length(family: ModelFamily, max_completion_length: int) -> int:
-    """Prompt (the family's whole audio window, 2 audio markers, the text budget) + completion."""
-    audio = math.ceil(family.max_audio_seconds * AUDIO_TOKENS_PER_SECOND) + 2
+def default_max_model_length(max_audio_seconds: float, max_completion_length: int) -> int:
+    """Prompt (the family's whole audio window, 2 audio markers, the text budget) + completion;
+    the planner (local.train.plan_activations) uses the same."""
+    audio = math.ceil(max_audio_seconds * AUDIO_TOKENS_PER_SECOND) + 2
     return audio + PROMPT_TEXT_TOKENS + max_completion_length
 
 
@@ -163,7 +164,7 @@ class AudioVLLMGeneration(VLLMGeneration):
                                                              processor.tokenizer)
         if kwargs.get("max_model_length") is None:
             kwargs["max_model_length"] = default_max_model_length(
-                family, kwargs.get("max_completion_length", 16))
+                family.max_audio_seconds, kwargs.get("max_completion_length", 16))
             logger.info("vLLM max_model_len %d: the %s audio window, the prompt text and %d new "
                         "tokens (vllm_max_model_length sets another)", kwargs["max_model_length"],
                         family.name, kwargs.get("max_completion_length", 16))
