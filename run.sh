@@ -98,7 +98,7 @@ while [[ $# -gt 0 ]]; do
     --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
     --*)
       name="${1#--}"; name="${name//-/_}"
-      is_option "$name" || die "unknown option --$name (see bash run.sh --help)"
+      is_option "$name" || die "unknown option --$name: run.sh's options are in bash run.sh --help; a script's options go in --train_args \"--$name ...\" (--prepare_args, --eval_args, ...) or after -- when one stage runs"
       if is_boolean "$name" && ( [[ $# -eq 1 ]] || [[ "$2" == --* ]] ); then
         printf -v "$name" 'true'; shift          # bare boolean flag: --dry_run
       else
@@ -254,12 +254,24 @@ setup_vllm_env() {
 # ----------------------------------------------------------------------------------------------
 # Per-stage options: `--` when one stage runs, else --<stage>_args (a range would hand one
 # script's options to every stage).
+# Words of an option's value, split as a shell would split them (quotes kept together) but never
+# expanded: no $(...), no globbing, also under --dry_run. Into the array `words`.
+split_words() {  # option name
+  local why split='import shlex, sys
+words = shlex.split(sys.argv[1])
+sys.stdout.write("".join(word + "\0" for word in words))'
+  command -v "$python" >/dev/null 2>&1 \
+    || die "no '$python' found: install Python 3.11 (3.10+) or pass --python /path/to/python3"
+  why=$("$python" -c "$split" "${!1}" 2>&1 >/dev/null) \
+    || die "--$1: cannot split '${!1}' into words (${why##*: })"
+  mapfile -d '' -t words < <("$python" -c "$split" "${!1}")
+}
 stage_args() {  # stage... -> the words of their --X_args, into the array `args_out`
   local name words=()
   args_out=()
   for name in "$@"; do
     [[ -n "${!name}" ]] || continue
-    eval "words=(${!name})" || die "--$name: cannot split '${!name}' into words"
+    split_words "$name"
     args_out+=("${words[@]}")
   done
   args_out+=("${extra_args[@]}")
@@ -282,7 +294,12 @@ stage_prepare() {
 # Looked up when the stage starts, so `--stage prepare --stop_stage mmsu` finds prepare's copy.
 prepared() {
   local snapshot="$model_dir/${1##*/}"
-  if [[ ! -d "$1" && -f "$snapshot/.done" ]]; then echo "$snapshot"; else echo "$1"; fi
+  # only a hub id (org/name, no such local path): a local path, even a missing one, stays as typed
+  if [[ "$1" =~ ^[A-Za-z0-9][^/]*/[^/]+$ && ! -e "$1" && -f "$snapshot/.done" ]]; then
+    echo "$snapshot"
+  else
+    echo "$1"
+  fi
 }
 # One node: torchrun picks a free port itself (--standalone), so two runs can share a node.
 launcher() {  # processes per node
@@ -358,9 +375,9 @@ stage_plan() {
 
 stage_test() {
   log "Stage test: tests/ -> pytest report"
-  local args
-  eval "args=($test_args)"
-  run_cmd "$PY" -m pytest "${args[@]}" "${extra_args[@]}" tests
+  local words
+  split_words test_args
+  run_cmd "$PY" -m pytest "${words[@]}" "${extra_args[@]}" tests
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -388,13 +405,26 @@ for _name in prepare_args train_args eval_args mmau_args mmsu_args; do
   fi
 done
 [[ -f "$config" ]] || die "--config $config: no such file"
-# run.sh resolves these once for every stage: given to train.py alone, evaluation would not see them.
+# run.sh resolves these once for every stage: given to one script alone, the others would not see
+# them (evaluation would ask another model or template than its log and summary say).
+refuse_resolved() {  # where the words came from, the options run.sh owns...
+  local where=$1 word; shift
+  for word in "${words[@]}"; do
+    [[ " $* " != *" ${word%%=*} "* ]] \
+      || die "give ${word%%=*} to run.sh itself (--model, --template, --train_data, --run_name, --exp_dir, --config), not in ${where}: run.sh passes it to every stage"
+  done
+}
+words=("${extra_args[@]}")
 if runs train || runs plan; then
-  for _word in $train_args "${extra_args[@]}"; do
-    case "${_word%%=*}" in
-      --template|--model_name_or_path|--train_data|--output_dir|--config)
-        die "give ${_word%%=*} to run.sh itself (--model, --template, --train_data, --run_name, --config), not to train.py: run.sh passes it to every stage" ;;
-    esac
+  refuse_resolved "--" --template --model_name_or_path --train_data --output_dir --config
+  split_words train_args
+  refuse_resolved --train_args --template --model_name_or_path --train_data --output_dir --config
+fi
+if runs mmau || runs mmsu; then
+  words=("${extra_args[@]}")
+  refuse_resolved "--" --template --model --out_dir
+  for _name in eval_args mmau_args mmsu_args; do
+    split_words "$_name"; refuse_resolved "--$_name" --template --model --out_dir
   done
 fi
 if runs train || runs plan; then
@@ -404,7 +434,7 @@ fi
 # Processes per node: the visible GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi), at least 1.
 if [[ "$nproc" == auto ]]; then
   if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
-    nproc=$(tr ',' '\n' <<< "$CUDA_VISIBLE_DEVICES" | grep -c .)
+    nproc=$(tr ',' '\n' <<< "$CUDA_VISIBLE_DEVICES" | grep -c . || true)
   else
     nproc=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   fi
@@ -434,6 +464,10 @@ if runs prepare || runs train || runs mmau || runs mmsu || runs plan; then
   while IFS= read -r _line; do log "Settings: $_line"; done < "$settings_log"
   rm -f "$settings_log"
   eval "$settings"
+  for _name in model eval_model; do  # where prepare's snapshot stands in for a hub id
+    [[ "$(prepared "${!_name}")" == "${!_name}" ]] \
+      || log "Settings: ${!_name} is loaded from $(prepared "${!_name}") (prepare's snapshot)"
+  done
 fi
 # --eval_backend vllm evaluates in the vLLM environment; the other stages keep theirs.
 if [[ "$eval_backend" == "vllm" && "$vllm" != "true" ]]; then
@@ -443,5 +477,11 @@ if [[ "$eval_backend" == "vllm" && "$vllm" != "true" ]]; then
 fi
 if [[ "$vllm" == "true" ]]; then setup_vllm_env; else setup_env; fi
 
-for s in "${stages[@]}"; do "stage_$s"; done
+for s in "${stages[@]}"; do
+  if [[ ( "$s" == mmau || "$s" == mmsu ) && "$nnodes" -gt 1 && "$node_rank" -ne 0 ]]; then
+    log "Stage $s: runs on node 0 only (--node_rank $node_rank of $nnodes): skipped here"
+    continue
+  fi
+  "stage_$s"
+done
 if [[ "$dry_run" == "true" ]]; then log "dry run: nothing was run (${stages[*]})"; else log "Done: ${stages[*]}"; fi

@@ -82,6 +82,14 @@ BAD_COMMAND_LINES = [
      "give --model_name_or_path to run.sh itself"),
     (["--stage", "plan", "--gpu_memory_gb", "eighty"], "--gpu_memory_gb takes a number of GB"),
     (["--stage", "plan", "--stop_stage", "mmsu"], "runs alone"),
+    (["--stage", "mmau", "--eval_args", "--template think"],
+     "give --template to run.sh itself"),
+    (["--stage", "mmsu", "--mmsu_args", "--model=Qwen/Qwen2.5-Omni-3B"],
+     "give --model to run.sh itself"),
+    (["--stage", "mmau", "--", "--out_dir", "/tmp/x"], "give --out_dir to run.sh itself"),
+    (["--stage", "train", "--train_args", '--lr 5e-7 "x'], "cannot split"),
+    (["--stage", "train", "--learning_rate", "5e-7"],
+     'a script\'s options go in --train_args "--learning_rate ..."'),
     (["--stage", "mmau", "--train_args", "--max_steps 5"], "--train_args is given but this call "
      "runs mmau, not train"),
 ]
@@ -219,6 +227,50 @@ def test_plan_gets_what_train_would_get() -> None:
     assert value_after(plan, "--model") == value_after(train, "--model_name_or_path")
     assert value_after(plan, "--nproc") == value_after(train, "--nproc_per_node") == "8"
     assert value_after(plan, "--gpu_memory_gb") == "80"
+
+
+def test_script_options_are_split_but_never_expanded(tmp_path: Path) -> None:
+    """--X_args are split as a shell splits words (quotes kept), with no command substitution
+    or globbing, also under --dry_run."""
+    marker = tmp_path / "ran"
+    result = run_sh("--stage", "train", "--dry_run", "--train_args",
+                    f'--learning_rate $(touch {marker}) --report_to * --run_name "a b"')
+    train = command_of(result.stderr, "train.py")
+    assert not marker.exists()
+    assert value_after(train, "--learning_rate") == "$(touch"  # the words as typed
+    assert value_after(train, "--report_to") == "*"
+    assert value_after(train, "--run_name") == "a b"
+
+
+def test_an_empty_gpu_list_means_one_process() -> None:
+    result = run_sh("--stage", "train", "--dry_run", env={"CUDA_VISIBLE_DEVICES": ","})
+    assert result.returncode == 0, result.stderr
+    assert value_after(command_of(result.stderr, "train.py"), "--nproc_per_node") == "1"
+
+
+def test_evaluation_runs_on_node_0_only() -> None:
+    args = ["--stage", "train", "--stop_stage", "mmsu", "--dry_run", "--nnodes", "2",
+            "--master_addr", "10.0.0.1", "--nproc", "8"]
+    other = run_sh(*args, "--node_rank", "1")
+    assert "Stage mmau: runs on node 0 only" in other.stderr
+    assert not [c for c in commands(other.stderr) if "local.eval.steps" in c]
+    first = run_sh(*args, "--node_rank", "0")
+    assert len([c for c in commands(first.stderr) if "local.eval.steps" in c]) == 2
+
+
+def test_a_missing_local_model_path_is_not_swapped_for_a_snapshot(tmp_path: Path) -> None:
+    """Only a hub id is replaced by prepare's models/<name>; a typo'd local path stays as typed
+    (train.py then names it) instead of silently training another folder."""
+    snapshot = tmp_path / "models" / "Qwen2-Audio-7B-Instruct"
+    snapshot.mkdir(parents=True)
+    (snapshot / ".done").write_text("{}")
+    for model, expected in [("/mnt/typo/Qwen2-Audio-7B-Instruct",
+                             "/mnt/typo/Qwen2-Audio-7B-Instruct"),
+                            ("Qwen/Qwen2-Audio-7B-Instruct", str(snapshot))]:
+        result = run_sh("--stage", "train", "--dry_run", "--model", model,
+                        "--model_dir", str(tmp_path / "models"))
+        train = command_of(result.stderr, "train.py")
+        assert value_after(train, "--model_name_or_path") == expected
 
 
 def test_set_title_reaches_the_evaluators() -> None:
