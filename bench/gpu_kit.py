@@ -1,6 +1,9 @@
-"""GPU kit: one run on a bare GPU machine does the `gpu` tests, the real-size GRPO step bench
-(Omni-3B and Omni-7B, random weights) and vLLM vs HF generation tokens/s inside one time budget,
-then appends the figures, the card and the versions to bench/RESULTS.md.
+"""GPU kit: one run on a bare GPU machine measures, in this order of priority, (1) the planner
+against a measured peak (`plan_<model>`: local.train.plan's JSON for the step bench's setting,
+beside the real-size GRPO step's peak CUDA allocation), (2) the step time of the recipe's default
+(`--encoder trained`) on Omni-7B, then Omni-3B (random weights), (3) the HF side of a LoRA
+weight sync (bench/lora_merge.py), then, as the budget allows, the `gpu` tests and vLLM vs HF
+generation tokens/s; it appends the figures, the card and the versions to bench/RESULTS.md.
 
 It is meant for a GPU machine without network access whose Python has other versions of
 torch/transformers than the recipe's: what it lacks comes as wheels in .gpu-wheels
@@ -8,9 +11,10 @@ torch/transformers than the recipe's: what it lacks comes as wheels in .gpu-whee
 `pip install --no-index` into a folder put first on PYTHONPATH. torch stays the machine's CUDA
 build; vLLM (its CUDA wheel is hundreds of MB) runs only where it already imports, else the
 generation part measures the two HF paths alone (`--hf_only`) and says so. Each part has its own
-timeout, cut to what the budget has left; a part that fails or times out is recorded as such and
-the next one runs. RESULTS.md is written atomically, and copied to --out with the log and each
-part's output; bring that copy back over bench/RESULTS.md of your checkout.
+timeout, cut to what the budget has left; the caps of the priority parts fit the budget together
+(`PRIORITY`); a part that fails or times out is recorded as such and the next one runs.
+RESULTS.md is written atomically, and copied to --out with the log and each part's output;
+bring that copy back over bench/RESULTS.md of your checkout.
 
     $ .venv/bin/python -m bench.gpu_wheels          # with network: gather the wheels
     $ .venv/bin/python -m bench.gpu_kit --dry_run   # the commands, the wheels checked
@@ -38,6 +42,13 @@ from local.util.gitinfo import code_version
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = ("qwen2_5_omni_3b", "qwen2_5_omni_7b")
+STEP_MODELS = ("qwen2_5_omni_7b", "qwen2_5_omni_3b")  # the order the kit steps them
+RESERVE_S = 15.0  # of the budget, for the report
+# Parts whose caps must fit the default budget together (less the reserve), in order.
+PRIORITY = ("install", "check", "plan_qwen2_5_omni_7b", "grpo_qwen2_5_omni_7b",
+            "grpo_qwen2_5_omni_3b", "plan_qwen2_5_omni_3b", "lora_merge")
+CLIP_S = 10.0  # bench/grpo_step.py's default clip: the planner's --audio_seconds
+LORA_TARGETS = "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"  # grpo_step's 7B LoRA
 
 
 @dataclass
@@ -67,24 +78,76 @@ def gpu_test_files() -> list[str]:
                   if "mark.gpu" in p.read_text()) or ["tests"]
 
 
+def plan_argv(model: str, config_dir: str, json_out: str, new_tokens: int) -> list[str]:
+    """local.train.plan's arguments for the step bench's setting on one card without DeepSpeed:
+    conf/grpo.yaml's batch (4 completions per micro-step, grad-accum 2), the encoder trained,
+    gradient checkpointing, HF generate, 10 s clips; 7B with grpo_step's LoRA (r 64)."""
+    argv = ["--model", config_dir, "--config", "conf/grpo.yaml", "--deepspeed", "none",
+            "--nproc", "1", "--nnodes", "1", "--gpu_memory_gb", "80",
+            "--audio_seconds", f"{CLIP_S:g}", "--per_device_train_batch_size", "4",
+            "--gradient_accumulation_steps", "2", "--num_generations", "4",
+            "--max_completion_length", str(new_tokens), "--gradient_checkpointing", "true",
+            "--bf16", "true", "--freeze_audio_encoder", "false", "--use_vllm", "false"]
+    if model == "qwen2_5_omni_7b":
+        argv += ["--use_peft", "true", "--lora_r", "64", "--lora_alpha", "128",
+                 "--lora_target_modules", *LORA_TARGETS.split()]
+    return [*argv, "--json", json_out]
+
+
+def plan_check(model: str, out: Path, new_tokens: int) -> int:
+    """Write the bench's real-size config (bench/models.py) where the planner reads it, then
+    plan: the planner and the step bench describe the same model. 0 when the JSON is written
+    (the plan fits or not), else the planner's exit status."""
+    # deferred: the kit itself runs before the install part (no transformers/trl yet)
+    from bench.models import build_config  # deferred: see above
+    from local.demo.tokenizers import build_tokenizer  # deferred: see above
+    from local.train import plan  # deferred: see above
+
+    folder = out / "model_configs" / model
+    build_config(model, build_tokenizer("real"))[0].save_pretrained(folder)
+    json_out = out / f"plan_{model}.json"
+    argv = plan_argv(model, str(folder), str(json_out), new_tokens)
+    print(f"python -m local.train.plan {shlex.join(argv)}", flush=True)
+    rc = plan.main(argv)
+    return 0 if json_out.is_file() and rc in (plan.EXIT_FITS, plan.EXIT_DOES_NOT_FIT) else rc or 1
+
+
 def parts(args: argparse.Namespace, py: str = sys.executable) -> list[Part]:
-    """The kit's commands, in order."""
+    """The kit's commands, in order: the priorities first (PRIORITY), then what budget remains."""
     out, wheels = Path(args.out), Path(args.wheels)
     found = sorted(str(w) for w in wheels.glob("*.whl"))
     bench = ["--G", "4", "--steps", str(args.bench_steps), "--warmup", str(args.bench_warmup),
-             "--max_completion_length", str(args.new_tokens)]
+             "--max_completion_length", str(args.new_tokens), "--encoder", "trained"]
+
+    def planned(model: str) -> Part:
+        return Part(f"plan_{model}", [py, "-m", "bench.gpu_kit", "--plan_check", model,
+                                      "--out", str(out), "--new_tokens", str(args.new_tokens)],
+                    40 if model == "qwen2_5_omni_7b" else 30, 10,
+                    note="planner (CPU): python -m local.train.plan " + shlex.join(plan_argv(
+                        model, str(out / "model_configs" / model),
+                        str(out / f"plan_{model}.json"), args.new_tokens)))
+
+    def step(model: str, cap: float) -> Part:
+        return Part(f"grpo_{model}", [py, "-m", "bench.grpo_step", "--real_size", model, *bench,
+                                      "--json", str(out / f"grpo_{model}.json")], cap, 60,
+                    note="the recipe's default: audio encoder trained")
+
     return [
         Part("install", [py, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
                          "--no-compile", "--no-cache-dir", "--upgrade", "--target", args.site,
-                         *found], 90, 10),
-        Part("check", [py, "-m", "bench.gpu_wheels", "--check", str(wheels)], 90, 10,
+                         *found], 45, 10),
+        Part("check", [py, "-m", "bench.gpu_wheels", "--check", str(wheels)], 30, 10,
              note="carried needs met? versions, vllm importable?"),
+        planned("qwen2_5_omni_7b"),
+        step("qwen2_5_omni_7b", 150),
+        step("qwen2_5_omni_3b", 110),
+        planned("qwen2_5_omni_3b"),
+        Part("lora_merge", [py, "-m", "bench.lora_merge", "--real_size", "qwen2_5_omni_7b",
+                            "--lora_r", "64", "--json", str(out / "lora_merge.json")], 60, 20,
+             note="merged_state fully consumed: the HF side of each vLLM weight sync"),
         Part("gpu_tests", [py, "-m", "pytest", "-m", "gpu", *gpu_test_files(), "-q", "-rA",
                            "-p", "no:cacheprovider", "--continue-on-collection-errors",
                            "--junitxml", str(out / "gpu_tests.xml")], 150, 30),
-        *[Part(f"grpo_{kind}", [py, "-m", "bench.grpo_step", "--real_size", kind, *bench,
-                                "--json", str(out / f"grpo_{kind}.json")], 200, 60)
-          for kind in REAL],
         Part("generation", [py, "-m", "bench.generation", "--real_size", args.generation_model,
                             "--warmup", "1", "--repeats", "1",
                             "--json", str(out / "generation.json")], 180, 45,
@@ -175,11 +238,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bench_warmup", type=int, default=0, help="unmeasured GRPO steps")
     parser.add_argument("--new_tokens", type=int, default=1024, help="per completion (recipe)")
     parser.add_argument("--generation_model", choices=REAL, default=REAL[0])
+    parser.add_argument("--plan_check", choices=REAL, default=None,
+                        help="(a kit part) write the model's config under --out and plan it")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.plan_check:
+        return plan_check(args.plan_check, Path(args.out), args.new_tokens)
     if args.dry_run:
         return dry_run(args)
     start, out = time.monotonic(), Path(args.out)
@@ -187,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     log = out / "gpu_kit.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([args.site, str(REPO)]),
            "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    reserve = 15.0  # for the report
+    reserve = RESERVE_S
     outcomes: list[Outcome] = []
     for part in parts(args):
         left = args.budget_s - (time.monotonic() - start) - reserve
@@ -208,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                      date=datetime.date.today().isoformat(),
                      total_s=time.monotonic() - start, budget_s=args.budget_s,
                      settings=f"G 4, {args.new_tokens} new tokens, {args.bench_warmup} warm-up "
-                              f"+ {args.bench_steps} measured step(s)")
+                              f"+ {args.bench_steps} measured step(s), audio encoder trained")
     results = Path(args.results)
     write_atomically(results, results.read_text() + "\n" + section if results.is_file()
                      else section)

@@ -1,7 +1,8 @@
 """The GPU kit's RESULTS.md section: card, versions, commit, each part's outcome and figures.
 
 Reads what the parts left under the kit's --out folder (gpu_tests.xml from pytest --junitxml,
-grpo_<model>.json from bench/grpo_step.py --json) and the printed lines of the others.
+grpo_<model>.json from bench/grpo_step.py --json, plan_<model>.json from local.train.plan --json,
+lora_merge.json from bench/lora_merge.py --json) and the printed lines of the others.
 
 Example:
     >>> from bench.gpu_kit_report import write_atomically
@@ -72,6 +73,53 @@ def grpo_rows(out: Path, models: tuple[str, ...]) -> list[str]:
     return rows
 
 
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def measured_peak_gib(out: Path, model: str) -> float | None:
+    """The step bench's peak CUDA allocation (GiB) of `model`, None without its JSON."""
+    grpo = _json(out / f"grpo_{model}.json")
+    if not grpo or not grpo.get("results"):
+        return None
+    return next(iter(grpo["results"].values()))["ours"]["peak_mb"] / 1024
+
+
+def plan_rows(out: Path, models: tuple[str, ...]) -> list[str]:
+    """Planned peak per GPU, the part of it PyTorch's allocator holds (less the CUDA context
+    allowance, which max_memory_allocated does not see), the step bench's measured peak, and
+    measured / planned (allocator)."""
+    rows = []
+    for model in models:
+        plan, measured = _json(out / f"plan_{model}.json"), measured_peak_gib(out, model)
+        if plan is None:
+            rows.append(f"| {model} | - | - | "
+                        + (f"{measured:.1f}" if measured is not None else "-") + " | - |")
+            continue
+        allowance = sum(r["gib"] for r in plan["rows"] if r.get("kind") == "allowance")
+        allocator = plan["peak_gib"] - allowance
+        ratio = f"{measured / allocator:.2f}" if measured is not None and allocator > 0 else "-"
+        rows.append(f"| {model} | {plan['peak_gib']:.1f} | {allocator:.1f} | "
+                    + (f"{measured:.1f}" if measured is not None else "-") + f" | {ratio} |")
+    return rows
+
+
+def lora_merge_line(out: Path) -> str:
+    """bench/lora_merge.py's figures, one line."""
+    got = _json(out / "lora_merge.json")
+    if got is None:
+        return "no figures (the part did not finish)"
+    ours = got["merged_state"]
+    line = (
+        f"{got['model']} ({got['dtype']}, {got['device']}), LoRA r {got['args']['lora_r']} on "
+        f"{got['args']['targets']} ({got['lora_layers']} layers): `merged_state` fully consumed "
+        f"{ours['median_s']:.3f} s (median of {len(ours['times_s'])}), "
+        f"{ours['bytes'] / 2**30:.1f} GiB read, peak extra {ours['peak_extra_mb']:.0f} MiB")
+    peft = got.get("peft_in_place")
+    return line + (f"; peft merge_adapter + read + unmerge_adapter (TRL 1.16's sync) "
+                   f"{peft['median_s']:.3f} s" if peft else "")
+
+
 def render(outcomes: list[Any], out: Path, *, card: str, commit: str, date: str,
            total_s: float, budget_s: float, settings: str) -> str:
     """The markdown section for one kit run."""
@@ -95,8 +143,23 @@ def render(outcomes: list[Any], out: Path, *, card: str, commit: str, date: str,
               "3B trains fully, 7B LoRA r 64; median seconds per phase):", "",
               "| model | " + " | ".join(PHASES) + " | tokens/s | peak GPU GiB |",
               "|---|" + "---|" * (len(PHASES) + 2)]
-    lines += grpo_rows(out, tuple(o.name.removeprefix("grpo_") for o in outcomes
-                                  if o.name.startswith("grpo_")))
+    stepped = tuple(o.name.removeprefix("grpo_") for o in outcomes if o.name.startswith("grpo_"))
+    lines += grpo_rows(out, stepped)
+    planned = tuple(dict.fromkeys([*(o.name.removeprefix("plan_") for o in outcomes
+                                     if o.name.startswith("plan_")), *stepped]))
+    if planned:
+        lines += ["", "**Planner check** (local.train.plan, 1 GPU, no DeepSpeed, the step "
+                  "bench's batch and completion length, 10 s clips, encoder trained; GiB): the "
+                  "step bench is not train.py (no DDP, no dataloader workers, one process; its "
+                  "peak is torch.cuda.max_memory_allocated), so the ratio checks the order of "
+                  "magnitude of the planner's model-state, activation and logit rows on one "
+                  "card, not its DeepSpeed rows.", "",
+                  "| model | planned peak | planned, allocator (no CUDA context) | measured "
+                  "peak | measured / planned |", "|---|---|---|---|---|"]
+        lines += plan_rows(out, planned)
+    if any(o.name == "lora_merge" for o in outcomes):
+        lines += ["", "**LoRA merge, HF side of one vLLM weight sync** (bench/lora_merge.py, "
+                  "random weights): " + lora_merge_line(out)]
     generation = next((o for o in outcomes if o.name == "generation"), None)
     lines += ["", "**Generation tokens/s** (bench/generation.py): "
               + (generation.status if generation else "not run")]

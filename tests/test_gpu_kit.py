@@ -1,4 +1,5 @@
-"""The GPU kit (bench/gpu_kit.py) as far as a CPU shows it: its dry run, the wheel plan and the
+"""The GPU kit (bench/gpu_kit.py) as far as a CPU shows it: its dry run (the parts in priority
+order, their caps within the budget), the planner check's CPU half, the wheel plan and the
 device-side check, a part past its timeout, and a whole run of stand-in parts writing RESULTS.md.
 No GPU, no network, no timing asserted."""
 
@@ -12,7 +13,7 @@ import pytest
 
 from bench import gpu_kit, gpu_wheels
 from bench.gpu_kit import Part
-from bench.gpu_kit_report import grpo_rows
+from bench.gpu_kit_report import grpo_rows, plan_rows
 
 WHEEL = "{}-{}-py3-none-any.whl"
 
@@ -41,12 +42,56 @@ def test_dry_run_prints_every_command_and_checks_the_wheels(tmp_path, capsys) ->
                  str(folder / WHEEL.format("trl", "1.16.0")),
                  f"-m bench.gpu_wheels --check {folder}", "-m pytest -m gpu tests/test_gpu.py",
                  "--real_size qwen2_5_omni_3b", "--real_size qwen2_5_omni_7b",
-                 "--max_completion_length 1024", "-m bench.generation",
+                 "--max_completion_length 1024 --encoder trained", "-m bench.generation",
+                 "-m bench.gpu_kit --plan_check qwen2_5_omni_7b",
+                 "python -m local.train.plan --model " + str(tmp_path / "out" / "model_configs"),
+                 "--config conf/grpo.yaml --deepspeed none --nproc 1 --nnodes 1",
+                 "--lora_r 64 --lora_alpha 128",
+                 "-m bench.lora_merge --real_size qwen2_5_omni_7b --lora_r 64 --json",
                  "HF only where vllm does not import", "wheels: 2 in"):
         assert text in printed, text
+    order = [line[1:line.index("]")] for line in printed.splitlines() if line.startswith("[")]
+    assert order == ["install", "check", "plan_qwen2_5_omni_7b", "grpo_qwen2_5_omni_7b",
+                     "grpo_qwen2_5_omni_3b", "plan_qwen2_5_omni_3b", "lora_merge", "gpu_tests",
+                     "generation"]
     assert "PROBLEM" not in printed
     assert not (tmp_path / "RESULTS.md").exists() and not (tmp_path / "out").exists()
     assert (folder / "COMMIT").read_text().strip()  # the device's copy has no git
+
+
+def test_the_priority_parts_fit_the_budget_together(tmp_path) -> None:
+    """Planner check, default-config steps and the LoRA merge come first, and their caps (each
+    part's timeout) fit the 8-minute budget less the report's reserve; no cap exceeds it."""
+    args = gpu_kit.parse(["--out", str(tmp_path)])
+    kit = gpu_kit.parts(args)
+    names = [p.name for p in kit]
+    assert tuple(names[:len(gpu_kit.PRIORITY)]) == gpu_kit.PRIORITY
+    assert args.budget_s == 480
+    assert sum(p.cap_s for p in kit[:len(gpu_kit.PRIORITY)]) <= args.budget_s - gpu_kit.RESERVE_S
+    assert all(p.needs_s <= p.cap_s <= args.budget_s for p in kit)
+    steps = [p for p in kit if p.name.startswith("grpo_")]
+    assert [p.name for p in steps] == ["grpo_qwen2_5_omni_7b", "grpo_qwen2_5_omni_3b"]
+    assert all(p.argv[p.argv.index("--encoder") + 1] == "trained" for p in steps)
+
+
+@pytest.mark.slow  # ~10 s: the real vocabulary, the 7B config planned (CPU, no weights)
+def test_plan_check_plans_the_benchs_model_and_setting(tmp_path) -> None:
+    """The plan part writes the bench's 7B config (bench/models.py) where the planner reads it
+    and plans the step bench's setting: 1 GPU, no DeepSpeed, batch 4, 1024 new tokens, LoRA."""
+    assert gpu_kit.main(["--plan_check", "qwen2_5_omni_7b", "--out", str(tmp_path)]) == 0
+    config = json.loads((tmp_path / "model_configs" / "qwen2_5_omni_7b" / "config.json")
+                        .read_text())
+    assert config["model_type"] == "qwen2_5_omni_thinker"
+    assert config["text_config"]["hidden_size"] == 3584
+    plan = json.loads((tmp_path / "plan_qwen2_5_omni_7b.json").read_text())
+    s = plan["settings"]
+    assert (s["gpus_per_node"], s["nodes"], s["zero"]) == (1, 1, None)
+    assert (s["batch"], s["grad_accum"], s["completion"], s["audio_seconds"]) == (4, 2, 1024, 10)
+    assert s["peft"]["r"] == 64 and not s["freeze_audio"] and not s["use_vllm"]
+    counts = plan["parameters"]
+    assert 8.8e9 < sum(counts["trained"].values()) + sum(counts["frozen"].values()) < 9.3e9
+    (row,) = plan_rows(tmp_path, ("qwen2_5_omni_7b",))  # no step JSON here: no ratio
+    assert row.startswith("| qwen2_5_omni_7b | ") and row.endswith("| - | - |")
 
 
 @pytest.mark.parametrize("case,expected", [
@@ -142,6 +187,13 @@ def test_kit_runs_each_part_and_appends_its_figures(tmp_path, monkeypatch, vllm:
     grpo = {"results": {"qwen2_5_omni_3b/G=4": {"ours": {
         "rollout": 30.5, "ref_logps": 1.25, "policy_logps": 1.5, "backward": 3.0,
         "optimizer": 0.5, "step": 37.0, "tokens_per_s": 123.4, "peak_mb": 81920}}}}
+    plan = {"peak_gib": 81.5, "rows": [{"label": "states", "gib": 80.0, "kind": "states"},
+                                       {"label": "CUDA context", "gib": 1.5, "kind": "allowance"}]}
+    merge = {"model": "qwen2_5_omni_7b", "dtype": "bfloat16", "device": "Stand-in GPU",
+             "args": {"lora_r": 64, "targets": "q_proj k_proj v_proj o_proj"}, "lora_layers": 112,
+             "merged_state": {"median_s": 0.25, "times_s": [0.3, 0.25, 0.2], "bytes": 17 * 2**30,
+                              "peak_extra_mb": 300.0},
+             "peft_in_place": {"median_s": 0.5}}
     fake = [
         Part("install", _python("pass"), 10, 0),
         Part("check", _python(f"print('VERSIONS ' + {json.dumps(versions)!r})"), 10, 0),
@@ -150,7 +202,12 @@ def test_kit_runs_each_part_and_appends_its_figures(tmp_path, monkeypatch, vllm:
         Part("grpo_qwen2_5_omni_3b", _python(
             f"open({str(out / 'grpo_qwen2_5_omni_3b.json')!r}, 'w').write({json.dumps(grpo)!r})"),
             10, 0),
+        Part("plan_qwen2_5_omni_3b", _python(
+            f"open({str(out / 'plan_qwen2_5_omni_3b.json')!r}, 'w').write({json.dumps(plan)!r})"),
+            10, 0),
         Part("grpo_qwen2_5_omni_7b", _python("pass"), 10, 10_000),
+        Part("lora_merge", _python(
+            f"open({str(out / 'lora_merge.json')!r}, 'w').write({json.dumps(merge)!r})"), 10, 0),
         Part("generation", _python("import sys; hf_only = '--hf_only' in sys.argv;"
                                    "print('## omni 3b'); print('| hf | 10 tokens/s |');"
                                    "print('- ratio 2x' if not hf_only else '- hf only');"
@@ -167,6 +224,12 @@ def test_kit_runs_each_part_and_appends_its_figures(tmp_path, monkeypatch, vllm:
     assert "1 passed, 1 failed, 0 errors, 0 skipped; failed: tests.test_gpu::test_b" in text
     assert "| qwen2_5_omni_3b | 30.50 | 1.25 | 1.50 | 3.00 | 0.50 | 37.00 | 123 | 80.0 |" in text
     assert "| grpo_qwen2_5_omni_7b | not run: " in text and "| qwen2_5_omni_7b | - |" in text
+    assert "audio encoder trained" in text and "not its DeepSpeed rows" in text
+    assert "| qwen2_5_omni_3b | 81.5 | 80.0 | 80.0 | 1.00 |" in text  # measured / planned
+    assert "| qwen2_5_omni_7b | - | - | - | - |" in text
+    assert ("`merged_state` fully consumed 0.250 s (median of 3), 17.0 GiB read, peak extra "
+            "300 MiB; peft merge_adapter + read + unmerge_adapter (TRL 1.16's sync) 0.500 s"
+            in text)
     if vllm:
         assert "vLLM 0.33.0" in text and "| generation | passed |" in text
         assert "*omni 3b*\n| hf | 10 tokens/s |\n- ratio 2x\n" in text and "noise" not in text
@@ -194,15 +257,18 @@ def test_step_rows_read_what_the_step_bench_writes(tmp_path) -> None:
 
 @pytest.mark.slow  # ~15 s: imports both benches, builds the real-size configs
 def test_the_bench_parts_arguments_are_the_benches_own(tmp_path) -> None:
-    """The kit's grpo_step / generation arguments parse: grpo_step gets as far as asking for a
-    GPU, generation's dry run (no model, no vLLM) plans the engine."""
-    from bench import generation, grpo_step
+    """The kit's grpo_step / lora_merge / generation arguments parse: grpo_step and lora_merge get
+    as far as asking for a GPU, generation's dry run (no model, no vLLM) plans the engine."""
+    from bench import generation, grpo_step, lora_merge
 
     kit = {p.name: p.argv for p in gpu_kit.parts(gpu_kit.parse(["--out", str(tmp_path)]))}
     for model in gpu_kit.REAL:
         argv = kit[f"grpo_{model}"]
         with pytest.raises(SystemExit, match="needs a CUDA GPU"):
             grpo_step.main(argv[argv.index("bench.grpo_step") + 1:])
+    argv = kit["lora_merge"]
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        lora_merge.main(argv[argv.index("bench.lora_merge") + 1:])
     argv = kit["generation"]
     plans = generation.main([*argv[argv.index("bench.generation") + 1:], "--dry_run"])
     assert set(plans) == {"qwen2_5_omni_3b"}
