@@ -10,6 +10,10 @@ from its last complete checkpoint unless `--overwrite_output_dir true`;
 output_dir, refused where there is none). The configuration and the resume point are checked
 before the data and the model are loaded: a problem stops with one line naming the key
 (local/train/config_checks.py). The log states the global batch per optimizer step.
+Every checkpoint keeps its weights (each evaluates); only the newest keeps the optimizer states
+unless `--keep_optimizer_states all`, and before the weights load the estimated size of one
+checkpoint and of the run is checked against output_dir's free space (`--check_disk`;
+local/train/checkpoint_policy.py).
 
 Example:
     $ torchrun --nproc_per_node 8 train.py --config conf/grpo.yaml \\
@@ -38,6 +42,7 @@ from trl import ModelConfig, get_peft_config
 
 from local.core.models import LoadedModel, load_model_and_processor
 from local.core.records import RecordError
+from local.train.checkpoint_policy import KeepNewestStates, check_disk
 from local.train.checkpoints import policy_source, write_run_record
 from local.train.config import AudioGRPOConfig, read_config
 from local.train.config_checks import (
@@ -90,12 +95,19 @@ def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: Load
     )
     if wants(config.report_to, "tensorboard") and config.log_completions:
         trainer.add_callback(CompletionSamples(trainer))  # TRL sends its tables to W&B only
+    if config.keep_optimizer_states == "newest" and not config.save_only_model:
+        trainer.add_callback(KeepNewestStates())  # older checkpoints keep their weights only
     return trainer
 
 
+def _step(checkpoint: Path | None) -> int:
+    if checkpoint is None:
+        return 0
+    return json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step", 0)
+
+
 def _finished(checkpoint: Path, max_steps: int) -> bool:
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    return max_steps > 0 and state.get("global_step", 0) >= max_steps
+    return max_steps > 0 and _step(checkpoint) >= max_steps
 
 
 def training_rows(config: AudioGRPOConfig, state: PartialState) -> datasets.Dataset:
@@ -219,6 +231,10 @@ def _run(argv: list[str] | None, run_log: RunLog) -> Path:
     check_model_path(model_args.model_name_or_path, sources)  # a missing folder, cut weights
     if config.check_memory:  # on a GPU only: model states alone must fit before the weights load
         refusal = check_before_loading(config, model_args, state.num_processes)
+        if refusal:
+            raise SystemExit(refusal)
+    if config.check_disk:  # output_dir's free space against one checkpoint and the whole run
+        refusal = check_disk(config, model_args, _step(resume), log=state.is_main_process)
         if refusal:
             raise SystemExit(refusal)
     if state.is_main_process:

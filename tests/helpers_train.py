@@ -100,13 +100,15 @@ def train_argv(family: str, out: Path, max_steps: int = 3) -> list[str]:
     """The demo's configuration, a few steps, a reward with spread (so the weights move).
 
     The reward `length` must be registered: REWARDS["length"] = length_reward in-process, or
-    tests/train_entry.py under torchrun."""
+    tests/train_entry.py under torchrun. Every checkpoint keeps its optimizer states
+    (keep_optimizer_states all), as each was when it was the newest: `cut_after` copies a run
+    as a kill right after one of them would have left it."""
     return ["--config", str(REPO / "conf/demo.yaml"),
             "--model_name_or_path", str(tiny_checkpoint(family)),
             "--train_data", str(demo_data_small() / "avqa"), "--output_dir", str(out),
             "--max_steps", str(max_steps), "--save_steps", "1", "--max_completion_length", "6",
             "--num_generations", "4", "--per_device_train_batch_size", "4",
-            "--log_completions", "false",
+            "--log_completions", "false", "--keep_optimizer_states", "all",
             "--reward_funcs", "length"]
 
 

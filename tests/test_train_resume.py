@@ -140,10 +140,15 @@ class _Stop(Exception):
     """Raised where the model would load: what train.py decided before it is in the log."""
 
 
-def _checkpoint(folder: Path, step: int, *, state: bool = True) -> Path:
-    """A checkpoint as the checks see it: weights and (unless an interrupted save) the state."""
+def _checkpoint(folder: Path, step: int, *, state: bool = True, states: bool = True) -> Path:
+    """A checkpoint as the checks see it: weights, the optimizer and scheduler states (unless
+    `states` is false: removed by keep_optimizer_states newest, or save_only_model) and (unless
+    an interrupted save) the trainer state, written last."""
     folder.mkdir(parents=True)
     save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+    if states:
+        for name in ("optimizer.pt", "scheduler.pt"):
+            (folder / name).write_bytes(b"states")
     if state:
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return folder
@@ -299,6 +304,125 @@ def test_resume_true_without_a_checkpoint_is_refused(monkeypatch, tmp_path) -> N
                     "true"])
     assert "resume_from_checkpoint, command line" in stop.value.code
     assert str(tmp_path / "run") in stop.value.code
+
+
+# -- only the newest checkpoint keeps its optimizer states: the others evaluate, never resume ------
+
+def test_resume_from_an_only_evaluable_checkpoint_is_refused_by_name(monkeypatch,
+                                                                     tmp_path) -> None:
+    """Without its optimizer states the Trainer would go on with a fresh optimizer (DeepSpeed:
+    a warning, or a ValueError about global_step folders): refused before anything loads."""
+    import train
+
+    _checkpoint(tmp_path / "run" / "checkpoint-2", 2, states=False)
+    _checkpoint(tmp_path / "run" / "checkpoint-3", 3)
+    named = tmp_path / "run" / "checkpoint-2"
+    for name in ("policy_source", "load_model_and_processor", "build_train_dataset"):
+        monkeypatch.setattr(train, name, lambda *a, **k: pytest.fail("loaded before the check"))
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+                    str(tmp_path / "run"), "--use_cpu", "true", "--resume_from_checkpoint",
+                    str(named)])
+    line = stop.value.code
+    assert isinstance(line, str) and "\n" not in line and line.startswith("train.py: "), line
+    assert f"{named} can be evaluated but not resumed" in line, line
+    assert "optimizer.pt" in line and "resume_from_checkpoint, command line" in line, line
+    assert str(tmp_path / "run" / "checkpoint-3") in line, line  # the one to resume from
+
+
+def test_resume_passes_over_a_newer_only_evaluable_checkpoint_by_name(monkeypatch,
+                                                                      tmp_path) -> None:
+    _checkpoint(tmp_path / "run" / "checkpoint-2", 2)
+    _checkpoint(tmp_path / "run" / "checkpoint-3", 3, states=False)  # e.g. save_only_model
+    log, run = _run_until_the_model(monkeypatch, tmp_path, [])
+    assert f"resume passes over {run / 'checkpoint-3'}" in log, log
+    assert f"resuming from {run / 'checkpoint-2'}\n" in log, log
+
+
+@pytest.mark.parametrize("extra", [[], ["--resume_from_checkpoint", "true"]],
+                         ids=["default", "true"])
+def test_a_run_folder_without_a_resumable_checkpoint_is_refused(monkeypatch, tmp_path,
+                                                               extra) -> None:
+    """Starting at step 0 would write over checkpoints a resume cannot continue: refused."""
+    import train
+
+    _checkpoint(tmp_path / "run" / "checkpoint-2", 2, states=False)
+    _checkpoint(tmp_path / "run" / "checkpoint-3", 3, states=False)
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir",
+                    str(tmp_path / "run"), "--use_cpu", "true", *extra])
+    line = stop.value.code
+    assert f"{tmp_path / 'run' / 'checkpoint-3'} can be evaluated but not resumed" in line, line
+    assert "--overwrite_output_dir true" in line, line
+
+
+_KILLER = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+from transformers import Trainer
+import train
+from local.train import checkpoint_policy
+from local.train.rewards import REWARDS
+from tests.helpers_train import length_reward
+
+REWARDS["length"] = length_reward
+point = {point!r}
+if point == "mid-save":  # checkpoint-2: weights and optimizer written, trainer_state.json not
+    original = Trainer._save_rng_state
+    def save_rng_state(self, output_dir):
+        if self.state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        original(self, output_dir)
+    Trainer._save_rng_state = save_rng_state
+else:  # checkpoint-2 complete; killed after the first file removed from checkpoint-1
+    remove = checkpoint_policy._remove
+    def remove_then_die(path):
+        remove(path)
+        os.kill(os.getpid(), signal.SIGKILL)
+    checkpoint_policy._remove = remove_then_die
+train.main({argv!r})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "resumes_from"), [
+    pytest.param("mid-save", 1, id="during-the-save-of-checkpoint-2"),
+    pytest.param("mid-removal", 2, id="while-checkpoint-1-loses-its-states"),
+])
+def test_kill_9_during_a_save_still_resumes_bit_identical(tmp_path, monkeypatch, caplog, point,
+                                                          resumes_from) -> None:
+    """A real SIGKILL (subprocess) inside the Trainer's save, or inside the removal of the older
+    checkpoint's states: a resumable checkpoint is always left, and the resumed run ends
+    bit-identical to the uninterrupted one."""
+    import subprocess
+    import sys
+
+    import train
+    from local.train.checkpoints import is_resumable
+    from tests.helpers import REPO
+
+    caplog.set_level("INFO")  # as train.py's own root logger on rank 0
+    family = "qwen2_5_omni"
+    monkeypatch.setitem(REWARDS, "length", length_reward)
+    full = tmp_path / "full"
+    newest = ["--keep_optimizer_states", "newest"]  # the default (train_argv keeps all)
+    train.main(train_argv(family, full) + newest)
+    killed = tmp_path / "killed"
+    script = _KILLER.format(repo=str(REPO), point=point,
+                            argv=train_argv(family, killed) + newest)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)  # this process's threads: the same sums
+    assert result.returncode == -9, result.stderr[-3000:]
+    assert not (killed / "checkpoint-3").exists()
+    assert is_resumable(killed / f"checkpoint-{resumes_from}")
+    if point == "mid-save":
+        assert (killed / "checkpoint-2" / "optimizer.pt").exists()
+        assert not (killed / "checkpoint-2" / "trainer_state.json").exists()
+    train.main(train_argv(family, killed) + newest)
+    log = (killed / "train.log").read_text()
+    assert f"resuming from {killed / f'checkpoint-{resumes_from}'}\n" in log, log
+    assert_same_run(full, killed, 3)
+    assert [is_resumable(killed / f"checkpoint-{n}") for n in (1, 2, 3)] == [False, False, True]
 
 
 # -- the run folder keeps rank 0's log: train.log, appended across resumes ------------------------

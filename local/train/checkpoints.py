@@ -1,6 +1,23 @@
 """Run-folder bookkeeping: complete checkpoints, the policy's starting folder, the run record,
 and the exact reload of a checkpoint's weights when a run resumes.
 
+The two rules on a `checkpoint-N` folder, defined here only:
+
+- evaluable (`checkpoint_problem`, `is_evaluable`): a finished save (model weights and
+  trainer_state.json, which the HF Trainer writes last, after the weights and the processor)
+  whose weight files are whole. Evaluation (`local.eval.steps`, `evaluate_*.py --model`) takes
+  these.
+- resumable (`resume_problem`, `is_resumable`): evaluable, and it holds the states a resume
+  needs (`states_problem`): optimizer.pt and scheduler.pt, or under DeepSpeed the global_stepN/
+  folder its `latest` file names, with the model and optimizer states. Resume
+  (`local.train.config_checks.resolve_resume`) takes the newest of these (`newest_resumable`:
+  newer ones that are only evaluable are named) and refuses, by name, one that is only
+  evaluable. `keep_optimizer_states newest` (`local.train.checkpoint_policy`) leaves the states
+  (`STATE_FILES`) in the newest checkpoint only.
+
+Size: the two rules, the discovery built on them and the exact reload of a checkpoint's
+weights are what a checkpoint folder must hold, read in one place; the reload is a third of it.
+
 Example:
     >>> from local.train.checkpoints import complete_checkpoints
     >>> complete_checkpoints("exp/does-not-exist")
@@ -44,9 +61,10 @@ def _is_complete(folder: Path, need_state: bool) -> bool:
 
 
 def complete_checkpoints(run_dir: str | Path, *, resumable: bool = False) -> list[Path]:
-    """`checkpoint-N` folders of a run whose save finished, oldest first.
+    """`checkpoint-N` folders of a run holding model weights, oldest first.
 
-    `resumable=True` keeps only those with the trainer state a resume needs.
+    `resumable=True` keeps only the finished saves (trainer_state.json, written last): the
+    candidates of evaluation and resume. `resumable_checkpoints` also wants the resume states.
     """
     root = Path(run_dir)
     if not root.is_dir():
@@ -59,17 +77,97 @@ def complete_checkpoints(run_dir: str | Path, *, resumable: bool = False) -> lis
     return [path for _, path in sorted(found)]
 
 
-def is_resumable_checkpoint(folder: str | Path) -> bool:
-    """Whether `folder` is a finished save a run can resume from: model weights and the trainer
-    state (written last), whatever the folder is called."""
+def is_finished_save(folder: str | Path) -> bool:
+    """Whether `folder` holds model weights and the trainer state (written last)."""
     folder = Path(folder)
     return folder.is_dir() and _is_complete(folder, need_state=True)
 
 
+# The resume states of a Trainer save (transformers 5.24 Trainer._save_checkpoint:
+# _save_optimizer_and_scheduler, _save_scaler, _save_rng_state; DeepSpeed's save_checkpoint:
+# global_stepN/, `latest` and its conversion scripts). `keep_optimizer_states newest` removes
+# these from older checkpoints, in this order: the files `states_problem` checks go first, so
+# a removal cut short never leaves a folder that looks resumable.
+STATE_FILES = ("latest", "optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt",
+               "rng_state*.pth", "global_step*", "zero_to_fp32.py", "zero_to_torch.py")
+
+
+def _deepspeed_problem(root: Path) -> str | None:
+    latest = root / "latest"
+    if not latest.is_file():
+        return "no DeepSpeed `latest` file naming its global_stepN/ states"
+    tag = latest.read_text().strip()
+    match = _CHECKPOINT.match(root.name)
+    if match and tag != f"global_step{match.group(1)}":
+        return f"DeepSpeed's `latest` names {tag}, not global_step{match.group(1)}"
+    states = root / tag
+    if not any(states.glob("*model_states.pt")) or not any(states.glob("*optim_states.pt")):
+        return f"{tag}/ lacks DeepSpeed's *model_states.pt or *optim_states.pt"
+    return None
+
+
+def states_problem(folder: str | Path) -> str | None:
+    """What a finished save lacks to resume exactly, in a few words, or None.
+
+    optimizer.pt and scheduler.pt (the Trainer loads the optimizer only when both are there, and
+    goes on with a fresh one otherwise); under DeepSpeed (a `latest` file or a global_step*
+    folder) the global_stepN/ folder `latest` names, N the checkpoint's step, with model and
+    optimizer states (DeepSpeed loads what `latest` names), and scheduler.pt (the recipe's
+    DeepSpeed configs leave the schedule to the Trainer, which saves it beside them).
+    """
+    root = Path(folder)
+    deepspeed = (root / "latest").exists() or any(root.glob("global_step*"))
+    if deepspeed and (problem := _deepspeed_problem(root)):
+        return problem
+    missing = [name for name in ("optimizer.pt", "scheduler.pt")
+               if not (root / name).is_file() and not (deepspeed and name == "optimizer.pt")]
+    if missing:
+        return (f"no {' and no '.join(missing)} (optimizer states removed once a newer "
+                "checkpoint was complete, keep_optimizer_states newest, or never saved, "
+                "save_only_model true)")
+    return None
+
+
+def resume_problem(folder: str | Path) -> str | None:
+    """Why a run cannot resume exactly from `folder`, in one line naming it, or None: the
+    evaluable rule (`checkpoint_problem`), then the resume states (`states_problem`)."""
+    problem = checkpoint_problem(folder)
+    if problem is None and (missing := states_problem(folder)):
+        problem = f"{folder} can be evaluated but not resumed: {missing}"
+    return problem
+
+
+def is_resumable(folder: str | Path) -> bool:
+    """Whether a run can resume exactly from `folder` (`resume_problem` finds nothing)."""
+    return resume_problem(folder) is None
+
+
+def is_resumable_checkpoint(folder: str | Path) -> bool:
+    """Whether `folder` is a finished save holding the resume states (files present; the weight
+    files are checked whole by `checkpoint_problem`, which resume runs next)."""
+    return is_finished_save(folder) and states_problem(folder) is None
+
+
+def resumable_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The finished saves of a run that hold the resume states, oldest first."""
+    return [c for c in complete_checkpoints(run_dir, resumable=True) if states_problem(c) is None]
+
+
+def newest_resumable(run_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint a run can resume from, and the newer finished saves passed over
+    (each with what it lacks: only evaluable); interrupted saves are not finished saves."""
+    passed = []
+    for checkpoint in reversed(complete_checkpoints(run_dir, resumable=True)):
+        problem = states_problem(checkpoint)
+        if problem is None:
+            return checkpoint, passed
+        passed.append((checkpoint, problem))
+    return None, passed
+
+
 def last_resumable_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint a run can resume from (interrupted saves are passed over)."""
-    checkpoints = complete_checkpoints(run_dir, resumable=True)
-    return checkpoints[-1] if checkpoints else None
+    """The newest checkpoint a run can resume from (`newest_resumable`)."""
+    return newest_resumable(run_dir)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +195,8 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     `evaluate_*.py --model` (`model_problem`): weights and trainer_state.json (the HF Trainer
     writes it last: without it the save was interrupted or is still being written), as
     `complete_checkpoints(resumable=True)` finds them, and weight files that are whole
-    (`local.core.models.weights_problem`: not cut short, every shard present).
+    (`local.core.models.weights_problem`: not cut short, every shard present). The optimizer
+    states are not needed (`keep_optimizer_states newest` removes them from older checkpoints).
     """
     root = Path(folder)
     if not root.is_dir():

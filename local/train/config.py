@@ -127,6 +127,16 @@ class AudioGRPOConfig(GRPOConfig):
         default="bfloat16", metadata={
             "help": "dtype the policy is loaded in; --dtype (TRL's ModelConfig) is an alias: "
                     "given alone it sets this, both given they must agree."})
+    keep_optimizer_states: Literal["newest", "all"] = field(default="newest", metadata={
+        "help": "newest: only the newest checkpoint keeps the optimizer, scheduler, RNG and "
+                "DeepSpeed states (removed from the previous one once the new one is complete); "
+                "every checkpoint keeps its weights and processor, so each evaluates, and resume "
+                "takes the newest. all: every checkpoint keeps them (a 7B ZeRO-1 checkpoint: "
+                "~135 GB instead of ~18 GB)."})
+    check_disk: bool = field(default=True, metadata={
+        "help": "At start, estimate one checkpoint and the run against output_dir's free "
+                "space: warn when the run may not fit, stop in one line when two checkpoints do "
+                "not. false: go on anyway."})
     check_memory: bool = field(default=True, metadata={
         "help": "Before the weights load, stop in one line when model states + reference model + "
                 "vLLM's share alone exceed the GPU (local.train.plan; activations only warn in "

@@ -47,11 +47,13 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from local.train.checkpoints import (
     checkpoint_problem,
-    complete_checkpoints,
+    is_finished_save,
     is_resumable_checkpoint,
     is_training_checkpoint,
-    last_resumable_checkpoint,
     model_problem,
+    newest_resumable,
+    resumable_checkpoints,
+    states_problem,
 )
 from local.train.rewards import REWARDS, default_rewards, resolve_reward_weights
 
@@ -610,6 +612,11 @@ def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
     - `true`: the same, but a run folder without one is refused (HF's meaning of true);
     - a path: that checkpoint folder (weights and trainer_state.json), from any run folder.
 
+    Resume wants the states too (`local.train.checkpoints.states_problem`: optimizer and
+    scheduler, DeepSpeed's global_stepN/): a newer checkpoint without them (only evaluable) is
+    passed over with a warning naming it, and refused, by name, when named or when no
+    checkpoint of output_dir has them.
+
     Refused, in one line: `true` or a path with overwrite_output_dir (it starts over), `false`
     (resuming is the default; overwrite_output_dir starts over), a path that is missing, a file,
     a run folder (its last checkpoint is named), a checkpoint whose save was interrupted, and
@@ -619,7 +626,7 @@ def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
     run_dir = Path(run_dir)
     key = "resume_from_checkpoint"
     if value is None or str(value).strip() == "":
-        resume = None if overwrite else last_resumable_checkpoint(run_dir)
+        resume = None if overwrite else _newest(run_dir, "output_dir", sources)
         return _whole(resume, "output_dir", sources)
     text = str(value).strip()
     if text.lower() in FALSE_WORDS:
@@ -632,7 +639,7 @@ def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
                           "overwrite_output_dir true starts over",
                           [key, "overwrite_output_dir"], sources, "drop one of them")
     if text.lower() in TRUE_WORDS:
-        last = last_resumable_checkpoint(run_dir)
+        last = _newest(run_dir, key, sources)
         if last is None:
             raise ConfigError(f"resume_from_checkpoint true, but {run_dir} holds no complete "
                               "checkpoint to resume from", key, sources,
@@ -641,13 +648,16 @@ def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
     path = Path(text)
     if is_resumable_checkpoint(path):
         return _whole(path, key, sources)
+    if is_finished_save(path):  # without the resume states (weights cut short: refused first)
+        _only_evaluable(_whole(path, key, sources), states_problem(path), key, sources)
     if not path.exists():
         raise ConfigError(f"{path} does not exist", key, sources,
                           "give a checkpoint-N folder, or true for output_dir's last checkpoint")
     if not path.is_dir():
         raise ConfigError(f"{path} is a file, not a checkpoint folder", key, sources,
                           "give a checkpoint-N folder (model weights and trainer_state.json)")
-    inner = last_resumable_checkpoint(path)
+    inner, passed = newest_resumable(path)
+    inner = inner or (passed[0][0] if passed else None)
     if inner is not None:
         raise ConfigError(f"{path} is a run folder, not a checkpoint", key, sources,
                           f"give one of its checkpoints, e.g. {inner}")
@@ -660,7 +670,7 @@ def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
 
 
 def _earlier(checkpoint: Path) -> str:
-    earlier = [c for c in complete_checkpoints(checkpoint.parent, resumable=True)
+    earlier = [c for c in resumable_checkpoints(checkpoint.parent)
                if c != checkpoint and checkpoint_problem(c) is None]
     if _CHECKPOINT_NAME.fullmatch(checkpoint.name):
         step = int(checkpoint.name.split("-")[1])
@@ -680,3 +690,27 @@ def _whole(checkpoint: Path | None, key: str, sources: Mapping[str, str]) -> Pat
         raise ConfigError(f"cannot resume: {problem}", key, sources,
                           _earlier(checkpoint))
     return checkpoint
+
+
+def _newest(run_dir: Path, key: str, sources: Mapping[str, str]) -> Path | None:
+    """output_dir's newest resumable checkpoint; newer ones that are only evaluable are named in
+    a warning, and refused when no checkpoint is resumable (step 0 would write over them)."""
+    newest, passed = newest_resumable(run_dir)
+    for checkpoint, missing in passed:
+        logger.warning("resume passes over %s: it can be evaluated but not resumed (%s)",
+                       checkpoint, missing)
+    if newest is None and passed:
+        _only_evaluable(passed[0][0], passed[0][1], key, sources)
+    return newest
+
+
+def _only_evaluable(checkpoint: Path, missing: str | None, key: str,
+                    sources: Mapping[str, str]) -> None:
+    """Refuse to resume from a checkpoint without its optimizer states (the Trainer would go on
+    with a fresh optimizer), naming it and the checkpoint to resume from instead."""
+    earlier = [c for c in resumable_checkpoints(checkpoint.parent) if c != checkpoint]
+    todo = (f"resume from {earlier[-1]}" if earlier else "start over with "
+            f"--overwrite_output_dir true, or train a new run from its weights "
+            f"(--model_name_or_path {checkpoint})")
+    raise ConfigError(f"{checkpoint} can be evaluated but not resumed: {missing}", key, sources,
+                      todo)
