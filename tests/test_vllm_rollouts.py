@@ -64,8 +64,12 @@ def trainer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     checkpoint = tiny_checkpoint(family, vocab="real", text_head_dim=32)
     loaded = load_model_and_processor(str(checkpoint), dtype="float32")
     out = tmp_path_factory.mktemp(f"vllm-rollouts-{family}")
+    # top_k 0: vLLM returns log-probs of the top-k-renormalised distribution and the policy pass
+    # scores the whole vocabulary, so at top-k 50 (the recipe's default) a random tiny model's
+    # near-uniform 152k-way distribution alone puts ~log(152k / 50) = 8 nats between them; the
+    # measured gap must be the audio's and the weights' (README, differences table: top-k).
     config = small_config(out, use_vllm="true", vllm_mode="colocate", max_steps=2,
-                          max_completion_length=8, seed=0,
+                          max_completion_length=8, seed=0, top_k=0,
                           learning_rate=1e-2 if lora else 1e-3)
     peft = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                       lora_dropout=0.0) if lora else None
