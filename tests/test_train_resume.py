@@ -359,6 +359,8 @@ def test_a_run_folder_without_a_resumable_checkpoint_is_refused(monkeypatch, tmp
 _KILLER = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
+import torch
+torch.set_num_threads({threads})  # the test process's: an earlier test may have set it (the demo)
 from transformers import Trainer
 import train
 from local.train import checkpoint_policy
@@ -408,7 +410,9 @@ def test_kill_9_during_a_save_still_resumes_bit_identical(tmp_path, monkeypatch,
     newest = ["--keep_optimizer_states", "newest"]  # the default (train_argv keeps all)
     train.main(train_argv(family, full) + newest)
     killed = tmp_path / "killed"
-    script = _KILLER.format(repo=str(REPO), point=point,
+    import torch
+
+    script = _KILLER.format(repo=str(REPO), point=point, threads=torch.get_num_threads(),
                             argv=train_argv(family, killed) + newest)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                             text=True, timeout=300)  # this process's threads: the same sums

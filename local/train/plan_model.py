@@ -105,6 +105,22 @@ def _part(name: str) -> str:
     return LANGUAGE
 
 
+@contextlib.contextmanager
+def _without_zero3() -> Iterator[None]:
+    """transformers builds a model inside DeepSpeed's zero.Init once a ZeRO-3 run's config is
+    registered (train.py under conf/ds_zero3.json: `is_deepspeed_zero3_enabled()`), which cannot
+    initialise meta tensors; the counts need a plain meta model, so the registration is lifted
+    while it is built."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
 @functools.lru_cache(maxsize=4)
 def model_shape(name_or_path: str, revision: str | None = None) -> ModelShape:
     """The counts of the model train.py would load from `name_or_path` (config only)."""
@@ -113,7 +129,7 @@ def model_shape(name_or_path: str, revision: str | None = None) -> ModelShape:
             config = load_config(name_or_path, revision=revision)
         family = family_of(config)
         cls, policy_config = _policy_class_and_config(config)
-        with _quiet_transformers(), torch.device("meta"):
+        with _quiet_transformers(), _without_zero3(), torch.device("meta"):
             model = cls._from_config(policy_config, dtype=torch.bfloat16)
     except ModelLoadError as error:
         raise PlanError(" ".join(str(error).split())) from None

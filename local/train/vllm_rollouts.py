@@ -162,12 +162,6 @@ class AudioVLLMGeneration(VLLMGeneration):
         self.audio_token_id = processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
         kwargs["generation_kwargs"] = vllm_generation_kwargs(kwargs.get("generation_kwargs"),
                                                              processor.tokenizer)
-        if kwargs.get("max_model_length") is None:
-            kwargs["max_model_length"] = default_max_model_length(
-                family.max_audio_seconds, kwargs.get("max_completion_length", 16))
-            logger.info("vLLM max_model_len %d: the %s audio window, the prompt text and %d new "
-                        "tokens (vllm_max_model_length sets another)", kwargs["max_model_length"],
-                        family.name, kwargs.get("max_completion_length", 16))
         if kwargs.get("mode", "colocate") != "colocate":
             raise ValueError("AudioVLLMGeneration runs in colocate mode only")
         if is_peft_model(kwargs["model"]):  # before the engine: what the sync could not merge
@@ -175,6 +169,12 @@ class AudioVLLMGeneration(VLLMGeneration):
                 raise ValueError("use_vllm with PEFT under FSDP is not supported: the recipe "
                                  "syncs LoRA weights under DeepSpeed (ZeRO-1/3) or one process")
             check_mergeable(kwargs["model"])
+        if kwargs.get("max_model_length") is None:
+            kwargs["max_model_length"] = default_max_model_length(
+                family.max_audio_seconds, kwargs.get("max_completion_length", 16))
+            logger.info("vLLM max_model_len %d: the %s audio window, the prompt text and %d new "
+                        "tokens (vllm_max_model_length sets another)", kwargs["max_model_length"],
+                        family.name, kwargs.get("max_completion_length", 16))
         super().__init__(*args, **kwargs)
 
     # -- engine -------------------------------------------------------------------------------
