@@ -463,13 +463,13 @@ def test_trainer_metrics_go_to_train_log_only(tmp_path) -> None:
 
     from transformers import TrainerState
 
-    import train
+    from local.train.run_log import MetricsLog, RunLog
 
-    with train.RunLog(enabled=True) as run_log:
+    with RunLog(enabled=True) as run_log:
         run_log.open(tmp_path)
         state = TrainerState()
         state.global_step = 7
-        train.MetricsLog().on_log(None, state, None, logs={"loss": 0.25, "reward": 1.0})
+        MetricsLog().on_log(None, state, None, logs={"loss": 0.25, "reward": 1.0})
         logging.getLogger("train").info("a line")
     text = (tmp_path / "train.log").read_text()
     assert 'step 7: {"loss": 0.25, "reward": 1.0}' in text and "a line" in text
