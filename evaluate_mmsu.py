@@ -8,7 +8,7 @@ through `local.eval.steps`):
 
   parse    the shared options (`local.eval.options`) and MMSU's: --mmsu_path, --protocols; a
            --model checkpoint whose save did not finish, or whose weights are cut short, is
-           refused in one line (`local.train.checkpoints.model_problem`: the stage's rule)
+           refused in one line (`local.runs.checkpoints.model_problem`: the stage's rule)
   load     the MMSU rows, options by position ('None' padding kept); a malformed row or one
            without audio is kept and counted wrong, with its reason
   predict  one pass per protocol (its own prompt), this rank's shard, batched; one log line per

@@ -4,11 +4,11 @@
 #   bash run.sh --stage test                 # set up the environment, run the test suite
 #   bash run.sh --stage prepare              # data and models from the hub
 #   bash run.sh --stage train                # GRPO on AVQA (torchrun + DeepSpeed ZeRO-1)
-#   bash run.sh --stage mmau --stop_stage mmsu
+#   bash run.sh --stage mmau --stop_stage mmar   # MMAU, MMSU and MMAR
 #   bash run.sh --stage report               # exp/<run>/report.md: curves, accuracy, samples
 #   bash run.sh --help                       # every option with its default
 #
-# Ordered stages: prepare < train < mmau < mmsu (--stage X --stop_stage Y runs X..Y).
+# Ordered stages: prepare < train < mmau < mmsu < mmar (--stage X --stop_stage Y runs X..Y).
 # Standalone stages: test, demo, report. Any option below is overridable as `--name value`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Options: name, default, help. Every one can be given as --name value.
 # ----------------------------------------------------------------------------------------------
 OPTIONS=(
-  "stage||first stage to run: prepare|train|mmau|mmsu|test|demo|report|plan"
+  "stage||first stage to run: prepare|train|mmau|mmsu|mmar|test|demo|report|plan"
   "stop_stage||last stage to run (ordered stages only; default: same as --stage)"
   "dry_run|false|print the commands a stage would run, run nothing (true|false)"
   "overwrite|false|redo finished work instead of skipping it (true|false)"
@@ -27,13 +27,13 @@ OPTIONS=(
   "vllm|false|use the vLLM environment (requirements-vllm.txt with a CUDA GPU, requirements-vllm-cpu.txt without) instead of --venv; its tests: --stage test --test_args '-m vllm'"
   "vllm_venv||environment for --vllm true (default: .venv-vllm with a CUDA GPU, .venv-vllm-cpu without)"
   "config|conf/grpo.yaml|training recipe (YAML): its model_name_or_path, template and train_data apply to every stage unless typed here; train.py reads the rest"
-  "model||hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct (default: --config's model_name_or_path, else Qwen/Qwen2.5-Omni-7B; mmau/mmsu: the run's)"
-  "template||prompt template: default|think|new (default: --config's template, else default; mmau/mmsu: the run's)"
+  "model||hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct (default: --config's model_name_or_path, else Qwen/Qwen2.5-Omni-7B; mmau/mmsu/mmar: the run's)"
+  "template||prompt template: default|think|new (default: --config's template, else default; mmau/mmsu/mmar: the run's)"
   "train_data||training data folder (default: --config's train_data, else <data_dir>/avqa)"
-  "override_run|false|mmau/mmsu: evaluate with a typed --model/--template although the run was trained with others (a cross-model comparison; summary.md says so)"
-  "data_dir|data|where prepare writes datasets (avqa, mmsu, mmau)"
+  "override_run|false|mmau/mmsu/mmar: evaluate with a typed --model/--template although the run was trained with others (a cross-model comparison; summary.md says so)"
+  "data_dir|data|where prepare writes datasets (avqa, mmsu, mmau, mmar)"
   "model_dir|models|where prepare writes model snapshots"
-  "sources|avqa mmsu mmau model|what stage prepare fetches (any of: avqa mmsu mmau model)"
+  "sources|avqa mmsu mmau model|what stage prepare fetches (any of: avqa mmsu mmau model, and mmau_test: the full MMAU test for --split test; mmar: MMAR, licence CC BY-NC 4.0)"
   "revisions||revision pins for prepare, e.g. 'avqa=<commit> model=<commit>' (default: latest)"
   "exp_dir|exp|where runs write checkpoints, logs and evaluations"
   "run_name|grpo|run folder under --exp_dir"
@@ -45,17 +45,19 @@ OPTIONS=(
   "master_port|auto|port on node 0 (auto: a free port on one node, 29500 across nodes)"
   "prepare_args||extra options for the prepare stage's script (python -m local.prepare --help)"
   "train_args||extra options for train.py, e.g. \"--learning_rate 5e-7 --max_steps 500\""
-  "eval_args||extra options for both evaluators (mmau and mmsu)"
+  "eval_args||extra options for every evaluator (mmau, mmsu and mmar)"
   "mmau_args||extra options for evaluate_mmau.py only"
   "mmsu_args||extra options for evaluate_mmsu.py only, e.g. \"--protocols letter\""
+  "mmar_args||extra options for evaluate_mmar.py only"
   "test_args|-m 'not gpu'|arguments for pytest in stage test"
-  "checkpoints||steps evaluated by mmau/mmsu besides step 0, e.g. \"100 200\" (default: every checkpoint-N of the run)"
-  "eval_batch_size|8|prompts per generate call in mmau/mmsu"
-  "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu (2048 as the reference recipe)"
-  "eval_backend|hf|mmau/mmsu generate with hf (transformers) or vllm (an engine per GPU, in the vLLM environment as with --vllm true; same prompts, settings and files)"
-  "with_no_audio|false|mmau/mmsu: also evaluate step 0 and the last step with --no_audio (text only) into eval/<bench>/<step>-no_audio; summary.md shows accuracy with audio, without, and the difference"
+  "checkpoints||steps evaluated by mmau/mmsu/mmar besides step 0, e.g. \"100 200\" (default: every checkpoint-N of the run)"
+  "eval_batch_size|8|prompts per generate call in mmau/mmsu/mmar"
+  "eval_max_new_tokens|2048|new tokens per answer in mmau/mmsu/mmar (2048 as the reference recipe)"
+  "eval_backend|hf|mmau/mmsu/mmar generate with hf (transformers) or vllm (an engine per GPU, in the vLLM environment as with --vllm true; same prompts, settings and files)"
+  "with_no_audio|false|mmau/mmsu/mmar: also evaluate step 0 and the last step with --no_audio (text only) into eval/<bench>/<step>-no_audio; summary.md shows accuracy with audio, without, and the difference"
   "gpu_memory_gb||plan: memory of one GPU in GB (default: the visible GPU's)"
-  "set_title||mmau/mmsu: name of the question set in results and summaries, when it is not the benchmark's own (e.g. a synthetic set in MMAU format)"
+  "split|test-mini|mmau: test-mini (1,000 questions, scored) or test (the full MMAU test: 9,000 questions, answers withheld; one model, the run's newest checkpoint or --checkpoints N, predicted into eval/mmau_test/<step>/submission.json for the MMAU evaluation Space; nothing scored)"
+  "set_title||mmau/mmsu/mmar: name of the question set in results and summaries, when it is not the benchmark's own (e.g. a synthetic set in MMAU format)"
 )
 
 for spec in "${OPTIONS[@]}"; do
@@ -76,7 +78,7 @@ usage() {
   done
   echo
   echo "After '--', options go to the stage's script; with a range of stages use --prepare_args,"
-  echo "--train_args, --eval_args (--mmau_args, --mmsu_args) instead."
+  echo "--train_args, --eval_args (--mmau_args, --mmsu_args, --mmar_args) instead."
 }
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [run.sh] $*" >&2; }
@@ -127,6 +129,9 @@ whole_number() {  # option, smallest value
     || die "--$1 takes a whole number >= $2, not '${!1}'"
 }
 one_of eval_backend hf vllm
+one_of split test-mini test
+[[ "$split" == test-mini || "$with_no_audio" == false ]] \
+  || die "--with_no_audio compares accuracies, and --split test is not scored here (answers withheld); drop one of them"
 one_of use_active_env auto false force
 [[ "$nproc" == auto ]] || whole_number nproc 1
 whole_number nnodes 1
@@ -141,7 +146,7 @@ whole_number eval_max_new_tokens 1
 [[ "$checkpoints" =~ ^[0-9,\ ]*$ ]] \
   || die "--checkpoints takes step numbers, e.g. \"100 200\"; not '$checkpoints'"
 
-ORDERED_STAGES=(prepare train mmau mmsu)
+ORDERED_STAGES=(prepare train mmau mmsu mmar)
 STANDALONE_STAGES=(test demo report plan)
 
 stage_index() {
@@ -333,19 +338,28 @@ eval_steps() {  # bench, then that evaluator's data options
   local loop=(--bench "$bench" --model "$(prepared "$eval_model")" --run_dir "$exp_dir/$run_name" --checkpoints "$checkpoints")
   [[ "$with_no_audio" != "true" ]] || loop+=(--with_no_audio)
   [[ -z "$eval_note" ]] || loop+=(--note "$eval_note")
-  stage_args eval_args "${bench}_args"
+  stage_args eval_args "${bench%_test}_args"  # mmau_test takes --mmau_args
   run_cmd "${launch[@]}" -m local.eval.steps "${loop[@]}" -- "${args[@]}" "${args_out[@]}"
 }
 no_audio_note() {  # what --with_no_audio adds to a stage's log line
   [[ "$with_no_audio" != "true" ]] || echo "; step 0 and the last step also without audio -> <step>-no_audio/"
 }
 stage_mmau() {
+  if [[ "$split" == test ]]; then
+    log "Stage mmau: (full test) the newest of $(prepared "$eval_model") (step 0), $exp_dir/$run_name/checkpoint-* (or --checkpoints N), $data_dir/mmau/mmau-test.json -> $exp_dir/$run_name/eval/mmau_test/<step>/submission.json (answers withheld: submit it to the MMAU evaluation Space)"
+    eval_steps mmau_test --split test --mmau_json "$data_dir/mmau/mmau-test.json" --mmau_audio_dir "$data_dir/mmau/test-audios"
+    return
+  fi
   log "Stage mmau: $(prepared "$eval_model") (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmau -> $exp_dir/$run_name/eval/mmau/<step>/{predictions,results}.json, summary.md$(no_audio_note)"
   eval_steps mmau --mmau_json "$data_dir/mmau/mmau-test-mini.json" --mmau_audio_dir "$data_dir/mmau/test-mini-audios"
 }
 stage_mmsu() {
   log "Stage mmsu: $(prepared "$eval_model") (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmsu -> $exp_dir/$run_name/eval/mmsu/<step>/results.json, summary.md$(no_audio_note)"
   eval_steps mmsu --mmsu_path "$data_dir/mmsu"
+}
+stage_mmar() {
+  log "Stage mmar: $(prepared "$eval_model") (step 0) + $exp_dir/$run_name/checkpoint-*, $data_dir/mmar -> $exp_dir/$run_name/eval/mmar/<step>/{predictions,results}.json, summary.md$(no_audio_note)"
+  eval_steps mmar --mmar_json "$data_dir/mmar/MMAR-meta.jsonl" --mmar_audio_dir "$data_dir/mmar/audio"
 }
 stage_demo() {
   log "Stage demo: generated audio + tiny random model -> $exp_dir/demo/{data,models,run}, $exp_dir/demo/report.md"
@@ -358,7 +372,7 @@ stage_demo() {
 stage_report() {
   local run="$exp_dir/$run_name"
   log "Stage report: $run -> $run/report.md"
-  run_cmd "$PY" -m local.report --run_dir "$run" "${extra_args[@]}"
+  run_cmd "$PY" -m local.run_report --run_dir "$run" "${extra_args[@]}"
 }
 
 # Will the training run fit? Per-GPU memory from the model's config alone (no weights), with the
@@ -396,11 +410,11 @@ else
 fi
 runs() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 if [[ ${#extra_args[@]} -gt 0 && ${#stages[@]} -gt 1 ]]; then
-  die "options after -- go to one stage's script, and this call runs ${stages[*]}: pass them with --prepare_args, --train_args, --eval_args (both evaluators), --mmau_args or --mmsu_args, e.g. --train_args \"${extra_args[*]}\""
+  die "options after -- go to one stage's script, and this call runs ${stages[*]}: pass them with --prepare_args, --train_args, --eval_args (every evaluator), --mmau_args, --mmsu_args or --mmar_args, e.g. --train_args \"${extra_args[*]}\""
 fi
-for _name in prepare_args train_args eval_args mmau_args mmsu_args; do
+for _name in prepare_args train_args eval_args mmau_args mmsu_args mmar_args; do
   _stage=${_name%_args}
-  if [[ -n "${!_name}" ]] && ! { [[ $_stage == eval ]] && { runs mmau || runs mmsu; } || runs "$_stage" || { [[ $_stage == train ]] && runs plan; }; }; then
+  if [[ -n "${!_name}" ]] && ! { [[ $_stage == eval ]] && { runs mmau || runs mmsu || runs mmar; } || runs "$_stage" || { [[ $_stage == train ]] && runs plan; }; }; then
     die "--$_name is given but this call runs ${stages[*]}, not $_stage"
   fi
 done
@@ -420,10 +434,10 @@ if runs train || runs plan; then
   split_words train_args
   refuse_resolved --train_args --template --model_name_or_path --train_data --output_dir --config
 fi
-if runs mmau || runs mmsu; then
+if runs mmau || runs mmsu || runs mmar; then
   words=("${extra_args[@]}")
   refuse_resolved "--" --template --model --out_dir
-  for _name in eval_args mmau_args mmsu_args; do
+  for _name in eval_args mmau_args mmsu_args mmar_args; do
     split_words "$_name"; refuse_resolved "--$_name" --template --model --out_dir
   done
 fi
@@ -439,12 +453,12 @@ if [[ "$nproc" == auto ]]; then
     nproc=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   fi
   (( nproc >= 1 )) || nproc=1
-  runs train || runs mmau || runs mmsu || runs plan && log "Processes per node: $nproc (--nproc auto: the visible GPUs)"
+  runs train || runs mmau || runs mmsu || runs mmar || runs plan && log "Processes per node: $nproc (--nproc auto: the visible GPUs)"
 fi
 
 # Model, template and training data: command line > --config > default, and for evaluation the
 # run's own record (local/train/run_settings.py says the rules); logged with where each came from.
-if runs prepare || runs train || runs mmau || runs mmsu || runs plan; then
+if runs prepare || runs train || runs mmau || runs mmsu || runs mmar || runs plan; then
   # Before the environment is set up, so a bad value costs no install: any Python 3 will do
   # (standard library; PyYAML where it has it).
   settings_py=$python
@@ -472,13 +486,13 @@ fi
 # --eval_backend vllm evaluates in the vLLM environment; the other stages keep theirs.
 if [[ "$eval_backend" == "vllm" && "$vllm" != "true" ]]; then
   ! runs prepare && ! runs train \
-    || die "--eval_backend vllm runs mmau/mmsu in the vLLM environment: run them in their own call (--stage mmau --stop_stage mmsu), or add --vllm true to run every stage there"
+    || die "--eval_backend vllm runs mmau/mmsu/mmar in the vLLM environment: run them in their own call (--stage mmau --stop_stage mmar), or add --vllm true to run every stage there"
   vllm=true
 fi
 if [[ "$vllm" == "true" ]]; then setup_vllm_env; else setup_env; fi
 
 for s in "${stages[@]}"; do
-  if [[ ( "$s" == mmau || "$s" == mmsu ) && "$nnodes" -gt 1 && "$node_rank" -ne 0 ]]; then
+  if [[ ( "$s" == mmau || "$s" == mmsu || "$s" == mmar ) && "$nnodes" -gt 1 && "$node_rank" -ne 0 ]]; then
     log "Stage $s: runs on node 0 only (--node_rank $node_rank of $nnodes): skipped here"
     continue
   fi

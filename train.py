@@ -40,6 +40,8 @@ from trl import ModelConfig, get_peft_config
 
 from local.core.models import LoadedModel, load_model_and_processor
 from local.core.records import RecordError
+from local.core.rewards import get_rewards, resolve_reward_weights, weight_table
+from local.runs.layout import TRAINER_STATE, checkpoint_dir
 from local.train.checkpoint_policy import KeepNewestStates, check_disk
 from local.train.checkpoints import policy_source, write_run_record
 from local.train.config import AudioGRPOConfig, read_config
@@ -53,7 +55,6 @@ from local.train.config_checks import (
 )
 from local.train.dataset import build_train_dataset
 from local.train.plan import check_before_loading
-from local.train.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.train.run_log import MetricsLog, RunLog
 from local.train.tracking import CompletionSamples, set_up_tracking, wants
 from local.train.trainer import AudioGRPOTrainer, UnusableClipError
@@ -97,7 +98,7 @@ def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: Load
 def _step(checkpoint: Path | None) -> int:
     if checkpoint is None:
         return 0
-    return json.loads((checkpoint / "trainer_state.json").read_text()).get("global_step", 0)
+    return json.loads((checkpoint / TRAINER_STATE).read_text()).get("global_step", 0)
 
 
 def _finished(checkpoint: Path, max_steps: int) -> bool:
@@ -191,7 +192,7 @@ def _run(argv: list[str] | None, run_log: RunLog) -> Path:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except UnusableClipError as error:  # every rank stops here together: one line, no traceback
         raise SystemExit(f"train.py: {error}") from None
-    final = run_dir / f"checkpoint-{trainer.state.global_step}"
+    final = checkpoint_dir(run_dir, trainer.state.global_step)
     if not final.exists():
         trainer.save_model(str(final))  # model + processor of the last step (for evaluation)
     if state.is_main_process:

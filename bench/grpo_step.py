@@ -46,12 +46,12 @@ from bench.models import KINDS, REAL_SHAPES, build_config, build_model, describe
 from bench.naive import NaiveAudioGRPOTrainer
 from bench.timing import PeakMemory, PhaseTimer, medians, table
 from local.core.records import Record
+from local.core.rewards import default_rewards, get_rewards
 from local.demo.data import _wav_bytes, make_items
 from local.demo.tiny import build_processor
 from local.demo.tokenizers import build_tokenizer
 from local.train.config import parse_args
 from local.train.dataset import training_row
-from local.train.rewards import default_rewards, get_rewards
 from local.train.trainer import AudioGRPOTrainer
 
 ROWS = ("collation", "rollout", "ref_logps", "old_logps", "policy_logps", "backward",

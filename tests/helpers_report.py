@@ -1,4 +1,4 @@
-"""Test helpers for run reports (`local.report`): run folders in the layouts train.py, TRL and
+"""Test helpers for run reports (`local.run_report`): run folders in the layouts train.py, TRL and
 the evaluators write (`full_run` and its parts), and what a written report must hold."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import yaml
 
 from local.core.prompts import TEMPLATES, build_messages
 from local.eval.benchmarks.base import registered
-from local.eval.runner import results_file
-from local.report.markdown import SECTIONS
-from local.report.plots import DATA_FILE
+from local.eval.results import results_file
+from local.run_report.markdown import SECTIONS
+from local.run_report.plots import DATA_FILE
 
 MMAU_TASKS = ("sound", "music", "speech")
 MMSU_CATEGORIES = ("Perception-Phonetics-a-b", "Reasoning-Semantics-c-d")

@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 
 from local.core.models import load_model_and_processor
 from local.core.records import Record
+from local.core.rewards import completion_text
 from local.demo.data import _wav_bytes, make_items, write_demo_data
 from local.train.config import parse_args
 from local.train.dataset import training_row
-from local.train.rewards import completion_text
 from local.train.trainer import AudioGRPOTrainer
 from tests.helpers import CACHE, REPO, tiny_checkpoint
 

@@ -27,7 +27,16 @@ Every writer stands in for something outside the repo, so each says what it is b
   items with `id`, `audio_id` "./test-mini-audios/<id>.wav", `question`, `choices`, `answer`,
   `dataset`, `task`, `split`, `category`, `sub-category`, `difficulty` (the real file is in
   ../shared/data/mmau when the workspace has it: `real_mmau_json`).
-* Evaluation sets (`mmau_eval_set`, `mmsu_eval_set`): the MMAU and MMSU layouts above with clips
+* MMAR (github ddlBoJack/MMAR, `MMAR-meta.jsonl` at commit 3bce090a; hub dataset `BoJack/MMAR`):
+  one JSON object per line with `id`, `audio_path` "./audio/<file>.wav" (in 46 of 1000 items
+  NOT `<id>.wav`), `question`, `choices` (2-6), `answer`, `modality`, `category`,
+  `sub-category`, `language`, `source`, `url`, `timestamp`, `thinking`, `cue`, `rubric`. The hub
+  holds `MMAR-meta.json` (the same items as a JSON list) and `mmar-audio.tar.gz`, which extracts
+  to `audio/<file>.wav`. Evidence: the real file (../shared/data/mmar: `real_mmar_jsonl`), and
+  public loaders that call `hf_hub_download(repo_id="BoJack/MMAR",
+  filename="mmar-audio.tar.gz", repo_type="dataset")`, extract it and read
+  `<dir>/audio/<name>.wav` (`write_mmar_set`, `mmar_hub`).
+* Evaluation sets (`mmau_eval_set`, `mmsu_eval_set`, `mmar_eval_set`): the layouts above with clips
   of varied length and pitch, for end-to-end evaluator runs on a tiny model.
 * The Hugging Face cache (`cache_repo`): huggingface_hub 2.x's layout,
   `<type>s--<org>--<name>/blobs/<sha256>`, `snapshots/<commit>/<file>` symlinked to the blob,
@@ -282,3 +291,99 @@ def cache_repo(cache: Path, repo_type: str, repo_id: str, files: Path, commit: s
         (storage / "refs" / ref).write_text(commit)
     return snap
 
+
+
+# ------------------------------------------------------------------------------------- MMAR
+
+# MMAR's question file (github ddlBoJack/MMAR, MMAR-meta.jsonl at commit 3bce090a, 1000 items),
+# in the development workspace only: `real_mmar_jsonl` skips where it is absent.
+REAL_MMAR_JSONL = SHARED_DATA / "mmar" / "MMAR-meta.jsonl"
+# A real item whose audio file is not `<id>.wav` (46 of the 1000 are so).
+MMAR_RENAMED = ("BV1kx411m7UN_2-45_3-15", "./audio/BV1kx411m7UN_00-02-45_00-03-15.wav")
+
+
+def real_mmar_jsonl() -> Path:
+    """The real MMAR-meta.jsonl (1000 items) where the workspace has it; else skip."""
+    if not REAL_MMAR_JSONL.is_file():
+        pytest.skip("../shared/data/mmar/MMAR-meta.jsonl is absent")
+    return REAL_MMAR_JSONL
+
+
+def mmar_item(i: int, **overrides: object) -> dict:
+    """One MMAR item with every field of the real file (values of their real kinds): id
+    "mmar-<i>", audio "./audio/mmar-<i>.wav", four choices, answer "Open Grassland"."""
+    item = {"id": f"mmar-{i}", "audio_path": f"./audio/mmar-{i}.wav",
+            "question": "What type of natural environment might this music originate from",
+            "choices": ["Mountain Canyon", "Dense Forest", "Open Grassland", "City Streets"],
+            "answer": "Open Grassland", "modality": "music", "category": "Cultural Layer",
+            "sub-category": "Professional Knowledge and Reasoning", "language": None,
+            "source": "youtube", "url": f"https://www.youtube.com/watch?v=clip{i}",
+            "timestamp": "00:01:32,00:02:02", "thinking": "Throat singing suggests a steppe.",
+            "cue": ["Throat Singing", "Long Song"],
+            "rubric": "[{'name': 'Cue Identification', 'scoring_point': 'Award 1 point'}]"}
+    return {**item, **overrides}
+
+
+def write_mmar_jsonl(path: Path, items: Sequence[object]) -> Path:
+    """A question file in MMAR-meta.jsonl's format: one JSON object per line (a str item is
+    written as the line itself, for broken files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((i if isinstance(i, str) else json.dumps(i, ensure_ascii=False))
+                            + "\n" for i in items), encoding="utf-8")
+    return path
+
+
+def write_mmar_set(root: Path, items: list[dict], skip_audio: tuple[str, ...] = (),
+                   clip: Callable[[int, dict], bytes] | None = None) -> Path:
+    """root/MMAR-meta.jsonl + root/audio/<audio_path's name> (the release's layout); returns the
+    question file. `clip(i, item)` gives item i's audio (default 0.2 s at 16 kHz); items whose
+    id is in `skip_audio` get none."""
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    for i, item in enumerate(items):
+        if item["id"] not in skip_audio:
+            data = clip(i, item) if clip else wav()
+            (root / "audio" / Path(item["audio_path"]).name).write_bytes(data)
+    return write_mmar_jsonl(root / "MMAR-meta.jsonl", items)
+
+
+def mmar_eval_questions(n: int) -> list[dict]:
+    """`n` MMAR items for evaluation runs: spread over the real file where the workspace has it
+    (every field as released; the first is `MMAR_RENAMED`, whose audio is not `<id>.wav`), else
+    synthetic items of the same shape (the first named as such an item is)."""
+    if REAL_MMAR_JSONL.is_file():
+        items = [json.loads(line) for line in REAL_MMAR_JSONL.read_text().splitlines()]
+        renamed = next(i for i in items if i["id"] == MMAR_RENAMED[0])
+        return [renamed] + [i for i in items[::len(items) // n] if i is not renamed][:n - 1]
+    modalities = ["sound", "music", "speech", "mix-sound-speech"]
+    layers = ["Signal Layer", "Perception Layer", "Semantic Layer", "Cultural Layer"]
+    answers = ["Low", "High", "Rising", "Falling"]
+    items = [mmar_item(i, question=f"Which tone is clip {i}?", choices=answers[:2 + i % 3],
+                       answer=answers[i % 2], modality=modalities[i % 4], category=layers[i % 4],
+                       **{"sub-category": f"sub {i % 3}"}) for i in range(n)]
+    items[0] = {**items[0], "id": MMAR_RENAMED[0], "audio_path": MMAR_RENAMED[1]}
+    return items
+
+
+def mmar_eval_set(root: Path, n: int = 12) -> Path:
+    """The question file of `n` items under `root` with their audio (clip i: a tone of 0.5 to
+    1.5 s), laid out as the release is (MMAR-meta.jsonl, audio/)."""
+    def clip(i: int, _: dict) -> bytes:
+        return wav(0.5 + 0.25 * (i % 5), freq=200 + 40 * i)
+
+    return write_mmar_set(root, mmar_eval_questions(n), clip=clip)
+
+
+def mmar_hub(folder: Path, items: list[dict], clips: dict[str, bytes],
+             members: dict[str, bytes] | None = None) -> Path:
+    """The hub dataset BoJack/MMAR's files: folder/MMAR-meta.json (the items as a JSON list) and
+    folder/mmar-audio.tar.gz holding audio/<name> for each clip ({file name: bytes}); `members`
+    adds archive members by path as they are (e.g. "../escape.wav")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "MMAR-meta.json").write_text(json.dumps(items), encoding="utf-8")
+    with tarfile.open(folder / "mmar-audio.tar.gz", "w:gz") as tf:
+        for name, data in [*((f"audio/{n}", d) for n, d in clips.items()),
+                           *(members or {}).items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return folder

@@ -21,17 +21,17 @@ import torch
 from safetensors.torch import save_file
 from transformers.trainer_utils import rotate_checkpoints
 
-from local.train import checkpoint_policy
-from local.train.checkpoint_policy import KeepNewestStates, estimate_disk, prune_older_states
-from local.train.checkpoints import (
+from local.core.rewards import REWARDS
+from local.runs.checkpoints import (
     checkpoint_problem,
     is_evaluable,
     is_resumable,
     newest_resumable,
     resume_problem,
 )
+from local.train import checkpoint_policy
+from local.train.checkpoint_policy import KeepNewestStates, estimate_disk, prune_older_states
 from local.train.config import parse_args
-from local.train.rewards import REWARDS
 from tests.helpers import REPO, tiny_checkpoint
 from tests.helpers_train import length_reward, train_argv
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from local.demo.demo_report import DEMO_SET_TITLE, encoder_change
 from local.demo.plots import warmup_figure
-from local.demo.report import DEMO_SET_TITLE, encoder_change
 from local.demo.warmup import answer_labels, default_option, pick_label
 from tests.helpers import REPO
 from tests.helpers_report import assert_every_plot_has_data, assert_every_section
@@ -117,7 +117,7 @@ def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
     assert "The audio encoder was trained: PASSED" in report
     # The warm-up's biased teacher (why step 0 starts near chance) is stated with its share.
     assert "on 60% of the rows the taught option is the question's" in report
-    # The run's report (local.report) inside the demo's, every plot drawn from data.
+    # The run's report (local.run_report) inside the demo's, every plot drawn from data.
     assert_every_section(report)
     links = assert_every_plot_has_data(out / "report.md")
     for png in ("rewards", "kl", "completion_length", "reward_spread", "optimizer",

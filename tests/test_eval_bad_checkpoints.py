@@ -1,7 +1,7 @@
 """Half-written checkpoints: one rule for the mmau/mmsu stages (`local.eval.steps`) and for
 `evaluate_*.py --model`, skipped ones named one line each, truncated weights named in one line.
 
-The rule (`local.train.checkpoints.checkpoint_problem`): a training checkpoint (a `checkpoint-N`
+The rule (`local.runs.checkpoints.checkpoint_problem`): a training checkpoint (a `checkpoint-N`
 folder, or one holding files only a Trainer save writes) is evaluable when it holds weights and
 trainer_state.json (the HF Trainer writes it last) and its weight files are whole
 (`local.core.models.weights_problem`); any other local folder (a base model) only needs whole
@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 import evaluate_mmau
 from local.core.models import ModelLoadError, load_model_and_processor, weights_problem
 from local.eval.steps import steps
-from local.train.checkpoints import checkpoint_problem, is_evaluable, model_problem
+from local.runs.checkpoints import checkpoint_problem, is_evaluable, model_problem
 from tests.helpers import REPO
 
 

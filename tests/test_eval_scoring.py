@@ -10,7 +10,7 @@ import pytest
 import evaluate_mmau
 import evaluate_mmsu
 from local.eval.benchmarks.mmau import MMAU
-from local.eval.report import reconcile
+from local.eval.question_check import reconcile
 from tests.helpers import REPO
 
 CHOICES = ["Man", "Woman", "Child", "Robot"]

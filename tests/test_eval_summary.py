@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from local.eval.benchmarks.base import Benchmark, registered
-from local.eval.runner import results_file
-from local.eval.summary import NO_AUDIO_SUFFIX, render, write_summary
+from local.eval.results import results_file
 from local.eval.summary import main as summary_main
+from local.eval.summary import render, write_summary
+from local.runs.layout import NO_AUDIO_SUFFIX
 
 BENCHMARKS = registered()
 CATEGORIES = ["Perception-Phonetics-Pitch-Tone", "Reasoning-Semantics-Meaning-X",

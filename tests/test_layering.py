@@ -3,15 +3,23 @@ modules sit at the top of the file unless a comment says why one is deferred.
 
 The layers (README, "Architecture"):
 
-    core     records, readers, prompts, answers, collate, models     imports core, util
-    util     file and process helpers                                 imports util only
-    train    config, dataset, trainer, rewards, checkpoints, ...      imports core, util, train
-    eval     generation, runner, report, benchmarks                   imports core, util, eval
-             (and train.checkpoints: checkpoint discovery has one home)
-    prepare  hub, unpack, validate                                    imports core, util, prepare
-    report   a run folder's report (curves, accuracy, samples)        imports core, util, eval,
-                                                                      train, report
-    demo     data, tiny models, warm-up, report                       imports anything
+    core        records, prompts, answers, rewards, collate, models   imports core, util
+    util        file and process helpers                              imports util only
+    runs        a run folder: its layout, which checkpoints count     imports core, util, runs
+                (evaluable, resumable), the results.json of its steps
+    data        dataset readers                                       imports core, util, data
+    train       config, dataset, trainer, weights reload, ...         imports core, util, data,
+                                                                      runs, train
+    eval        generation, runner, judge, results, benchmarks        imports core, util, data,
+                                                                      runs, eval
+    prepare     hub, unpack, validate, validation report              imports core, util, data,
+                                                                      prepare
+    run_report  a run folder's report (curves, accuracy, samples)     imports core, util, runs,
+                                                                      run_report
+    demo        data, tiny models, warm-up, demo report               imports anything
+
+What a run folder holds is read through `runs`, never from the stage that wrote it: eval and
+the run report import nothing of train, and the run report nothing of eval.
 
 Every module is read with `ast` (nothing is imported), so a module that fails to import is still
 checked.
@@ -33,19 +41,21 @@ from tests.helpers import REPO
 ALLOWED: dict[str, tuple[str, ...]] = {
     "core": ("local.core", "local.util"),
     "util": ("local.util",),
-    "train": ("local.core", "local.util", "local.train"),
-    "eval": ("local.core", "local.util", "local.eval", "local.train.checkpoints"),
-    "prepare": ("local.core", "local.util", "local.prepare"),
-    "report": ("local.core", "local.util", "local.eval", "local.train", "local.report"),
+    "runs": ("local.core", "local.util", "local.runs"),
+    "data": ("local.core", "local.util", "local.data"),
+    "train": ("local.core", "local.util", "local.data", "local.runs", "local.train"),
+    "eval": ("local.core", "local.util", "local.data", "local.runs", "local.eval"),
+    "prepare": ("local.core", "local.util", "local.data", "local.prepare"),
+    "run_report": ("local.core", "local.util", "local.runs", "local.run_report"),
 }
 # Top-level names of the recipe besides local/: an import of one of these inside a function is
 # an import between recipe modules too.
-RECIPE_ROOTS = ("local", "train", "evaluate_mmau", "evaluate_mmsu", "bench")
-ENTRY_POINTS = ("train.py", "evaluate_mmau.py", "evaluate_mmsu.py")
+RECIPE_ROOTS = ("local", "train", "evaluate_mmau", "evaluate_mmsu", "evaluate_mmar", "bench")
+ENTRY_POINTS = ("train.py", "evaluate_mmau.py", "evaluate_mmsu.py", "evaluate_mmar.py")
 
 @dataclass(frozen=True)
 class Import:
-    target: str  # the module imported, e.g. "local.train.checkpoints"
+    target: str  # the module imported, e.g. "local.runs.checkpoints"
     line: int
     end_line: int
     function: str | None  # the enclosing function, None at module (or class) level
@@ -147,16 +157,19 @@ def offenders() -> list[tuple[str, str]]:
     [
         pytest.param("local.core.collate", "from local.core.audio import load\n", [],
                      id="core-imports-core"),
-        pytest.param("local.core.collate", "from local.train.rewards import R\n",
-                     ["line 1: local.core imports local.train.rewards"], id="core-imports-train"),
-        pytest.param("local.core.collate", "from local.train import rewards\n",
-                     ["line 1: local.core imports local.train.rewards"],
+        pytest.param("local.core.collate", "from local.train.trainer import T\n",
+                     ["line 1: local.core imports local.train.trainer"], id="core-imports-train"),
+        pytest.param("local.core.collate", "from local.train import trainer\n",
+                     ["line 1: local.core imports local.train.trainer"],
                      id="core-imports-a-train-module-by-name"),
         pytest.param("local.core.collate", "from ..demo import tiny\n",
                      ["line 1: local.core imports local.demo.tiny"], id="relative-import"),
         pytest.param("local.util.envcheck", "import local.core.audio\n",
                      ["line 1: local.util imports local.core.audio"], id="util-imports-core"),
-        pytest.param("local.eval.steps", "from local.train.checkpoints import x\n", [],
+        pytest.param("local.eval.steps", "from local.runs.checkpoints import x\n", [],
+                     id="eval-finds-checkpoints-in-runs"),
+        pytest.param("local.eval.steps", "from local.train.checkpoints import x\n",
+                     ["line 1: local.eval imports local.train.checkpoints"],
                      id="eval-finds-checkpoints-in-train"),
         pytest.param("local.eval.steps", "from local.train.trainer import x\n",
                      ["line 1: local.eval imports local.train.trainer"], id="eval-imports-trainer"),
@@ -164,10 +177,19 @@ def offenders() -> list[tuple[str, str]]:
                      ["line 2: local.train imports local.demo.tiny"], id="deferred-counts-too"),
         pytest.param("local.demo.run", "from local.eval import steps\n", [],
                      id="demo-imports-anything"),
-        pytest.param("local.report.build", "from local.eval.summary import x\n", [],
+        pytest.param("local.run_report.build", "from local.runs.eval_results import x\n", [],
                      id="report-reads-evaluations"),
-        pytest.param("local.report.build", "from local.demo.report import x\n",
-                     ["line 1: local.report imports local.demo.report"],
+        pytest.param("local.run_report.build", "from local.eval.summary import x\n",
+                     ["line 1: local.run_report imports local.eval.summary"],
+                     id="report-imports-no-eval"),
+        pytest.param("local.run_report.build", "from local.train.rewards import x\n",
+                     ["line 1: local.run_report imports local.train.rewards"],
+                     id="report-imports-no-train"),
+        pytest.param("local.runs.checkpoints", "from local.train.checkpoints import x\n",
+                     ["line 1: local.runs imports local.train.checkpoints"],
+                     id="runs-imports-no-train"),
+        pytest.param("local.run_report.build", "from local.demo.demo_report import x\n",
+                     ["line 1: local.run_report imports local.demo.demo_report"],
                      id="report-imports-no-demo"),
     ],
 )

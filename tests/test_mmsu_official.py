@@ -20,8 +20,8 @@ import pytest
 import evaluate_mmsu
 from local.core.answers import match_letter, mmsu_official_letter
 from local.core.prompts import build_letter_prompt
-from local.core.readers import read_mmsu
 from local.core.records import ReadReport
+from local.data.mmsu import read_mmsu
 from local.eval.benchmarks.mmsu import OFFICIAL_AS_IS
 from local.eval.benchmarks.mmsu_official import official_rows, official_score
 from tests.sources import mmsu_row, save_mmsu

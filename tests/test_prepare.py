@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from local.core.readers import read_avqa, read_mmau, read_mmsu
+from local.data.avqa import read_avqa
+from local.data.mmau import read_mmau
+from local.data.mmsu import read_mmsu
 from local.prepare import cli as prepare
 from tests.helpers import REPO
 from tests.sources import (
@@ -293,10 +295,8 @@ def test_real_question_file_is_recognised(tmp_path: Path) -> None:
     real = REPO.parent / "shared" / "data" / "mmau" / "mmau-test-mini.json"
     if not real.is_file():
         pytest.skip("../shared/data/mmau/mmau-test-mini.json is absent")
-    from argparse import Namespace
-
     from local.prepare.mmau import fetch_questions
 
-    info = fetch_questions(Namespace(mmau_json=str(real), mmau_url=None), tmp_path / "q.json")
+    info = fetch_questions(str(real), "unused://", tmp_path / "q.json")
     assert info["items"] == 1000 and info["known_version"].startswith("MMAU-v05.15.25")
     assert (tmp_path / "q.json").read_bytes() == real.read_bytes()

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from local.core.readers import read_mmau
+from local.data.mmau import read_mmau
 from local.prepare import cli as prepare
 from local.prepare import hub
 from local.prepare.hub import Source, SourceError

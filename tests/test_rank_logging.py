@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from local.core.readers import read_mmsu
 from local.core.records import ReadReport
+from local.data.mmsu import read_mmsu
 from local.util.dist import ReplicaLogFilter
 from tests.helpers import REPO
 from tests.sources import MMSU_WAV, mmsu_row, save_mmsu
 
-READERS = "local.core.readers"
+READERS = "local.data.mmsu"  # a reader's logger (SHARED_LOGGERS covers local.data.*)
 
 
 def _record(name: str, level: int, msg: str, *args: object) -> logging.LogRecord:

@@ -15,14 +15,10 @@ from pathlib import Path
 import datasets
 import pytest
 
-from local.core.readers import (
-    parse_avqa_answer,
-    parse_avqa_question,
-    read_avqa,
-    read_mmau,
-    read_mmsu,
-)
 from local.core.records import ReadReport, RecordError
+from local.data.avqa import parse_avqa_answer, parse_avqa_question, read_avqa
+from local.data.mmau import read_mmau
+from local.data.mmsu import read_mmsu
 from tests.sources import (
     MMSU_WAV,
     WAV,

@@ -47,6 +47,8 @@ EXPANSIONS = [
     ('--checkpoints "500 1000" --nproc 8',
      ["-m torch.distributed.run --standalone --nproc_per_node 8", r"--checkpoints 500\ 1000"]),
     ("--stage mmsu", ["-m local.eval.steps --bench mmsu"]),
+    ("--stage mmar", ["Stage mmar:", "-m local.eval.steps --bench mmar",
+                      "--mmar_json data/mmar/MMAR-meta.jsonl"]),
     ("--stage plan", ["Stage plan:", "-m local.train.plan --model", "--gpu_memory_gb 80"]),
     ("--stage test --vllm true", ["Environment:", "requirements-vllm", "-m pytest -m vllm"]),
     ("--stage train --vllm true", ["Environment:", "requirements-vllm", "train.py --config",

@@ -1,14 +1,16 @@
 """The README walked as one researcher walks it, on one run folder, for real (tiny substitutes).
 
-One workspace laid out as a user's (`data/avqa`, `data/mmau`, `data/mmsu` in the layouts stage
-prepare writes), the tiny Qwen2.5-Omni thinker standing in for the hub model, then in sequence:
+One workspace laid out as a user's (`data/avqa`, `data/mmau` (test-mini and the full test's
+shape), `data/mmsu`, `data/mmar` in the layouts stage prepare writes), the tiny Qwen2.5-Omni
+thinker standing in for the hub model, then in sequence:
 
-1. `run.sh --stage train --stop_stage mmsu` with per-stage options (a range: `--train_args`,
-   `--eval_args`): trains 2 steps, evaluates step 0 and checkpoint-2 on both benchmarks;
+1. `run.sh --stage train --stop_stage mmar` with per-stage options (a range: `--train_args`,
+   `--eval_args`): trains 2 steps, evaluates step 0 and checkpoint-2 on the three benchmarks;
 2. the README's evaluation line on that run folder, by run name only: it evaluates the run's
    model with the run's template (resumed: nothing redone), and a disagreeing `--model` is
    refused in one line;
-3. the README's report line on the same run;
+3. the README's report line on the same run, and its full-MMAU-test line (one model: the
+   newest checkpoint, a submission file);
 4. every `python ...` line of the README that runs offline, as printed, from the workspace
    (only the hub model id, a step number and /tmp are swapped for the tiny run's).
 """
@@ -27,7 +29,7 @@ import pytest
 
 from tests.helpers import REPO, tiny_checkpoint
 from tests.helpers_train import demo_data_small
-from tests.sources import mmau_eval_set, mmsu_row, save_mmsu, wav
+from tests.sources import mmar_eval_set, mmau_eval_set, mmsu_row, save_mmsu, wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -55,7 +57,15 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("walk")
     (ws / "data").mkdir()
     (ws / "data" / "avqa").symlink_to(demo_data_small() / "avqa")
-    mmau_eval_set(ws / "data" / "mmau", n=ITEMS)
+    questions, audio = mmau_eval_set(ws / "data" / "mmau", n=ITEMS)
+    # The full test's shape: the same clips, no answers (data/mmau/mmau-test.json, test-audios/)
+    items = json.loads(questions.read_text())
+    for item in items:
+        del item["answer"]
+        item["audio_id"] = "./test-audios/" + Path(item["audio_id"]).name
+    (audio.parent / "test-audios").symlink_to(audio.name)
+    (audio.parent / "mmau-test.json").write_text(json.dumps(items))
+    mmar_eval_set(ws / "data" / "mmar", n=ITEMS)
     # Clean data (validation passes): every row has its clip (48 kHz, as MMSU's).
     save_mmsu(ws / "data" / "mmsu", [mmsu_row(i, audio=wav(0.8, sr=48_000, freq=300 + 50 * i),
                                               key=f"mmsu-{i}") for i in range(ITEMS)])
@@ -69,7 +79,7 @@ EVAL_ARGS = ["--nproc", "1", "--eval_max_new_tokens", "4", "--eval_batch_size", 
 @pytest.fixture(scope="module")
 def trained(workspace: Path) -> Path:
     """Step 1: one call from training to the last benchmark."""
-    result = run_sh(workspace, "--stage", "train", "--stop_stage", "mmsu", "--config",
+    result = run_sh(workspace, "--stage", "train", "--stop_stage", "mmar", "--config",
                     "conf/demo.yaml", "--model", str(tiny_checkpoint("qwen2_5_omni")),
                     "--run_name", "grpo", "--deepspeed", "none", *EVAL_ARGS, "--train_args",
                     "--max_steps 2 --save_steps 2 --num_generations 4 "
@@ -85,7 +95,7 @@ def _results(run: Path, bench: str, step: int) -> dict:
 
 def test_one_call_trains_then_evaluates_every_step(trained: Path) -> None:
     assert (trained / "checkpoint-2" / "trainer_state.json").is_file()
-    for bench in ("mmau", "mmsu"):
+    for bench in ("mmau", "mmsu", "mmar"):
         for step in (0, 2):
             results = _results(trained, bench, step)
             scored = results["protocols"]["exact"] if bench == "mmsu" else results
@@ -130,7 +140,9 @@ OFFLINE_LINES = [
     ("python evaluate_mmau.py --score_only", {"/1000/": "/2/"}, "rescored.json"),
     ("python evaluate_mmau.py --model", {"Qwen/Qwen2.5-Omni-7B": "TINY"},
      "exp/ablation/mmau_no_audio/results.json"),
-    ("python -m local.report", {"/tmp/grpo.md": "grpo.md"}, "grpo.md"),
+    ("python -m local.run_report", {"/tmp/grpo.md": "grpo.md"}, "grpo.md"),
+    ("python evaluate_mmau.py --split test", {"-1000": "-2", "/1000": "/2"},
+     "exp/grpo/eval/mmau_test/2/submission.json"),
 ]
 
 
@@ -162,3 +174,16 @@ def test_readme_python_line_runs_as_printed(trained: Path, workspace: Path, star
     if "--score_only" in line:  # re-scoring the run's predictions gives the run's accuracy
         rescored = json.loads((workspace / writes).read_text())
         assert rescored["accuracy"] == _results(trained, "mmau", 2)["accuracy"]
+
+
+def test_the_readme_full_test_line_predicts_the_newest_checkpoint(trained: Path,
+                                                                   workspace: Path) -> None:
+    line = next(line for line in README.splitlines()
+                if line.startswith("bash run.sh --stage mmau --split test --run_name grpo"))
+    result = run_sh(workspace, *shlex.split(line.split("  #")[0])[2:], *EVAL_ARGS)
+    assert result.returncode == 0, result.stderr[-4000:]
+    submission = json.loads((trained / "eval" / "mmau_test" / "2" / "submission.json")
+                            .read_text())
+    assert len(submission) == ITEMS and all(s["prediction_error"] is None for s in submission)
+    assert not (trained / "eval" / "mmau_test" / "0").exists()  # one model: the newest
+    assert "huggingface.co/spaces/sonalkum/MMAU-Eval" in result.stdout

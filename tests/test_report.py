@@ -1,5 +1,5 @@
-"""The run report (`python -m local.report`, `bash run.sh --stage report`) on run folders written
-here in the layouts train.py, TRL and the evaluators write: full, still going, without
+"""The run report (`python -m local.run_report`, `bash run.sh --stage report`) on run folders
+written here in the layouts train.py, TRL and the evaluators write: full, still going, without
 evaluation, empty; every section present, every plot drawn from data."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from local.report.build import reward_names_and_weights, write_report
-from local.report.markdown import sample_steps
-from local.report.plots import DATA_FILE
-from local.report.run_folder import Completion, read_run, write_labels
-from local.report.series import group_spread, metric, reward_names, training_figures
+from local.run_report.build import reward_names_and_weights, write_report
+from local.run_report.markdown import sample_steps
+from local.run_report.plots import DATA_FILE
+from local.run_report.run_folder import Completion, read_run, write_labels
+from local.run_report.series import group_spread, metric, reward_names, training_figures
 from local.util.gitinfo import code_version
 from tests.helpers import REPO
 from tests.helpers_report import (
@@ -127,7 +127,7 @@ def test_a_run_without_a_checkpoint_yet_says_so(tmp_path: Path) -> None:
 def test_nothing_to_report_is_a_one_line_error(tmp_path: Path, make) -> None:
     run = tmp_path / "run"
     make(run)
-    result = subprocess.run([sys.executable, "-m", "local.report", "--run_dir", str(run)],
+    result = subprocess.run([sys.executable, "-m", "local.run_report", "--run_dir", str(run)],
                             cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode != 0
@@ -238,5 +238,6 @@ def test_run_sh_report_stage_makes_one_call() -> None:
     assert result.returncode == 0, result.stderr
     assert "Stage report: exp/demo/run -> exp/demo/run/report.md" in result.stderr
     calls = [line for line in result.stderr.splitlines() if "[run.sh] + " in line
-             and "local.report" in line]
-    assert len(calls) == 1 and calls[0].endswith("-m local.report --run_dir exp/demo/run "), calls
+             and "local.run_report" in line]
+    assert len(calls) == 1 and calls[0].endswith(
+        "-m local.run_report --run_dir exp/demo/run "), calls

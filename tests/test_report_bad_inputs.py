@@ -27,9 +27,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from local.report import plots, run_folder
-from local.report.build import main
-from local.report.markdown import SECTIONS
+from local.run_report import plots, run_folder
+from local.run_report.build import main
+from local.run_report.markdown import SECTIONS
 from tests.helpers import REPO
 from tests.helpers_report import assert_every_plot_has_data, assert_every_section, full_run
 
@@ -344,7 +344,7 @@ def assert_no_nan(md: Path) -> None:
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name.startswith("local.report") and r.levelno >= logging.WARNING]
+            if r.name.startswith("local.run_report") and r.levelno >= logging.WARNING]
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -356,7 +356,7 @@ def test_a_bad_file_is_left_out_named_and_the_rest_written(
     shutil.copytree(good_run, run)
     bad = run / case.path
     case.spoil(bad)
-    caplog.set_level(logging.WARNING, logger="local.report")
+    caplog.set_level(logging.WARNING, logger="local.run_report")
 
     md = main(["--run_dir", str(run)])  # (a) no exception, no exit
 
@@ -389,11 +389,11 @@ def test_the_good_run_leaves_nothing_out(good: tuple[Path, str]) -> None:
 
 
 def test_the_cli_warns_in_one_line_on_stderr(tmp_path: Path) -> None:
-    """`python -m local.report` in its own process: exit 0, the warning one stderr line."""
+    """`python -m local.run_report` in its own process: exit 0, the warning one stderr line."""
     run = full_run(tmp_path / "run", steps=10)
     bad = run / "eval" / "mmau" / "10" / "results.json"
     bad.write_text('{"accuracy": "high"}')
-    done = subprocess.run([sys.executable, "-m", "local.report", "--run_dir", str(run),
+    done = subprocess.run([sys.executable, "-m", "local.run_report", "--run_dir", str(run),
                            "--plot_dir", str(tmp_path / "plots")], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -467,7 +467,7 @@ def test_an_unwritable_output_exits_1_without_a_traceback(tmp_path: Path) -> Non
     run = full_run(tmp_path / "run", steps=10)
     (tmp_path / "a_file").write_text("x")
     out = tmp_path / "a_file" / "report.md"
-    done = subprocess.run([sys.executable, "-m", "local.report", "--run_dir", str(run),
+    done = subprocess.run([sys.executable, "-m", "local.run_report", "--run_dir", str(run),
                            "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 1

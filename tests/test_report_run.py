@@ -1,5 +1,5 @@
 """The run report on a real run: train.py (3 steps, completion logs), the MMAU evaluator on the
-demo's small set (steps 0, 2, 3; 0 and 3 also without the audio), then `python -m local.report`
+demo's small set (steps 0, 2, 3; 0 and 3 also without the audio), then `python -m local.run_report`
 in its own process (slow: about a minute on 2 cores)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import train
+from local.core import rewards
 from local.eval import steps as eval_steps
 from local.eval.benchmarks.base import registered
 from local.eval.runner import evaluate
-from local.eval.summary import no_audio_dir
-from local.train import rewards
+from local.runs.layout import no_audio_dir
 from tests.helpers import REPO, tiny_checkpoint
 from tests.helpers_report import assert_every_plot_has_data, assert_every_section
 from tests.helpers_train import demo_data_small, length_reward, train_argv
@@ -44,7 +44,7 @@ def test_report_of_a_small_real_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                                         str(no_audio_dir(run / "eval" / "mmau", step)),
                                         "--no_audio", *data])
 
-    done = subprocess.run([sys.executable, "-m", "local.report", "--run_dir", str(run)],
+    done = subprocess.run([sys.executable, "-m", "local.run_report", "--run_dir", str(run)],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]

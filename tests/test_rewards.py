@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.train.rewards import (
+from local.core.rewards import (
     REWARDS,
     completion_text,
     default_rewards,

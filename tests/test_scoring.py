@@ -6,15 +6,8 @@ import pytest
 
 from local.eval.benchmarks.mmau import MMAU
 from local.eval.benchmarks.mmsu import MMSU
-from local.eval.scoring import (
-    MISSING_GROUP,
-    Row,
-    accuracy_table,
-    judge,
-    no_prediction,
-    render_markdown,
-    render_report,
-)
+from local.eval.judge import MISSING_GROUP, Row, accuracy_table, judge, no_prediction
+from local.eval.results import render_markdown, render_report
 
 ITEMS = [
     {"id": "1", "correct": True, "task": "sound", "difficulty": "easy", "sub-category": "A"},

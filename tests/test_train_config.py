@@ -311,9 +311,9 @@ def test_choice_fields_list_the_values_their_consumers_accept() -> None:
 
     from local.core.prompts import TEMPLATES
     from local.core.records import BAD_RECORD_POLICIES
+    from local.core.rewards import default_rewards
     from local.train.config import AudioGRPOConfig
     from local.train.dataset import FORMATS
-    from local.train.rewards import default_rewards
 
     hints = typing.get_type_hints(AudioGRPOConfig)
     assert set(typing.get_args(hints["template"])) == set(TEMPLATES)

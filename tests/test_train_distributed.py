@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from local.core.models import load_model_and_processor
-from local.train.checkpoints import complete_checkpoints
+from local.runs.checkpoints import complete_checkpoints
 from tests.helpers import REPO, tiny_checkpoint
 from tests.helpers_train import assert_same_run, cut_after, demo_data_small, train_argv
 

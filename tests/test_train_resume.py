@@ -23,8 +23,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from local.core.rewards import REWARDS
 from local.train.checkpoints import CheckpointError
-from local.train.rewards import REWARDS
 from tests.helpers_train import assert_same_run, cut_after, length_reward, make_trainer, train_argv
 
 FAMILIES = ["qwen2_audio", "qwen2_5_omni"]
@@ -364,7 +364,7 @@ torch.set_num_threads({threads})  # the test process's: an earlier test may have
 from transformers import Trainer
 import train
 from local.train import checkpoint_policy
-from local.train.rewards import REWARDS
+from local.core.rewards import REWARDS
 from tests.helpers_train import length_reward
 
 REWARDS["length"] = length_reward
@@ -400,7 +400,7 @@ def test_kill_9_during_a_save_still_resumes_bit_identical(tmp_path, monkeypatch,
     import sys
 
     import train
-    from local.train.checkpoints import is_resumable
+    from local.runs.checkpoints import is_resumable
     from tests.helpers import REPO
 
     caplog.set_level("INFO")  # as train.py's own root logger on rank 0

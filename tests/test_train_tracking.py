@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from local.train import rewards
+from local.core import rewards
 from local.train.config import parse_args
 from local.train.tracking import completions_markdown, set_up_tracking, wants
 from tests.helpers import REPO

@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 from local.prepare import validate
-from tests.sources import avqa_row, mmau_item, mmsu_row, save_avqa, save_mmau, save_mmsu, wav
+from tests.sources import (
+    avqa_row,
+    mmar_item,
+    mmau_item,
+    mmsu_row,
+    save_avqa,
+    save_mmau,
+    save_mmsu,
+    wav,
+    write_mmar_set,
+)
 
 GOOD = 30  # good rows around each defect: 1 bad in 31 is 3.2%, under the 5% threshold
 
@@ -187,3 +197,25 @@ def test_mmau_audio_is_found_by_audio_id_without_an_audio_folder(tmp_path: Path)
     path = save_mmau(tmp_path / "mmau", [mmau_item(i) for i in range(3)])
     (check,) = validate.run(mmau_json=path, report=tmp_path / "report.md")
     assert check.usable and check.audio_ok == 3, check.one_line()
+
+
+def test_the_full_mmau_test_and_mmar_are_validated_from_the_cli(tmp_path: Path) -> None:
+    """mmau-test.json (answers withheld: valid) and MMAR-meta.jsonl (audio by audio_path), each
+    with one clip missing out of 31: reported, usable (3.2% < 5%)."""
+    items = [mmau_item(i, audio_id=f"./test-audios/m{i}.wav", answer=None)
+             for i in range(GOOD + 1)]
+    (tmp_path / "mmau" / "test-audios").mkdir(parents=True)
+    for item in items[1:]:
+        (tmp_path / "mmau" / "test-audios" / f"{item['id']}.wav").write_bytes(wav())
+    mmau_test = tmp_path / "mmau" / "mmau-test.json"
+    mmau_test.write_text(json.dumps(items))
+    mmar = write_mmar_set(tmp_path / "mmar", [mmar_item(i) for i in range(GOOD + 1)],
+                          skip_audio=("mmar-0",))
+    report = tmp_path / "validation.md"
+    assert validate.main(["--mmau_test_json", str(mmau_test), "--mmar_json", str(mmar),
+                          "--report", str(report), "--num_workers", "1"]) == 0
+    checks = {d["name"]: d for d in json.loads(report.with_suffix(".json").read_text())
+              ["datasets"]}
+    assert set(checks) == {"mmau_test", "mmar"}
+    for check in checks.values():
+        assert check["read"] == GOOD + 1 and check["audio_ok"] == GOOD, check

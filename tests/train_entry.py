@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import train  # noqa: E402
-from local.train.rewards import REWARDS  # noqa: E402
+from local.core.rewards import REWARDS  # noqa: E402
 from tests.helpers_train import length_reward  # noqa: E402
 
 if __name__ == "__main__":

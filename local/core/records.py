@@ -1,8 +1,10 @@
-"""One record format for every dataset (the readers of the real layouts are in local.core.readers).
+"""One record format for every dataset (readers of the real layouts: local.data).
 
 A `Record` is one multiple-choice audio question: `answer` is the option TEXT and is always one
-of `choices` (duplicates are legal: MMAU has 27 such items). Audio stays undecoded here (a path,
-encoded bytes, or a waveform with its rate); `local.core.audio` decodes it when a batch needs it.
+of `choices` (duplicates are legal: MMAU has 27 such items), or None where the benchmark
+withholds it (the full MMAU test: such a record is asked, never scored or trained on). Audio
+stays undecoded here (a path, encoded bytes, or a waveform with its rate); `local.core.audio`
+decodes it when a batch needs it.
 
 A row (`Record.to_row`, and the training rows of `local.train.dataset`) carries its audio in
 exactly one of the `AUDIO_COLUMNS` (`audio_path` / `audio_bytes` / `audio_array`, the others
@@ -90,7 +92,7 @@ class Record:
     audio: str | bytes | np.ndarray | None
     question: str
     choices: list[str]
-    answer: str
+    answer: str | None  # None: withheld (the full MMAU test): asked, never scored or trained on
     sampling_rate: int | None = None
     meta: dict = field(default_factory=dict)
 
@@ -122,7 +124,8 @@ class Record:
         bad = [c for c in self.choices if not isinstance(c, str)]
         if bad:
             raise RecordError(f"{label}: choices must be strings; {bad!r} are not.")
-        if not isinstance(self.answer, str) or self.answer not in self.choices:
+        if self.answer is not None and (not isinstance(self.answer, str)
+                                        or self.answer not in self.choices):
             raise RecordError(f"{label}: answer {self.answer!r} is not one of the choices "
                               f"{self.choices!r}; the answer must be the option text exactly.")
         if not isinstance(self.meta, dict):

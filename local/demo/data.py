@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from local.data.mmau import SPLITS
 from local.util.fsio import building, is_done, mark_done
 
 SR = 16_000
@@ -132,22 +133,24 @@ def write_avqa_like(out: Path, splits: dict[str, list[Item]]) -> Path:
 
 
 def write_mmau_like(out: Path, items: list[Item]) -> Path:
-    """`mmau-test-mini.json` + `test-mini-audios/<id>.wav`, fields as the MMAU release."""
+    """`mmau-test-mini.json` + `test-mini-audios/<id>.wav`, fields as the MMAU release (the
+    file names are MMAU's: `local.data.mmau.SPLITS`)."""
+    layout = SPLITS["test-mini"]
     with building(out) as tmp:
-        (tmp / "test-mini-audios").mkdir(parents=True)
+        (tmp / layout.audio_dir).mkdir(parents=True)
         entries = []
         for i, item in enumerate(items):
             item_id = f"demo-{i:05d}"
-            sf.write(tmp / "test-mini-audios" / f"{item_id}.wav", item.audio, SR,
+            sf.write(tmp / layout.audio_dir / f"{item_id}.wav", item.audio, SR,
                      subtype="PCM_16")
             entries.append({
-                "id": item_id, "audio_id": f"./test-mini-audios/{item_id}.wav",
+                "id": item_id, "audio_id": f"./{layout.audio_dir}/{item_id}.wav",
                 "question": item.question.replace("video", "audio"), "choices": item.choices,
                 "answer": item.answer, "dataset": "demo", "task": "sound", "split": "test-mini",
                 "category": item.task, "sub-category": item.task,
                 "difficulty": "easy" if item.task in ("pitch", "loudness") else "medium",
             })
-        (tmp / "mmau-test-mini.json").write_text(json.dumps(entries, indent=2))
+        (tmp / layout.question_file).write_text(json.dumps(entries, indent=2))
     return out
 
 

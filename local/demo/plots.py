@@ -1,4 +1,4 @@
-"""The demo's own figure: the supervised warm-up's loss (the run's curves are `local.report`'s).
+"""The demo's own figure: the supervised warm-up's loss (the run's curves are `local.run_report`'s).
 
 Example:
     >>> log = {"log": [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 1.9}]}
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from local.report.series import Figure, Line, Panel
+from local.run_report.series import Figure, Line, Panel
 
 
 def warmup_figure(warmup_log: dict[str, Any]) -> Figure:

@@ -5,9 +5,10 @@ entry points: `local.demo.data` writes the synthetic set in the AVQA and MMAU la
 `local.demo.tiny` builds a random Qwen2.5-Omni thinker, `local.demo.warmup` gives it the answer
 format (a random model earns no reward, so GRPO would have nothing to learn from), `train.py`
 runs GRPO with `conf/demo.yaml` (a subprocess, as on a cluster), `local.eval.steps` scores the
-starting model (step 0) and every checkpoint with the MMAU evaluator, and `local.demo.report` writes
-`<out>/report.md` with the curves, the before -> after table, sample completions and a check
-that the audio encoder's weights changed (the demo fails if they did not).
+starting model (step 0) and every checkpoint with the MMAU evaluator, and
+`local.demo.demo_report` writes `<out>/report.md` with the curves, the before -> after table,
+sample completions and a check that the audio encoder's weights changed (the demo fails if they
+did not).
 
 Why GRPO visibly learns here: the warm-up's teacher is biased (`--label_bias`, see
 `local.demo.warmup`). On most rows it teaches the question's default option whatever the audio
@@ -45,11 +46,12 @@ from typing import Any
 import yaml
 
 from local.demo.data import write_demo_data
-from local.demo.report import DEMO_SET_TITLE, encoder_change, write_report
+from local.demo.demo_report import DEMO_SET_TITLE, encoder_change, write_report
 from local.demo.tiny import build_tiny_checkpoint
 from local.demo.warmup import warmup, warmup_settings
 from local.eval import steps as eval_steps
-from local.train.checkpoints import complete_checkpoints
+from local.runs.checkpoints import complete_checkpoints
+from local.runs.layout import TRAINER_STATE, bench_dir
 from local.util.fsio import building, is_done
 
 REPO = Path(__file__).resolve().parents[2]  # the repository root (local/demo/run.py)
@@ -87,7 +89,7 @@ class DemoSettings:
         out = self.out
         return {"data": out / "data", "random": out / "models" / "random",
                 "initial": out / "models" / "initial", "run": out / "run",
-                "eval": out / "run" / "eval" / "mmau", "plots": out / "plots",
+                "eval": bench_dir(out / "run", "mmau"), "plots": out / "plots",
                 "report": out / "report.md", "timings": out / "timings.json"}
 
     def max_steps(self) -> int:
@@ -128,7 +130,7 @@ def finished_checkpoint(run: Path, max_steps: int) -> Path | None:
     done = complete_checkpoints(run, resumable=True)
     if not done:
         return None
-    state = json.loads((done[-1] / "trainer_state.json").read_text())
+    state = json.loads((done[-1] / TRAINER_STATE).read_text())
     return done[-1] if state.get("global_step", 0) >= max_steps else None
 
 

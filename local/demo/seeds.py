@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from local.demo import run as demo
-from local.eval.summary import collect
-from local.report.markdown import table
+from local.run_report.markdown import table
+from local.runs.eval_results import collect
 from local.util.fsio import atomic_write_json, atomic_write_text
 
 

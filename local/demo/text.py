@@ -1,4 +1,4 @@
-"""The demo report's markdown: the demo's own sections around the run's (`local.report`).
+"""The demo report's markdown: the demo's own sections around the run's (`local.run_report`).
 
 Example:
     >>> fmt_seconds(75.0)
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from local.report.build import Report
-from local.report.markdown import Section
+from local.run_report.build import Report
+from local.run_report.markdown import Section
 
 
 def fmt_seconds(seconds: float) -> str:

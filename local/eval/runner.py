@@ -6,15 +6,16 @@ stages) all run it:
 
   parse    the shared options (`local.eval.options`) and the benchmark's data options; a
            `--model` folder that cannot be evaluated (a checkpoint whose save did not finish,
-           weights cut short: `local.train.checkpoints.model_problem`) is refused in one line
+           weights cut short: `local.runs.checkpoints.model_problem`) is refused in one line
   load     `benchmark.load`: the records to ask, and the rows counted wrong
   predict  per protocol: this rank's deterministic shard, minus what an earlier run already
            logged, in batches, one flushed JSONL line per answer (`local.eval.prediction_log`),
            a progress bar (rate, ETA) of rank 0's share on rank 0; after a barrier rank 0
            merges every rank's log once. Logs are rank 0's (`local.util.dist.setup_logging`)
   score    `benchmark.items` (every question with its prediction) -> `benchmark.score`
-  write    `benchmark.write_predictions`, then results.json and results.md (rank 0): with
-           the question set's name (`--set_title`) and the items answered on truncated audio
+  write    `benchmark.write_predictions`, then results.json and results.md (rank 0,
+           `local.eval.results`): with the question set's name (`--set_title`) and the items
+           answered on truncated audio
 
 `--score_only PRED` skips load and predict: the file is read by `benchmark.read_predictions`,
 checked against `benchmark.question_set` (extra ids listed and ignored, duplicates counted once,
@@ -48,22 +49,14 @@ from local.eval.benchmarks.base import Benchmark, QuestionSet
 from local.eval.generation import Backend, Generator
 from local.eval.options import generation_settings, parse_args, run_settings
 from local.eval.prediction_log import PredictionLog, check_settings, clear, read_logs
-from local.eval.report import (
-    CHECK_SKIPPED,
-    check_lines,
-    checked_items,
-    headline,
-    markdown,
-    public,
-)
+from local.eval.question_check import CHECK_SKIPPED, checked_items
+from local.eval.results import Results, check_lines, write_results
 from local.eval.vllm_backend import build_vllm_generator
-from local.train.checkpoints import model_problem
+from local.runs.checkpoints import model_problem
 from local.util.dist import DistContext, init_distributed, shard
 from local.util.dist import setup_logging as setup_rank_logging
-from local.util.fsio import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
-Results = dict[str, dict[str, Any]]  # protocol -> its results
 
 
 def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[str, Any] | None:
@@ -86,6 +79,8 @@ def evaluate(benchmark: Benchmark, argv: Sequence[str] | None = None) -> dict[st
         if by_id is not None:  # rank 0: score and write what every rank predicted
             items = benchmark.items(data, protocol, by_id)
             benchmark.write_predictions(args.out_dir, protocol, items)
+            if not benchmark.scored:  # answers withheld: what to submit, no accuracy
+                return benchmark.submission(args.out_dir, items)
             results[protocol] = {**benchmark.score(items, protocol),
                                  "audio_truncated": truncated_count(by_id),
                                  "audio_incomplete": incomplete_audio(by_id)}
@@ -122,7 +117,7 @@ def score_only(benchmark: Benchmark, args: argparse.Namespace,
 
 def check_model(model: str | Path) -> None:
     """Refuse, in one line, a `--model` folder that cannot be evaluated: a training checkpoint
-    whose save did not finish, or weight files cut short (`local.train.checkpoints.
+    whose save did not finish, or weight files cut short (`local.runs.checkpoints.
     model_problem`, the rule by which `local.eval.steps` picks a run's checkpoints); before
     anything is written or loaded, for every backend."""
     problem = model_problem(model)
@@ -262,52 +257,3 @@ def incomplete_audio(by_id: dict[str, dict[str, Any]]) -> dict[str, str]:
     on the audio the file holds and scored, listed in results.json and results.md."""
     return {ident: entry["audio_incomplete"] for ident, entry in by_id.items()
             if entry.get("audio_incomplete")}
-
-
-# ---------------------------------------------------------------------------------------------
-# Write
-# ---------------------------------------------------------------------------------------------
-
-def results_file(benchmark: Benchmark, results: Results,
-                 settings: dict[str, Any] | None = None,
-                 title: str | None = None) -> dict[str, Any]:
-    """What results.json holds: a one-protocol benchmark's result as it is; with several, the
-    first protocol's accuracy as the headline (`accuracy_protocol`) and each under `protocols`.
-    `title` (`--set_title`: the items are not the benchmark's own set) is kept as `set_title`
-    beside `benchmark`, whose rules scored them."""
-    head = {"benchmark": benchmark.title, **({"set_title": title} if title else {})}
-    extra = {} if settings is None else {"settings": settings}
-    if not benchmark.multi_protocol:
-        (result,) = results.values()
-        return {**head, **public(result), **extra}
-    first = next(iter(results))
-    return {**head, "accuracy": results[first]["accuracy"],
-            "accuracy_protocol": first, "protocols": {p: public(r) for p, r in results.items()},
-            **extra}
-
-
-def write_results(benchmark: Benchmark, results: Results, out: Path, source: str,
-                  settings: dict[str, Any] | None = None,
-                  title: str | None = None) -> dict[str, Any]:
-    """Write `out` (JSON) and its .md, print each protocol's headline; returns the JSON.
-
-    Every file and line names the question set `title` (`--set_title`), default the
-    benchmark's; `source` is what was scored (the model, or the predictions file).
-    """
-    written = results_file(benchmark, results, settings, title)
-    atomic_write_json(out, written)
-    heading = f"{title or benchmark.title}: {source}"
-    named = (f"Question set: {title} (scored as {benchmark.title})\n\n" if title else "")
-    atomic_write_text(out.with_suffix(".md"), "\n".join(
-        markdown(r, f"{heading} [{p}]" if benchmark.multi_protocol else heading, named)
-        + "".join(f"\n**{line}**\n" for line in benchmark.notes(r))
-        for p, r in results.items()))
-    cut: dict[str, str] = {}
-    for result in results.values():
-        for line in [headline(title or benchmark.title, result), *benchmark.notes(result)]:
-            print(line, flush=True)
-        cut.update(result.get("audio_incomplete") or {})
-    if cut:
-        print(f"{len(cut)} items scored on truncated audio (a WAV shorter than its header says), "
-              f"listed in {out.with_suffix('.md')}", flush=True)
-    return written

@@ -6,11 +6,12 @@ column and curve, so no number appears without the protocol that produced it.
 
 Audio contribution: a step also evaluated with `--no_audio` (the prompt has no audio part and no
 audio features are passed; `run.sh --with_no_audio true` does it for step 0 and the last step)
-has its results in `<eval_dir>/<step>-no_audio/` (`no_audio_dir`). summary.md then adds, per
-protocol, accuracy with audio, without, and the difference (with - without, in points: what the
-audio adds), overall and per group (`CONTRIBUTION_TABLES`: MMAU per task, MMSU per level-1
-category); summary.png marks the text-only points. Many MMAU/MMSU items are answerable from
-the text alone, so a number without this says little about listening.
+has its results in `<eval_dir>/<step>-no_audio/` (`local.runs.layout.no_audio_dir`; the steps
+are read by `local.runs.eval_results`). summary.md then adds, per protocol, accuracy with audio,
+without, and the difference (with - without, in points: what the audio adds), overall and per
+group (`CONTRIBUTION_TABLES`: MMAU per task, MMSU per level-1 category); summary.png marks the
+text-only points. Many MMAU/MMSU items are answerable from the text alone, so a number without
+this says little about listening.
 
 The title names the question set: `--title`, else the `--set_title` the steps were evaluated
 with (results.json `set_title`), else the benchmark; each `--note TEXT` is a line under it. Under
@@ -27,65 +28,22 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from local.runs.eval_results import (
+    CONTRIBUTION_TABLES,
+    Results,
+    collect,
+    collect_no_audio,
+    protocols_of,
+)
+from local.runs.layout import NO_AUDIO_SUFFIX, SUMMARY_FILE, SUMMARY_PLOT
 from local.util.fsio import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-NO_AUDIO_SUFFIX = "-no_audio"
-# The per-group table the contribution is shown for, the first a result has: MMAU's by task,
-# MMSU's by level-1 category (the tables `local.eval.benchmarks` score into results.json).
-CONTRIBUTION_TABLES = {"task": "task", "level 1": "level 1 category"}
-Results = dict[str, Any]
-
-
-def no_audio_dir(eval_dir: str | Path, step: int) -> Path:
-    """Where a step's text-only (`--no_audio`) evaluation goes: `<eval_dir>/<step>-no_audio`."""
-    return Path(eval_dir) / f"{step}{NO_AUDIO_SUFFIX}"
-
-
-def collect(eval_dir: str | Path) -> list[tuple[int, Results]]:
-    """(step, results) for every `<step>/results.json` under `eval_dir`, by step."""
-    found = []
-    for path in Path(eval_dir).glob("*/results.json"):
-        if path.parent.name.isdigit():
-            found.append((int(path.parent.name), _read(path)))
-    return sorted(found, key=lambda pair: pair[0])
-
-
-def collect_no_audio(eval_dir: str | Path) -> tuple[dict[int, Results], list[str]]:
-    """({step: results} of every `<step>-no_audio/results.json` made with --no_audio, notes on
-    those left out (made with audio: `settings.no_audio` false)."""
-    found: dict[int, Results] = {}
-    notes = []
-    for path in Path(eval_dir).glob(f"*{NO_AUDIO_SUFFIX}/results.json"):
-        step = path.parent.name.removesuffix(NO_AUDIO_SUFFIX)
-        if not step.isdigit():
-            continue
-        result = _read(path)
-        if not result.get("settings", {}).get("no_audio", False):
-            notes.append(f"{path.parent.name}/ left out: its results were not made with "
-                         "--no_audio (settings.no_audio is false)")
-            continue
-        found[int(step)] = result
-    return dict(sorted(found.items())), notes
-
-
-def _read(path: Path) -> Results:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def protocols_of(result: Results) -> dict[str, Results]:
-    """{protocol: its result} for an MMAU (single) or MMSU (several protocols) results file."""
-    if "protocols" in result:
-        return result["protocols"]
-    return {result.get("protocol", "accuracy"): result}
 
 
 def _protocol_names(results: Sequence[Results]) -> list[str]:
@@ -290,9 +248,9 @@ def write_summary(eval_dir: str | Path, title: str | None = None,
     for note in left_out:
         logger.warning("%s: %s", eval_dir, note)
     title = title or default_title(rows, eval_dir)
-    path = atomic_write_text(eval_dir / "summary.md",
+    path = atomic_write_text(eval_dir / SUMMARY_FILE,
                              render(rows, title, no_audio, left_out, header=notes))
-    plot(rows, eval_dir / "summary.png", title, no_audio)
+    plot(rows, eval_dir / SUMMARY_PLOT, title, no_audio)
     also = f" ({len(no_audio)} also without audio)" if no_audio else ""
     logger.info("summary of %d steps%s: %s", len(rows), also, path)
     return path

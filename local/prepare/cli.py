@@ -1,6 +1,6 @@
 """Stage prepare: datasets and the model from the hub (or local paths), then validation.
 
-Writes only this layout (local/core/readers.py reads it directly):
+Writes only this layout (the readers of local/data/ read it directly):
 
 | part | lands at | from |
 |---|---|---|
@@ -9,6 +9,12 @@ Writes only this layout (local/core/readers.py reads it directly):
 | mmau | data/mmau/test-mini-audios | dataset gamma-lab-umd/MMAU-test-mini: its test_mini.parquet,
   each clip written as the file the question file names for its id (see local.prepare.mmau) |
 | mmau | data/mmau/mmau-test-mini.json | the MMAU project's GitHub file (sha256 recorded) |
+| mmau_test | data/mmau/mmau-test.json, data/mmau/test-audios | the full MMAU test (answers
+  withheld; not in the default --sources): the GitHub file, and the hub's
+  gamma-lab-umd/MMAU-test `test-audios.tar.gz` alone, extracted |
+| mmar | data/mmar/MMAR-meta.jsonl, data/mmar/audio | dataset BoJack/MMAR (CC BY-NC 4.0; not in
+  the default --sources): its MMAR-meta.json and mmar-audio.tar.gz alone, the archive extracted
+  (see local.prepare.mmar); or a local folder, --mmar_dir |
 | model | models/<name> | the --model repo (Qwen2.5-Omni-7B/3B, Qwen2-Audio-7B-Instruct) |
 
 Hub downloads go to the Hugging Face cache (HF_HOME, HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE
@@ -37,6 +43,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from local.data import mmar as mmar_data
+from local.data.mmau import SPLITS
 from local.prepare import validate as validation
 from local.prepare.hub import (
     Source,
@@ -46,7 +54,8 @@ from local.prepare.hub import (
     link_tree,
     local_path,
 )
-from local.prepare.mmau import MMAU_JSON_URL, prepare_mmau
+from local.prepare.mmar import prepare_mmar
+from local.prepare.mmau import MMAU_JSON_URL, MMAU_TEST_JSON_URL, prepare_mmau
 from local.util.fsio import DONE, mark_done, read_done
 
 logger = logging.getLogger("prepare")
@@ -55,7 +64,14 @@ SOURCES = {
     "mmsu": Source("mmsu", "yuantuo666/MMSU-full_5k_hf_format.v0", "dataset", "--mmsu", 2.0),
     "mmau": Source("mmau", "gamma-lab-umd/MMAU-test-mini", "dataset", "--mmau_audio", 1.5,
                    label="mmau audio"),
+    # 9,000 clips against test-mini's 1,000 at 1.5 GB: about 13.5 GB (an estimate, not measured)
+    "mmau_test": Source("mmau_test", SPLITS["test"].hub_id, "dataset", "--mmau_test_audio", 13.5,
+                        label="mmau_test audio", allow_patterns=("test-audios.tar.gz",)),
+    "mmar": Source("mmar", mmar_data.HUB_ID, mmar_data.HUB_REPO_TYPE, "--mmar_dir",
+                   mmar_data.ARCHIVE_GB, label="MMAR",
+                   allow_patterns=(mmar_data.HUB_QUESTION_FILE, mmar_data.AUDIO_ARCHIVE)),
 }
+PARTS = ("model", "avqa", "mmsu", "mmau", "mmau_test", "mmar")  # in the order they are prepared
 MODEL_GB = {"Qwen/Qwen2.5-Omni-7B": 22.4, "Qwen/Qwen2.5-Omni-3B": 11.2,
             "Qwen/Qwen2-Audio-7B-Instruct": 16.8}
 
@@ -132,19 +148,24 @@ def _family(folder: Path) -> str:
 def validate(ctx: Context) -> bool:
     """Run local.prepare.validate on what is prepared; True when every dataset is usable."""
     data = Path(ctx.args.data_dir)
-    avqa, mmsu, mmau = data / "avqa", data / "mmsu", data / "mmau"
-    chosen = {k: (data / k).is_dir() and k in ctx.args.sources and k not in ctx.failed
-              for k in ("avqa", "mmsu", "mmau")}
+    mmau = data / "mmau"
+    where = {"avqa": data / "avqa", "mmsu": data / "mmsu",
+             "mmau": mmau / SPLITS["test-mini"].question_file,
+             "mmau_test": mmau / SPLITS["test"].question_file,
+             "mmar": data / "mmar" / mmar_data.QUESTION_FILE}
+    chosen = {k: path.exists() and k in ctx.args.sources and k not in ctx.failed
+              for k, path in where.items()}
     if not any(chosen.values()):
         return True
     report = data / "validation.md"
     if _validated(report, [k for k, v in chosen.items() if v], ctx):
         logger.info("validation: %s is newer than every prepared part; skipping it", report)
         return True
+    given = {k: where[k] if chosen[k] else None for k in where}
     checks = validation.run(
-        avqa if chosen["avqa"] else None, mmsu if chosen["mmsu"] else None,
-        mmau / "mmau-test-mini.json" if chosen["mmau"] else None,
-        mmau / "test-mini-audios" if chosen["mmau"] else None,
+        given["avqa"], given["mmsu"], given["mmau"],
+        mmau / SPLITS["test-mini"].audio_dir if chosen["mmau"] else None,
+        mmau_test_json=given["mmau_test"], mmar_json=given["mmar"],
         report=report, model_family=ctx.family,
         avqa_max_items=ctx.args.avqa_max_items or None, num_workers=ctx.args.num_workers)
     for check in checks:
@@ -178,16 +199,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model_dir", default="models")
     p.add_argument("--model", default="Qwen/Qwen2.5-Omni-7B", help="hub id or local folder")
     p.add_argument("--sources", nargs="+", default=["avqa", "mmsu", "mmau", "model"],
-                   choices=["avqa", "mmsu", "mmau", "model"])
+                   choices=[*PARTS], help="what to prepare (mmau_test: the full MMAU test, "
+                   "9,000 questions, answers withheld; mmar: MMAR, CC BY-NC 4.0; neither in "
+                   "the default)")
     p.add_argument("--overwrite", action="store_true", help="redo finished parts")
     p.add_argument("--revision", nargs="*", default=[], metavar="KEY=REV",
-                   help="revision pins, e.g. avqa=<commit> model=main (keys: avqa mmsu mmau model)")
+                   help="revision pins, e.g. avqa=<commit> model=main (keys: the --sources)")
     p.add_argument("--cache_dir", help="Hugging Face cache (default: HF_HUB_CACHE / HF_HOME)")
     p.add_argument("--avqa", help="local AVQA save_to_disk folder (symlinked, not copied)")
     p.add_argument("--mmsu", help="local MMSU snapshot folder (symlinked)")
     p.add_argument("--mmau_audio", help="local MMAU audio: archive (extracted) or folder (linked)")
     p.add_argument("--mmau_json", help="local mmau-test-mini.json (copied)")
     p.add_argument("--mmau_url", default=MMAU_JSON_URL, help="where the question file comes from")
+    p.add_argument("--mmau_test_audio", help="local full-test audio: test-audios.tar.gz or folder")
+    p.add_argument("--mmau_test_json", help="local mmau-test.json (copied)")
+    p.add_argument("--mmau_test_url", default=MMAU_TEST_JSON_URL,
+                   help="where the full test's question file comes from")
+    p.add_argument("--mmar_dir", help="local MMAR: a folder holding MMAR-meta.jsonl (or "
+                   "MMAR-meta.json) and audio/ (linked) or mmar-audio.tar.gz (extracted)")
     p.add_argument("--no_validate", action="store_true", help="skip the validation pass")
     p.add_argument("--avqa_max_items", type=int, default=2000,
                    help="AVQA rows validated per split (0: all; decoding all 55 GB takes long)")
@@ -196,8 +225,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.pins = {}
     for pin in args.revision:
         key, _, rev = pin.partition("=")
-        if key not in ("avqa", "mmsu", "mmau", "model") or not rev:
-            p.error(f"--revision {pin!r}: use KEY=REV with KEY one of avqa, mmsu, mmau, model")
+        if key not in PARTS or not rev:
+            p.error(f"--revision {pin!r}: use KEY=REV with KEY one of {', '.join(PARTS)}")
         args.pins[key] = rev
     return args
 
@@ -211,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
              "mmsu": lambda: prepare_linked(ctx, "mmsu", ("**/*.parquet", "dataset_dict.json",
                                                           "state.json")),
              "mmau": lambda: prepare_mmau(args, ctx.source("mmau"), ctx.errors),
+             "mmau_test": lambda: prepare_mmau(args, ctx.source("mmau_test"), ctx.errors,
+                                               SPLITS["test"]),
+             "mmar": lambda: prepare_mmar(args, ctx.source("mmar"), ctx.errors),
              "model": lambda: prepare_model(ctx)}
-    for key in ("model", "avqa", "mmsu", "mmau"):  # model first: its family guides validation
+    for key in PARTS:  # model first: its family guides validation
         if key in args.sources:
             before = len(ctx.errors)
             try:

@@ -49,13 +49,14 @@ class SourceError(RuntimeError):
 class Source:
     """A hub repository the recipe needs, and the prepare option that replaces it locally."""
 
-    key: str  # avqa | mmsu | mmau | model
+    key: str  # avqa | mmsu | mmau | mmau_test | mmar | model
     repo_id: str
     repo_type: str  # dataset | model
     option: str  # e.g. --avqa: the local-path alternative
     approx_gb: float  # for messages when the hub cannot be asked
     revision: str | None = None
     label: str = ""  # how messages name it (default: key)
+    allow_patterns: tuple[str, ...] | None = None  # the files of the repo needed (default: all)
 
 
 def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
@@ -119,6 +120,8 @@ def hub_snapshot(src: Source, cache_dir: str | Path | None = None) -> Path:
     what, cache = _describe(src), hub_cache_dir(cache_dir)
     kwargs = {"repo_id": src.repo_id, "repo_type": src.repo_type, "revision": src.revision,
               "cache_dir": str(cache)}
+    if src.allow_patterns is not None:
+        kwargs["allow_patterns"] = list(src.allow_patterns)
     local_only = _offline()
     refused: BaseException | None = None  # the hub's answer when it refused the dry run
     try:
@@ -244,13 +247,14 @@ def link_tree(src: Path, dest: Path) -> int:
     return count
 
 
-def already_prepared(folder: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
-    """True (and logged) when `folder`'s `.done` records the same source/revision and no
-    --overwrite was given; a part made from another source is logged and redone."""
-    done = read_done(folder)
+def already_prepared(folder: Path, wanted: dict[str, Any], overwrite: bool,
+                     marker: str | None = None) -> bool:
+    """True (and logged) when `folder`'s `.done` (or `marker`) records the same source/revision
+    and no --overwrite was given; a part made from another source is logged and redone."""
+    done = read_done(folder, marker)
     if overwrite or done is None:
         return False
-    if not is_done(folder, wanted):
+    if not is_done(folder, wanted, marker):
         logger.info("%s: prepared from %s before; redoing it for %s", folder, done, wanted)
         return False
     logger.info("%s: already prepared (%s); skipping (--overwrite redoes it)", folder,

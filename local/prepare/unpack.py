@@ -120,7 +120,11 @@ def _audio_cells(parquet: Path, names: Mapping[str, str]
     """(file name, encoded bytes or None, row label) per row of a parquet file with clips."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(parquet)
+    try:
+        pf = pq.ParquetFile(parquet)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise UnpackError(f"{parquet}: not a readable parquet file ({err}); re-download it, or "
+                          "remove it from the audio source.") from None
     columns = pf.schema_arrow.names
     hub = HUB_AUDIO_COLUMN in columns and HUB_ID_COLUMN in columns
     column = HUB_AUDIO_COLUMN if hub else next(

@@ -1,12 +1,12 @@
 """Check prepared datasets before training/evaluation: report everything, fail only if unusable.
 
-For each dataset (AVQA train/val, MMSU, MMAU test-mini) the records are read with the shared
-readers (`local.core.records`) and their audio probed with the one decoder (`local.core.audio`):
-counts, unreadable, missing or truncated audio (a WAV shorter than its header says, which
-libsndfile reads without a word), durations (how many clips exceed each model family's window:
-30 s Qwen2-Audio, 300 s Qwen2.5-Omni), sampling rates and channels, malformed questions, answers
-not among the choices, duplicate choices and 'None' options (both legal, only counted). A short
-markdown report (and a JSON twin) is written.
+For each dataset (AVQA train/val, MMSU, MMAU test-mini, and where prepared the full MMAU test
+and MMAR) the records are read with the dataset readers (`local.data`) and their audio probed
+with the one decoder (`local.core.audio`): counts, unreadable, missing or truncated audio (a WAV
+shorter than its header says, which libsndfile reads without a word), durations (how many clips
+exceed each model family's window: 30 s Qwen2-Audio, 300 s Qwen2.5-Omni), sampling rates and
+channels, malformed questions, answers not among the choices, duplicate choices and 'None'
+options (both legal, only counted). A short markdown report (and a JSON twin) is written.
 
 A dataset is UNUSABLE, and the exit status non-zero, when nothing in it can be read, no audio
 decodes, or more than `--max_bad_fraction` (default 5%) of the checked rows are broken (skipped
@@ -42,9 +42,12 @@ import numpy as np
 from tqdm import tqdm
 
 from local.core.audio import AudioError, decode_audio
-from local.core.readers import mmsu_row_count, open_avqa, read_avqa, read_mmau, read_mmsu
 from local.core.records import ReadReport, Record, RecordError
-from local.prepare.validate_report import DatasetCheck, write_report
+from local.data.avqa import open_avqa, read_avqa
+from local.data.mmar import read_mmar
+from local.data.mmau import read_mmau
+from local.data.mmsu import mmsu_row_count, read_mmsu
+from local.prepare.validation_report import DatasetCheck, write_report
 
 logger = logging.getLogger("validate")
 AVQA_DEFAULT_ITEMS = 2000
@@ -197,12 +200,20 @@ def check_mmsu(path: Path, max_items: int | None, num_workers: int) -> DatasetCh
 
 
 def check_mmau(json_path: Path, audio_dir: Path | None, max_items: int | None,
-               num_workers: int) -> DatasetCheck:
-
-    check = DatasetCheck("mmau-test-mini")
+               num_workers: int, split: str = "test-mini") -> DatasetCheck:
+    """MMAU test-mini, or the full test (`split="test"`: answers withheld, not required)."""
+    check = DatasetCheck("mmau-test-mini" if split == "test-mini" else "mmau_test")
     report = ReadReport()
-    records = list(read_mmau(json_path, audio_dir, report=report))
+    records = list(read_mmau(json_path, audio_dir, withheld=split == "test", report=report))
     return _check_list(check, records, report, max_items, num_workers)
+
+
+def check_mmar(question_file: Path, audio_dir: Path | None, max_items: int | None,
+               num_workers: int) -> DatasetCheck:
+    """MMAR: every item's `audio_path` clip decoded (or a sample of `max_items`)."""
+    report = ReadReport()
+    records = list(read_mmar(question_file, audio_dir, report=report))
+    return _check_list(DatasetCheck("mmar"), records, report, max_items, num_workers)
 
 
 def _check_list(check: DatasetCheck, records: list[Record], report: ReadReport,
@@ -217,7 +228,8 @@ def _check_list(check: DatasetCheck, records: list[Record], report: ReadReport,
 
 
 def run(avqa: Path | None = None, mmsu: Path | None = None, mmau_json: Path | None = None,
-        mmau_audio_dir: Path | None = None, *, report: Path, model_family: str | None = None,
+        mmau_audio_dir: Path | None = None, *, report: Path, mmau_test_json: Path | None = None,
+        mmar_json: Path | None = None, model_family: str | None = None,
         avqa_max_items: int | None = AVQA_DEFAULT_ITEMS, max_items: int | None = None,
         max_bad_fraction: float = 0.05, num_workers: int = 1) -> list[DatasetCheck]:
     """Check the given datasets, write `report` (+ .json); the checks (see `.usable`)."""
@@ -236,6 +248,11 @@ def run(avqa: Path | None = None, mmsu: Path | None = None, mmau_json: Path | No
         audio_dir = Path(mmau_audio_dir) if mmau_audio_dir else None
         jobs.append(("mmau-test-mini", lambda: check_mmau(Path(mmau_json), audio_dir, max_items,
                                                           num_workers)))
+    if mmau_test_json is not None:  # audio by audio_id, beside the question file
+        jobs.append(("mmau_test", lambda: check_mmau(Path(mmau_test_json), None, max_items,
+                                                     num_workers, split="test")))
+    if mmar_json is not None:  # audio by audio_path, beside the question file
+        jobs.append(("mmar", lambda: check_mmar(Path(mmar_json), None, max_items, num_workers)))
     checks = []
     for name, job in jobs:
         try:
@@ -257,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mmau_json", type=Path, help="mmau-test-mini.json")
     parser.add_argument("--mmau_audio_dir", type=Path,
                         help="MMAU audio folder (default: beside the JSON, by audio_id)")
+    parser.add_argument("--mmau_test_json", type=Path,
+                        help="mmau-test.json, the full test (audio by audio_id beside it)")
+    parser.add_argument("--mmar_json", type=Path,
+                        help="MMAR-meta.jsonl (audio by audio_path beside it)")
     parser.add_argument("--model_family", choices=FAMILIES,
                         help="the family you will train/evaluate (highlights its window)")
     parser.add_argument("--report", type=Path, required=True, help="markdown report (+ .json)")
@@ -269,10 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="processes decoding audio")
     args = parser.parse_args(argv)
-    if not (args.avqa or args.mmsu or args.mmau_json):
-        parser.error("give at least one of --avqa, --mmsu, --mmau_json")
+    if not (args.avqa or args.mmsu or args.mmau_json or args.mmau_test_json or args.mmar_json):
+        parser.error("give at least one of --avqa, --mmsu, --mmau_json, --mmau_test_json, "
+                     "--mmar_json")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [validate] %(message)s")
     checks = run(args.avqa, args.mmsu, args.mmau_json, args.mmau_audio_dir, report=args.report,
+                 mmau_test_json=args.mmau_test_json, mmar_json=args.mmar_json,
                  model_family=args.model_family, avqa_max_items=args.avqa_max_items or None,
                  max_items=args.max_items or None, max_bad_fraction=args.max_bad_fraction,
                  num_workers=args.num_workers)

@@ -8,11 +8,11 @@ about 117 GB of a 135 GB checkpoint.
 
 `KeepNewestStates` (train.py registers it under `keep_optimizer_states newest`, the default)
 runs after each save: once the new checkpoint is complete and resumable
-(`local.train.checkpoints.resume_problem`), the older checkpoints lose their states
-(`checkpoints.STATE_FILES`) and keep everything else, so each still evaluates. A save cut short
-leaves the previous checkpoint's states in place; a removal cut short leaves the new checkpoint
-whole. The folders keep their mtime: transformers' `rotate_checkpoints` (save_total_limit) sorts
-by it.
+(`local.runs.checkpoints.resume_problem`), the older checkpoints lose their states
+(`local.runs.checkpoints.STATE_FILES`) and keep everything else, so each still evaluates. A
+save cut short leaves the previous checkpoint's states in place; a removal cut short leaves the
+new checkpoint whole. The folders keep their mtime: transformers' `rotate_checkpoints`
+(save_total_limit) sorts by it.
 
 `estimate_disk` / `check_disk`: train.py's free-disk check at start, before the weights load.
 
@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from local.train.checkpoints import STATE_FILES, complete_checkpoints, resume_problem
+from local.runs.checkpoints import STATE_FILES, complete_checkpoints, resume_problem
+from local.runs.layout import checkpoint_dir
 from local.train.plan import DTYPE_BYTES, read_deepspeed, settings_from
 from local.train.plan_memory import split_parameters
 from local.train.plan_model import PlanError, model_shape
@@ -77,7 +78,7 @@ def prune_older_states(run_dir: str | Path, step: int) -> list[tuple[Path, int]]
     """Remove the resume states of the finished checkpoints before `checkpoint-{step}` once that
     one is resumable; [(checkpoint, bytes freed)]. Newer checkpoints (an earlier attempt beyond
     the resume point) and interrupted saves are left as they are."""
-    newest = Path(run_dir) / f"checkpoint-{step}"
+    newest = checkpoint_dir(run_dir, step)
     older = [c for c in complete_checkpoints(run_dir, resumable=True) if _step(c) < step]
     if not older:
         return []

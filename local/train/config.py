@@ -103,7 +103,7 @@ class AudioGRPOConfig(GRPOConfig):
     template: Literal["default", "think", "new"] = field(default="default", metadata={
         "help": "Prompt template (local.core.prompts.TEMPLATES)."})
     reward_funcs: list[str] | None = field(default=None, metadata={
-        "help": "Reward names from local.train.rewards.REWARDS; default: the template's. Weights "
+        "help": "Reward names from local.core.rewards.REWARDS; default: the template's. Weights "
                 "(reward_weights unset) follow the names: the template's, else 1.0."})
     robust_rewards: bool = field(default=False, metadata={
         "help": "Use the robust reward variants (case/space-insensitive, letters accepted)."})

@@ -45,7 +45,8 @@ from typing import Any
 from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from local.train.checkpoints import (
+from local.core.rewards import REWARDS, default_rewards, resolve_reward_weights
+from local.runs.checkpoints import (
     checkpoint_problem,
     is_finished_save,
     is_resumable_checkpoint,
@@ -55,7 +56,7 @@ from local.train.checkpoints import (
     resumable_checkpoints,
     states_problem,
 )
-from local.train.rewards import REWARDS, default_rewards, resolve_reward_weights
+from local.runs.layout import checkpoint_step
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ DEFAULT = "default"
 VLLM_ENV_COMMAND = "bash run.sh --stage train --vllm true -- --use_vllm true"
 TRUE_WORDS = ("true", "yes")  # resume_from_checkpoint: resume output_dir's last checkpoint
 FALSE_WORDS = ("false", "no", "none", "null")
-_CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
 
 
 class ConfigError(SystemExit):
@@ -394,7 +394,7 @@ def _check_rewards(values: Mapping[str, Any], sources: Mapping[str, str]) -> Non
         if name not in REWARDS:
             raise ConfigError(f"unknown reward {name!r}{_nearest(name, REWARDS)}",
                               "reward_funcs", sources,
-                              f"use names from local.train.rewards.REWARDS: "
+                              f"use names from local.core.rewards.REWARDS: "
                               f"{', '.join(sorted(REWARDS))}")
     if not names:
         names, _ = default_rewards(values["template"], robust=values.get("robust_rewards", False))
@@ -612,7 +612,7 @@ def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
     - `true`: the same, but a run folder without one is refused (HF's meaning of true);
     - a path: that checkpoint folder (weights and trainer_state.json), from any run folder.
 
-    Resume wants the states too (`local.train.checkpoints.states_problem`: optimizer and
+    Resume wants the states too (`local.runs.checkpoints.states_problem`: optimizer and
     scheduler, DeepSpeed's global_stepN/): a newer checkpoint without them (only evaluable) is
     passed over with a warning naming it, and refused, by name, when named or when no
     checkpoint of output_dir has them.
@@ -672,8 +672,8 @@ def resolve_resume(value: str | None, run_dir: str | Path, overwrite: bool,
 def _earlier(checkpoint: Path) -> str:
     earlier = [c for c in resumable_checkpoints(checkpoint.parent)
                if c != checkpoint and checkpoint_problem(c) is None]
-    if _CHECKPOINT_NAME.fullmatch(checkpoint.name):
-        step = int(checkpoint.name.split("-")[1])
+    step = checkpoint_step(checkpoint.name)
+    if step is not None:
         earlier = [c for c in earlier if int(c.name.split("-")[1]) < step]
     return (f"resume from {earlier[-1]}, or start over with --overwrite_output_dir true"
             if earlier else "resume from a complete checkpoint, or start over with "

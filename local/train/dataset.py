@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from local.core.prompts import build_messages, build_prompt
-from local.core.readers import avqa_record, open_avqa, read_mmau, read_mmsu
 from local.core.records import (
     ReadReport,
     Record,
@@ -41,6 +40,9 @@ from local.core.records import (
     check_errors,
     skip_or_raise,
 )
+from local.data.avqa import avqa_record, open_avqa
+from local.data.mmau import read_mmau
+from local.data.mmsu import read_mmsu
 
 logger = logging.getLogger(__name__)
 FORMATS = ("avqa", "mmau", "mmsu")
@@ -48,7 +50,13 @@ FIX_OR_SKIP = " Fix the data, or set bad_records: skip to train without it."
 
 
 def training_row(record: Record, template: str) -> dict[str, Any]:
-    """The row TRL gets for one record (the audio travels beside the prompt, never inside it)."""
+    """The row TRL gets for one record (the audio travels beside the prompt, never inside it).
+
+    A record whose answer is withheld (the full MMAU test) has nothing to reward: RecordError.
+    """
+    if record.answer is None:
+        raise RecordError(f"record {record.id!r}: its answer is withheld (a test split); "
+                          "nothing to reward, so it cannot be trained on.")
     return {
         "id": record.id,
         "prompt": build_messages(build_prompt(record.question, record.choices, template)),

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from local.core.prompts import TEMPLATES  # standard library only, like this module
+from local.runs.layout import RUN_RECORD  # standard library only too
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
 DEFAULT_TEMPLATE = "default"
-RUN_RECORD = "resolved_config.yaml"  # local.train.checkpoints.write_run_record writes it
 TRAINING_STAGES = ("prepare", "train", "plan")
-EVAL_STAGES = ("mmau", "mmsu")
+EVAL_STAGES = ("mmau", "mmsu", "mmar")
 
 
 class SettingsError(ValueError):

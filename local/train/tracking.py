@@ -27,6 +27,8 @@ import pandas as pd
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
+from local.runs.layout import COMPLETIONS_DIR
+
 DEFAULT_WANDB_PROJECT = "audio-grpo"
 
 
@@ -73,7 +75,7 @@ class CompletionSamples(TrainerCallback):
 
     def _flush(self, args: Any, state: Any) -> None:
         writer = self._writer()
-        folder = Path(args.output_dir) / "completions"
+        folder = Path(args.output_dir) / COMPLETIONS_DIR
         if writer is None or not state.is_world_process_zero or not folder.is_dir():
             return
         for path in sorted(folder.glob("completions_*.parquet")):

@@ -37,7 +37,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Loggers whose records every rank repeats alike (module names; prefixes count): the readers and
 # the bad-record policy run on every rank over the same file (evaluation and training both load
 # the whole set, then shard), so rank 0's copy is the one shown.
-SHARED_LOGGERS = ("local.core.readers", "local.core.records")
+SHARED_LOGGERS = ("local.data", "local.core.records")
 
 
 @dataclass(frozen=True)

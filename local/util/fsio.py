@@ -119,25 +119,30 @@ def replace_dir(built: str | Path, dest: str | Path) -> None:
     os.replace(built, dest)
 
 
-def read_done(folder: str | Path) -> dict[str, Any] | None:
-    """The `.done` marker of `folder` (a dict), or None when absent or not a marker."""
+def read_done(folder: str | Path, marker: str | None = None) -> dict[str, Any] | None:
+    """The `.done` marker of `folder` (a dict), or None when absent or not a marker.
+
+    `marker`: another marker name, for a folder holding several parts (data/mmau: test-mini's
+    `.done`, the full test's `.done-test`)."""
     try:
-        done = json.loads((Path(folder) / DONE).read_text(encoding="utf-8"))
+        done = json.loads((Path(folder) / (marker or DONE)).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return done if isinstance(done, dict) else None
 
 
-def is_done(folder: str | Path, wanted: Mapping[str, Any] | None = None) -> bool:
+def is_done(folder: str | Path, wanted: Mapping[str, Any] | None = None,
+            marker: str | None = None) -> bool:
     """True when `folder` holds a `.done` marker that agrees with every key of `wanted`."""
-    done = read_done(folder)
+    done = read_done(folder, marker)
     return done is not None and all(done.get(k) == v for k, v in (wanted or {}).items())
 
 
-def mark_done(folder: str | Path, info: Mapping[str, Any] | None = None) -> Path:
+def mark_done(folder: str | Path, info: Mapping[str, Any] | None = None,
+              marker: str | None = None) -> Path:
     """Write `folder/.done` (the JSON of `info` plus `finished`) atomically; call it last."""
-    marker = {**(info or {}), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    return atomic_write_json(Path(folder) / DONE, marker)
+    content = {**(info or {}), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return atomic_write_json(Path(folder) / (marker or DONE), content)
 
 
 @contextlib.contextmanager

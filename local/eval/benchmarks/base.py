@@ -10,10 +10,10 @@ same way for every benchmark (options, sharding, resume, generation, scoring, wr
                        printed beside every number; the first gives the headline accuracy
   question_option      the option naming its question set (declared in `add_arguments`)
   add_arguments        its data options
-  read                 its records (`local.core.readers`), bad rows counted in the report
+  read                 its records (`local.data`), bad rows counted in the report
   load                 the question set one run predicts: records, and rows counted wrong
   items                one protocol's predictions file: every question, with the prediction
-  score                one protocol's results (`local.eval.report.score_items`)
+  score                one protocol's results (`local.eval.judge.score_items`)
   write_predictions    the predictions file(s) of one protocol
   read_predictions     a file given to `--score_only`
   question_set         the questions `--score_only` checks a predictions file against
@@ -53,8 +53,7 @@ from typing import Any, ClassVar, TypeVar
 
 from local.core.answers import extract_answer
 from local.core.records import ReadReport, Record
-from local.eval.report import score_items
-from local.eval.scoring import Row, breakdown
+from local.eval.judge import Row, breakdown, score_items
 from local.util.fsio import atomic_write_json
 
 NO_PREDICTIONS = ("the file holds no predictions (an empty list): nothing to score; point it at "
@@ -121,6 +120,9 @@ class Benchmark:
     question_option: ClassVar[str]
     description: ClassVar[str] = ""
     table_keys: ClassVar[tuple[str, ...]] = ()
+    # False: the answers are withheld (the full MMAU test): the runner writes the predictions
+    # and `submission` says where to submit them; no accuracy, no summary.
+    scored: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ parse
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -190,6 +192,10 @@ class Benchmark:
         """One protocol's results: the matcher named `protocol`, the benchmark's tables."""
         return score_items(items, match=protocol, tables_fn=self.tables,
                            description=self.protocols[protocol])
+
+    def submission(self, out_dir: Path, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """An unscored benchmark's account of its predictions file (what to submit, where)."""
+        raise NotImplementedError(f"{self.title} is scored here; it makes no submission.")
 
     def notes(self, result: dict[str, Any]) -> list[str]:
         """Labelled lines printed and written after a protocol's headline (e.g. other figures)."""

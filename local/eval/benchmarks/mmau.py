@@ -36,16 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.core.readers import read_mmau
-from local.core.records import ReadReport, Record
+from local.core.records import ReadReport, Record, RecordError
+from local.data.mmau import SPLITS, Split, parse_question_file, read_mmau
 from local.eval.benchmarks.base import (
     Benchmark,
     QuestionSet,
     prediction_fields,
-    read_json_list,
     register,
 )
-from local.eval.report import duplicate_question_reason, item_id
+from local.eval.judge import duplicate_question_reason, item_id
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +124,8 @@ class MMAUBenchmark(Benchmark):
 
     name = "mmau"
     title = "MMAU test-mini"
+    split: Split = SPLITS["test-mini"]  # the question set's files (local.data.mmau)
+    prepare_sources = ""  # what `--stage prepare` needs to fetch it (default --sources)
     protocols = {"mmau": "MMAU official token rule (word-token sets of the <answer> content)"}
     question_option = "--mmau_json"
     table_keys = ("task", "difficulty", "sub-category")
@@ -132,16 +133,32 @@ class MMAUBenchmark(Benchmark):
                    "official token rule, items without a prediction counted wrong).")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        split = self.split
+        parser.add_argument("--split", choices=sorted(SPLITS), default=split.name,
+                            help="MMAU question set: test-mini (answers given: scored here) or "
+                            "test (9,000 questions, answers withheld: a submission file for "
+                            "the MMAU evaluation Space; evaluate_mmau.py picks the benchmark "
+                            "by it) (default: %(default)s)")
         parser.add_argument("--mmau_json", type=Path,
-                            default=Path("data/mmau/mmau-test-mini.json"),
+                            default=Path("data/mmau") / split.question_file,
                             help="MMAU question file (default: %(default)s)")
         parser.add_argument("--mmau_audio_dir", type=Path, default=None,
-                            help="folder of the test-mini audio files (default: audio_id "
-                            "relative to the question file's folder, i.e. "
-                            "data/mmau/test-mini-audios)")
+                            help="folder of the audio files (default: audio_id relative to the "
+                            f"question file's folder, i.e. data/mmau/{split.audio_dir})")
 
-    def read(self, args: argparse.Namespace, report: ReadReport) -> Iterable[Record]:
-        return read_mmau(args.mmau_json, args.mmau_audio_dir, report=report)
+    def questions(self, args: argparse.Namespace) -> list[Any]:
+        """The question file's items: its one parse in an evaluation (`--split` checked)."""
+        if args.split != self.split.name:
+            raise SystemExit(f"--split {args.split}: this is the {self.title} benchmark; run "
+                             "evaluate_mmau.py (it picks the benchmark by --split) or "
+                             f"`--bench {'mmau' if args.split == 'test-mini' else 'mmau_test'}`.")
+        return parse_question_file(args.mmau_json)
+
+    def read(self, args: argparse.Namespace, report: ReadReport,
+             items: Sequence[Any] | None = None) -> Iterable[Record]:
+        return read_mmau(args.mmau_json, args.mmau_audio_dir, report=report,
+                         items=self.questions(args) if items is None else items,
+                         withheld=not self.split.has_answers)
 
     def load(self, args: argparse.Namespace) -> MMAUQuestions:
         """Every item of the question file with its record (None: counted wrong, with the
@@ -149,12 +166,12 @@ class MMAUBenchmark(Benchmark):
         if args.mmau_audio_dir is not None and not args.no_audio and \
                 not args.mmau_audio_dir.is_dir():
             raise SystemExit(f"--mmau_audio_dir {args.mmau_audio_dir}: folder not found. Run "
-                             "`bash run.sh --stage prepare` (it writes data/mmau/test-mini-"
-                             "audios), pass the right folder, or use --no_audio for the "
-                             "text-only ablation.")
+                             f"`bash run.sh --stage prepare{self.prepare_sources}` (it writes "
+                             f"data/mmau/{self.split.audio_dir}), pass the right folder, or "
+                             "use --no_audio for the text-only ablation.")
         report = ReadReport()
-        records = list(self.read(args, report))
-        raw = json.loads(Path(args.mmau_json).read_text(encoding="utf-8"))
+        raw = self.questions(args)  # parsed once, for the reader and the alignment
+        records = list(self.read(args, report, raw))
         if not raw:
             raise SystemExit(f"--mmau_json {args.mmau_json}: {NO_QUESTIONS}")
         questions = align(raw, records, [reason for _, reason in report.reasons])
@@ -164,8 +181,9 @@ class MMAUBenchmark(Benchmark):
         missing = set(report.missing_audio)
         if records and all(r.id in missing for r in records) and not args.no_audio:
             raise SystemExit(f"none of the {len(records)} audio files was found (e.g. "
-                             f"{records[0].audio}). Run `bash run.sh --stage prepare`, pass "
-                             "--mmau_audio_dir, or use --no_audio for the text-only ablation.")
+                             f"{records[0].audio}). Run `bash run.sh --stage prepare"
+                             f"{self.prepare_sources}`, pass --mmau_audio_dir, or use "
+                             "--no_audio for the text-only ablation.")
         unusable = [q for q in questions if q.record is None]
         if unusable:
             logger.warning("%d items in %s are counted wrong: %s", len(unusable),
@@ -187,8 +205,16 @@ class MMAUBenchmark(Benchmark):
                 "--stage prepare` writes data/mmau/mmau-test-mini.json), or --no_question_check "
                 "to score the file as it is (extra, duplicated and missing items then go "
                 "unnoticed).")
-        return read_json_list(path, "--mmau_json", "MMAU items (questions with id, answer, "
-                              "choices)", NO_QUESTIONS)
+        try:
+            items = self.questions(args)
+        except RecordError as err:
+            raise SystemExit(f"--mmau_json {err}") from err
+        if not items:
+            raise SystemExit(f"--mmau_json {path}: {NO_QUESTIONS}")
+        if not all(isinstance(item, dict) for item in items):
+            raise SystemExit(f"--mmau_json {path}: expected a JSON list of MMAU items "
+                             "(questions with id, answer, choices).")
+        return items
 
 
 MMAU = register(MMAUBenchmark())

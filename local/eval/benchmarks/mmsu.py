@@ -1,7 +1,7 @@
 """MMSU under two protocols, each number printed with the protocol that produced it.
 
 Options are MMSU's by position everywhere ('None' padding of two-choice items kept, see
-`local.core.readers`), so option i is letter "ABCD"[i] in both protocols.
+`local.data.mmsu`), so option i is letter "ABCD"[i] in both protocols.
 
 * ``exact`` (the reference recipe's, WeST's GRPO example): the `--template` prompt (options as
   a list repr); correct iff the `<answer>` content equals the option text exactly.
@@ -41,8 +41,8 @@ from typing import Any
 
 from local.core.answers import extract_answer
 from local.core.prompts import build_letter_prompt
-from local.core.readers import read_mmsu
 from local.core.records import ReadReport, Record
+from local.data.mmsu import read_mmsu
 from local.eval.benchmarks.base import Benchmark, register
 from local.eval.benchmarks.mmsu_official import (
     BAD,
@@ -59,7 +59,7 @@ from local.eval.benchmarks.mmsu_official import (
     read_rows,
     row_format,
 )
-from local.eval.scoring import Row, level_breakdown
+from local.eval.judge import Row, level_breakdown
 from local.util.fsio import atomic_write_text
 
 CATEGORY_LEVELS = 4  # MMSU's `category` is a path "L1-L2-L3-L4"

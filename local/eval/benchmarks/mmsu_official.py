@@ -10,7 +10,7 @@ stay in, wrong). It prints `Overall Accuracy` = correct / counted and `Total cou
 
 `official_score` gives those two figures (`official_accuracy` as a percentage, and
 `official_denominator`); the recipe's own strict figure (`accuracy`: the same letters,
-unreadable responses counted wrong, denominator = every item) comes from `local.eval.scoring`.
+unreadable responses counted wrong, denominator = every item) comes from `local.eval.judge`.
 `official_rows` turns the recipe's items into the official input format, so the official script
 can be run on our predictions (`predictions_letter.jsonl`).
 

@@ -9,7 +9,7 @@ Example:
     >>> read_json(path)
     Traceback (most recent call last):
     ...
-    local.report.left_out.ReportInputError: not valid JSON (Unterminated string starting at: \
+    local.run_report.left_out.ReportInputError: not valid JSON (Unterminated string starting at: \
 line 1 column 20; half written?)
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from local.report.left_out import ReportInputError
+from local.run_report.left_out import ReportInputError
 
 MAX_REASON = 160  # characters of a library's error message kept in a reason
 

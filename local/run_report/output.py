@@ -2,13 +2,13 @@
 
 `check` runs before anything is read (an unwritable `--out` fails at once, not after the
 plots); `writing` turns an OSError while writing (disk full, a folder removed meanwhile) into
-the same `ReportOutputError`, which `python -m local.report` prints as its only line.
+the same `ReportOutputError`, which `python -m local.run_report` prints as its only line.
 
 Example:
     >>> check(Path("/dev/null/report.md"))
     Traceback (most recent call last):
     ...
-    local.report.output.ReportOutputError: /dev/null/report.md: cannot write the report there \
+    local.run_report.output.ReportOutputError: /dev/null/report.md: cannot write the report there \
 (/dev/null is not a folder)
 """
 

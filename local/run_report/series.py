@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from local.eval.summary import CONTRIBUTION_TABLES, protocols_of
-from local.report.run_folder import BenchmarkEval, Completion
+from local.run_report.run_folder import BenchmarkEval, Completion
+from local.runs.eval_results import CONTRIBUTION_TABLES, protocols_of
 
 Series = list[tuple[float, float]]
 STEP = "GRPO step"

@@ -1,4 +1,4 @@
-"""Draw the report's figures (`local.report.series.Figure`) as PNGs, and the data behind them.
+"""Draw the report's figures (`local.run_report.series.Figure`) as PNGs, and the data behind them.
 
 Each figure gets a title, each panel its own title and axis labels with units, integer steps on
 the x axis, a legend below the axes (never over the lines or bars), and a
@@ -6,7 +6,7 @@ layout that keeps labels apart (matplotlib's constrained layout). `plots.json` b
 holds every series drawn, so a figure's numbers can be read without the image.
 
 Example:
-    >>> from local.report.series import Figure, Line, Panel
+    >>> from local.run_report.series import Figure, Line, Panel
     >>> fig = Figure("kl", "KL", [Panel("kl", "KL", [Line("kl", [(1, 0.1), (2, 0.2)])])])
     >>> draw_all([fig], Path("exp/grpo/plots"))                            # doctest: +SKIP
     {'kl': PosixPath('exp/grpo/plots/kl.png')}
@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from local.report.series import Figure, Panel
+from local.run_report.series import Figure, Panel
 from local.util.fsio import atomic_path, atomic_write_json
 
 PANEL_SIZE = (5.6, 3.6)  # inches per panel

@@ -1,7 +1,7 @@
-"""The demo's report: the run's report (`local.report`) plus the demo's own parts.
+"""The demo's report: the run's report (`local.run_report`) plus the demo's own parts.
 
 The run's sections (curves, accuracy by step, audio contribution, samples, configuration) come
-from `local.report.build` on `<out>/run`, exactly what `bash run.sh --stage report --exp_dir
+from `local.run_report.build` on `<out>/run`, exactly what `bash run.sh --stage report --exp_dir
 <exp> --run_name demo/run` writes; the demo adds the measured wall time and its parts' timings,
 the warm-up and its loss, the before -> after table with each step's model, and the check that
 the audio encoder's weights changed. Writes `<out>/report.md` with PNGs under `<out>/plots/`.
@@ -24,10 +24,10 @@ import numpy as np
 
 from local.demo.plots import warmup_figure
 from local.demo.text import render
-from local.eval.summary import collect
-from local.report.build import build
-from local.report.markdown import table
-from local.report.run_folder import write_labels
+from local.run_report.build import build
+from local.run_report.markdown import table
+from local.run_report.run_folder import write_labels
+from local.runs.eval_results import collect
 from local.util.fsio import atomic_write_text
 
 DEMO_SET_TITLE = "synthetic demo set (MMAU format)"

@@ -20,7 +20,7 @@ selectable by name:
                       order, with non-empty content.
 
 Example:
-    >>> from local.train.rewards import REWARDS, default_rewards
+    >>> from local.core.rewards import REWARDS, default_rewards
     >>> names, weights = default_rewards("default")
     >>> names, weights
     (['accuracy', 'format'], [1.0, 1.0])

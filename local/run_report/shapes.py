@@ -24,8 +24,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from local.report.files import kind, one_line
-from local.report.left_out import ReportInputError
+from local.run_report.files import kind, one_line
+from local.run_report.left_out import ReportInputError
 
 Dropped = list[str]
 

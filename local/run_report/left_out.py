@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger("local.report")
+logger = logging.getLogger("local.run_report")
 
 MAX_EXAMPLES = 3  # parts named in one entry; the others are counted
 VALUE = ("value", "values")  # what `add_parts` counts: values, parts (of results), settings

@@ -13,10 +13,10 @@ What a run folder holds (each part optional; what is absent is reported, never g
 
 Every file goes through `files` (read) and `shapes` (what it must look like); a file, or a part
 of one, that is not usable is recorded in `RunFolder.left_out` (path and reason, one warning
-line each) and the rest is read as usual.
+line each) and the rest is read as usual. The names are `local.runs.layout`'s.
 
 Example:
-    >>> from local.report.run_folder import question_of
+    >>> from local.run_report.run_folder import question_of
     >>> question_of("How many beeps? Please choose the answer from the following options: "
     ...             "['1', '2']. Output the final answer in <answer> </answer>.")
     "How many beeps? ['1', '2']"
@@ -28,19 +28,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.eval.summary import NO_AUDIO_SUFFIX, protocols_of
-from local.report import shapes
-from local.report.completions import Completion, question_of, read_completions
-from local.report.files import read_json, read_text, read_yaml
-from local.report.left_out import PART, SETTING, LeftOut, LeftOutList
+from local.run_report import shapes
+from local.run_report.completions import Completion, question_of, read_completions
+from local.run_report.files import read_json, read_text, read_yaml
+from local.run_report.left_out import PART, SETTING, LeftOut, LeftOutList
+from local.runs.eval_results import protocols_of
+from local.runs.layout import (
+    CHECKPOINT_PREFIX,
+    COMMAND_FILE,
+    EVAL_DIR,
+    LABELS_FILE,
+    NO_AUDIO_SUFFIX,
+    RESULTS_FILE,
+    RUN_RECORD,
+    TRAINER_STATE,
+    checkpoint_step,
+    eval_step,
+)
 from local.util.fsio import atomic_write_json
 from local.util.gitinfo import code_version
 
 __all__ = ["BenchmarkEval", "Completion", "RunFolder", "TrainerLog", "question_of", "read_run",
            "write_labels"]
 
-LABELS_FILE = "benchmark_labels.json"
-STATE_FILE = "trainer_state.json"
 Results = dict[str, Any]
 
 
@@ -88,15 +98,16 @@ class RunFolder:
 
 
 def _step_of(folder: Path) -> int:
-    digits = folder.name.removeprefix("checkpoint-")
-    return int(digits) if digits.isdigit() else -1
+    step = checkpoint_step(folder.name)
+    return -1 if step is None else step
 
 
 def read_trainer_log(run: Path, left_out: LeftOutList) -> TrainerLog | None:
     """The usable trainer state with the most steps among checkpoint-*/ and the run folder."""
-    checkpoints = sorted(run.glob(f"checkpoint-*/{STATE_FILE}"), key=lambda p: _step_of(p.parent))
+    checkpoints = sorted(run.glob(f"{CHECKPOINT_PREFIX}*/{TRAINER_STATE}"),
+                         key=lambda p: _step_of(p.parent))
     found = []
-    for path in [p for p in [run / STATE_FILE] if p.exists()] + checkpoints:
+    for path in [p for p in [run / TRAINER_STATE] if p.exists()] + checkpoints:
         with left_out.reading(path):
             state, dropped = shapes.trainer_state(read_json(path))
             left_out.add_parts(path, dropped)
@@ -129,12 +140,6 @@ def _read_result(path: Path, left_out: LeftOutList) -> tuple[Results, list[str]]
     return None
 
 
-def _step_folder(name: str) -> int | None:
-    """The step of a folder named `<step>` or `<step>-no_audio` (None: another name)."""
-    step = name.removesuffix(NO_AUDIO_SUFFIX)
-    return int(step) if step.isdigit() and str(int(step)) == step else None
-
-
 def read_bench(bench_dir: Path, left_out: LeftOutList) -> tuple[dict[int, Results],
                                                                  dict[int, Results]]:
     """({step: results}, {step: no-audio results}) of one benchmark folder. A no-audio folder
@@ -143,7 +148,7 @@ def read_bench(bench_dir: Path, left_out: LeftOutList) -> tuple[dict[int, Result
     results: dict[int, Results] = {}
     no_audio: dict[int, Results] = {}
     for folder in sorted(p for p in bench_dir.iterdir() if not p.name.startswith(".")):
-        path, step = folder / "results.json", _step_folder(folder.name)
+        path, step = folder / RESULTS_FILE, eval_step(folder.name)
         if not folder.is_dir():
             if step is not None:
                 left_out.add(folder, "a file, not a step folder (<step>/results.json)")
@@ -174,7 +179,7 @@ def _tables(results: list[Results]) -> set[str]:
 def read_evals(run: Path, left_out: LeftOutList) -> list[BenchmarkEval]:
     """Every usable `eval/<bench>/<step>[-no_audio]/results.json`, by benchmark and step."""
     labels = read_labels(run, left_out)
-    eval_dir = run / "eval"
+    eval_dir = run / EVAL_DIR
     if eval_dir.exists() and not eval_dir.is_dir():
         left_out.add(eval_dir, "a file, not the eval/ folder")
         return []
@@ -204,7 +209,7 @@ def read_evals(run: Path, left_out: LeftOutList) -> list[BenchmarkEval]:
 
 def read_config(run: Path, left_out: LeftOutList) -> dict[str, Any] | None:
     """resolved_config.yaml (its usable settings), None when absent or not usable."""
-    path = run / "resolved_config.yaml"
+    path = run / RUN_RECORD
     if not path.exists():
         return None
     with left_out.reading(path):
@@ -216,7 +221,7 @@ def read_config(run: Path, left_out: LeftOutList) -> dict[str, Any] | None:
 
 def read_commands(run: Path, left_out: LeftOutList) -> list[str]:
     """The non-empty lines of command.txt (one per start of the run)."""
-    path = run / "command.txt"
+    path = run / COMMAND_FILE
     if not path.exists():
         return []
     with left_out.reading(path):

@@ -1,12 +1,16 @@
-"""Scoring for evaluation: judge predictions, then accuracy tables (overall and per group).
+"""Judging: each item's verdict, accuracy tables, one protocol's results; data only.
 
 Items are dicts with `id`, `correct` (True / False / None = no prediction) and the fields the
-tables group by (e.g. MMAU's `task`, or MMSU's `category` path "L1-L2-L3-L4"). An item
-without a prediction is counted WRONG and listed: unlike the MMAU official script, which drops
-items lacking `model_output` from the denominator, nothing is ever dropped here.
+tables group by (MMAU's `task`, MMSU's `category` path "L1-L2-L3-L4"). An item is "no
+prediction" (counted WRONG and listed with its reason, never dropped from the denominator as
+the MMAU official script drops it) when its `model_output` is absent, null or not text
+(`prediction_problem`), when it carries a `prediction_error` (unreadable audio: even beside a
+`model_output`), or when it lacks the `answer`/`choices` to judge it; every other item is
+judged by `judge` with the benchmark's matcher. Nothing here renders or writes: results.json
+and results.md are `local.eval.results`; `--score_only` matches a predictions file to the
+question set first (`local.eval.question_check`).
 
 Example:
-    >>> from local.eval.scoring import accuracy_table, judge, render_markdown
     >>> items = judge([
     ...     {"id": "a", "answer": "Man", "choices": ["Man", "Woman"], "model_output": "man",
     ...      "task": "speech"},
@@ -17,11 +21,14 @@ Example:
     >>> row = accuracy_table(items)[0]
     >>> row.correct, row.total, row.no_prediction, row.accuracy
     (1, 2, 1, 50.0)
+    >>> score_items(items, match="mmau")["no_prediction_ids"]
+    ['b']
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,28 +155,73 @@ def level_breakdown(items: Sequence[dict[str, Any]], key: str,
         tables[f"level {level}"] = accuracy_table(items, key, level=level)
     return tables
 
-
-def render_markdown(rows: Sequence[Row], title: str = "group") -> str:
-    """A markdown table: group, correct, total, accuracy (%), no prediction."""
-    lines = [f"| {title} | correct | total | accuracy (%) | no prediction |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r.group} | {r.correct} | {r.total} | {r.accuracy:.2f} | {r.no_prediction} |"
-              for r in rows]
-    return "\n".join(lines)
+def item_id(item: Any, index: int) -> str:
+    """An item's id as results name it: its `id` as text, else `item-<index>` (file position)."""
+    value = item.get("id") if isinstance(item, dict) else None
+    return str(value) if value not in (None, "") else f"item-{index}"
 
 
-def render_report(tables: dict[str, list[Row]], missing: Sequence[str] = (),
-                  heading: str = "Accuracy", protocol: str | None = None) -> str:
-    """Markdown for several tables (from `breakdown`/`level_breakdown`) and the unanswered ids.
+def duplicate_question_reason(first: int) -> str:
+    """Why a later item with an already used id is counted wrong (`first`: the first's index)."""
+    return (f"duplicate id in the question file (first at item {first}): only the first item "
+            "is scored, each later one is counted wrong")
 
-    `protocol` names the matcher that produced the numbers (e.g. "MMAU official token rule").
+
+def _reason(item: dict[str, Any]) -> str | None:
+    if not isinstance(item.get("answer"), str) or not isinstance(item.get("choices"), list):
+        return item.get("prediction_error") or "malformed item: no answer/choices to judge"
+    if item.get("prediction_error"):
+        return str(item["prediction_error"])
+    return prediction_problem(item)
+
+
+def judge_all(items: Sequence[dict[str, Any]], match: str) -> tuple[list[dict], dict[str, str]]:
+    """Judged copies of `items` in order (correct None = no prediction) and the reasons, by id
+    (by "<id> (item <index>)" for an id that several items carry)."""
+    reasons: dict[str, str] = {}
+    prepared = []
+    ids = [item_id(item, index) for index, item in enumerate(items)]
+    repeated = {i for i, n in Counter(ids).items() if n > 1}
+    for index, (item, ident) in enumerate(zip(items, ids, strict=True)):
+        item = {**item, "id": ident}
+        reason = _reason(item)
+        if reason is not None:  # an id used twice is listed as "<id> (item <index>)"
+            reasons[f"{ident} (item {index})" if ident in repeated else ident] = reason
+        prepared.append((item, reason))
+    judged_ok = iter(judge([i for i, r in prepared if r is None], match=match))
+    judged = [next(judged_ok) if r is None else {**i, "correct": None} for i, r in prepared]
+    return judged, reasons
+
+
+def tables_json(tables: dict[str, list[Row]]) -> dict[str, list[dict[str, Any]]]:
+    return {name: [{"group": r.group, "correct": r.correct, "total": r.total,
+                    "accuracy": r.accuracy, "no_prediction": r.no_prediction}
+                   for r in rows] for name, rows in tables.items()}
+
+
+def score_items(items: Sequence[dict[str, Any]], match: str,
+                tables_fn: Callable[[Sequence[dict[str, Any]]], dict[str, list[Row]]] = breakdown,
+                description: str | None = None) -> dict[str, Any]:
+    """Results for one protocol: top-level `accuracy` in percent, counts, tables, what is missing.
+
+    `match` names the matcher and the protocol; `description` says what it does (printed beside
+    every number; default: the name). `tables_fn` makes the tables (default: overall only).
     """
-    parts = [f"## {heading}"]
-    if protocol:
-        parts.append(f"Scored with: {protocol}.")
-    for name, rows in tables.items():
-        parts.append(render_markdown(rows, name))
-    if missing:
-        parts.append(f"No prediction (counted wrong): {len(missing)} items: "
-                     + ", ".join(missing))
-    return "\n\n".join(parts) + "\n"
+    if not items:
+        raise ValueError("nothing to score: no items (an accuracy of 0/0 means nothing); check the "
+                         "question and predictions files.")
+    judged, reasons = judge_all(items, match)
+    tables = tables_fn(judged)
+    overall = tables["overall"][0] if tables["overall"] else Row("all", 0, 0, 0)
+    return {
+        "protocol": match,
+        "protocol_description": description or match,
+        "accuracy": overall.accuracy,
+        "correct": overall.correct,
+        "total": overall.total,
+        "no_prediction": overall.no_prediction,
+        "no_prediction_ids": list(reasons),
+        "no_prediction_reasons": reasons,
+        "tables": tables_json(tables),
+        "_tables": tables,  # Row objects, for markdown; dropped before writing JSON
+    }

@@ -20,9 +20,8 @@ from typing import Any
 
 import yaml
 
-from local.eval.summary import NO_AUDIO_SUFFIX, protocols_of
-from local.report.run_folder import BenchmarkEval, Completion, RunFolder
-from local.report.series import (
+from local.run_report.run_folder import BenchmarkEval, Completion, RunFolder
+from local.run_report.series import (
     Figure,
     audio_rows,
     audio_steps,
@@ -33,6 +32,8 @@ from local.report.series import (
     reward_names,
     total_reward,
 )
+from local.runs.eval_results import protocols_of
+from local.runs.layout import NO_AUDIO_SUFFIX
 
 # key -> heading; the report has each of them, in this order.
 SECTIONS = {
@@ -212,7 +213,8 @@ def accuracy(run: RunFolder, figures: dict[str, Figure], drawn: dict[str, Path],
     with_steps = [b for b in run.evals if b.results]
     if not with_steps:
         return (f"No evaluation yet: no `eval/<bench>/<step>/results.json` in `{run.path}`. "
-                "`bash run.sh --stage mmau` (or `mmsu`) evaluates step 0 and every checkpoint.")
+                "`bash run.sh --stage mmau` (or `mmsu`, `mmar`) evaluates step 0 and every "
+                "checkpoint.")
     parts = []
     for bench in with_steps:
         parts.append(f"### {bench.title} (`eval/{bench.name}/`)\n\n{_describe_protocols(bench)}")
@@ -230,9 +232,9 @@ def audio(run: RunFolder, figures: dict[str, Figure], drawn: dict[str, Path],
     benches = [b for b in run.evals if audio_steps(b)]
     if not benches:
         return ("No step was evaluated without the audio yet. `bash run.sh --stage mmau "
-                "--with_no_audio true` (or `mmsu`) adds the no-audio evaluation of step 0 and "
-                f"the last step (`eval/<bench>/<step>{NO_AUDIO_SUFFIX}/`); the difference is how "
-                "much of the accuracy needs the audio (items answerable from the text alone "
+                "--with_no_audio true` (or `mmsu`, `mmar`) adds the no-audio evaluation of step 0 "
+                f"and the last step (`eval/<bench>/<step>{NO_AUDIO_SUFFIX}/`); the difference is "
+                "how much of the accuracy needs the audio (items answerable from the text alone "
                 "score the same without it).")
     parts = []
     for bench in benches:

@@ -1,7 +1,7 @@
 """Write a run's report: `<run>/report.md` and its PNGs under `<run>/plots/`.
 
 The single call behind `bash run.sh --stage report`. Reads the run folder
-(`local.report.run_folder`), turns it into figures (`series`), draws them (`plots`) and writes
+(`local.run_report.run_folder`), turns it into figures (`series`), draws them (`plots`) and writes
 the sections (`markdown`). Works on a finished run, on one still going (the newest checkpoint's
 log, the completions and evaluations so far) and on one without any evaluation yet; a folder
 with nothing to report is a one-line error. A run file that is not what the report expects
@@ -9,10 +9,10 @@ with nothing to report is a one-line error. A run file that is not what the repo
 warning line naming it and what is wrong; the report is written without it and lists it under
 "Left out". A place the report cannot be written (`--out` under a file, a read-only folder) is
 one line naming the path, exit status 1. The demo builds its report from the same pieces
-(`local.demo.report`).
+(`local.demo.demo_report`).
 
 Example:
-    $ python -m local.report --run_dir exp/grpo           # exp/grpo/report.md, exp/grpo/plots/
+    $ python -m local.run_report --run_dir exp/grpo           # exp/grpo/report.md, exp/grpo/plots/
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.report import markdown, output
-from local.report.files import one_line
-from local.report.left_out import record
-from local.report.markdown import SECTIONS, Section
-from local.report.output import ReportOutputError
-from local.report.plots import DATA_FILE, draw_all
-from local.report.run_folder import RunFolder, read_run
-from local.report.series import (
+from local.core.rewards import resolve_reward_weights
+from local.run_report import markdown, output
+from local.run_report.files import one_line
+from local.run_report.left_out import record
+from local.run_report.markdown import SECTIONS, Section
+from local.run_report.output import ReportOutputError
+from local.run_report.plots import DATA_FILE, draw_all
+from local.run_report.run_folder import RunFolder, read_run
+from local.run_report.series import (
     Figure,
     accuracy_figure,
     audio_figure,
@@ -39,7 +40,7 @@ from local.report.series import (
     spread_by_step,
     training_figures,
 )
-from local.train.rewards import resolve_reward_weights
+from local.runs.layout import RUN_RECORD
 from local.util.fsio import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def resolved_settings(run: RunFolder) -> dict[str, Any]:
         except (ValueError, KeyError) as err:  # a template or reward this checkout lacks
             settings.pop("reward_funcs", None)
             settings.pop("reward_weights", None)
-            record(run.left_out, run.path / "resolved_config.yaml",
+            record(run.left_out, run.path / RUN_RECORD,
                    f"rewards not resolved ({one_line(err)}): totals weigh each reward 1")
     return settings
 
@@ -102,7 +103,7 @@ class Report:
             self.sections if sections is None else sections)
 
 
-INTRO = ("Written by `python -m local.report --run_dir {run}` (`bash run.sh --stage report`) "
+INTRO = ("Written by `python -m local.run_report --run_dir {run}` (`bash run.sh --stage report`) "
          "from the run's own files; nothing is typed in by hand. Run it again any time: a run "
          "that is still going gets its newest data.")
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from local.core.prompts import TEMPLATES
-from local.report.files import kind, read_parquet
-from local.report.left_out import LeftOutList, ReportInputError
-from local.report.shapes import finite, shown, whole
-from local.train.rewards import completion_text
+from local.core.rewards import completion_text
+from local.run_report.files import kind, read_parquet
+from local.run_report.left_out import LeftOutList, ReportInputError
+from local.run_report.shapes import finite, shown, whole
+from local.runs.layout import COMPLETIONS_DIR
 
 REQUIRED = ("step", "prompt", "completion")
 ROWS = ("row", "rows")
@@ -133,7 +134,7 @@ def _numbers_as_text(column: Any) -> bool:
 
 def read_completions(run: Path, left_out: LeftOutList) -> list[Completion]:
     """Every usable row of TRL's completions parquet files, by step."""
-    folder = run / "completions"
+    folder = run / COMPLETIONS_DIR
     if folder.exists() and not folder.is_dir():
         left_out.add(folder, "a file, not the completions/ folder")
         return []
