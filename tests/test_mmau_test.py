@@ -291,3 +291,19 @@ def test_prepare_mmau_test_offline_names_each_missing_part(tmp_path: Path) -> No
     assert done.returncode != 0 and len(errors) == 2, done.stderr  # one line a part
     assert "mmau_test questions" in errors[0] and "--mmau_test_json PATH" in errors[0]
     assert "gamma-lab-umd/MMAU-test" in errors[1] and "--mmau_test_audio PATH" in errors[1]
+
+
+def test_a_run_resumes_whether_its_paths_were_typed_relative_or_absolute(
+        tmp_path: Path, backend: Answers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's `python evaluate_mmau.py ...` (relative paths) then run.sh's stage (absolute
+    paths) on the same folder: the same settings, so the second resumes instead of refusing."""
+    save_test_set(tmp_path / "data" / "mmau", n=6, no_audio=())
+    monkeypatch.chdir(tmp_path)
+    relative = ["--split", "test", "--model", "m", "--mmau_json", "data/mmau/mmau-test.json",
+                "--out_dir", "eval/0"]
+    evaluate_mmau.main(relative)
+    asked = len(backend.asked)
+    evaluate_mmau.main(["--split", "test", "--model", "m", "--mmau_json",
+                        str(tmp_path / "data" / "mmau" / "mmau-test.json"), "--out_dir",
+                        str(tmp_path / "eval" / "0")])
+    assert len(backend.asked) == asked  # resumed: nothing asked again

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,19 @@ def generation_settings(args: argparse.Namespace) -> GenerationSettings:
                               repetition_penalty=args.repetition_penalty)
 
 
+def recorded_path(value: str | Path | None) -> str | None:
+    """A model or data path as settings record it: a local path absolute (so the README's
+    relative `python evaluate_*.py` line and run.sh's absolute one resume each other), a hub id
+    as typed."""
+    if value is None:
+        return None
+    return os.path.abspath(value) if Path(value).exists() else str(value)
+
+
 def run_settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """What a resumed run must share with the one it continues (written to eval_settings.json)."""
-    return {"model": str(args.model), "template": args.template, "no_audio": args.no_audio,
+    return {"model": recorded_path(args.model), "template": args.template,
+            "no_audio": args.no_audio,
             "max_audio_duration_in_seconds": args.max_audio_duration_in_seconds,
             "generation": generation_settings(args).as_dict(), **backend_settings(args), **extra}
 

@@ -47,7 +47,7 @@ from local.core.models import ModelLoadError, load_model_and_processor
 from local.core.records import Record, RecordError
 from local.eval.benchmarks.base import Benchmark, QuestionSet
 from local.eval.generation import Backend, Generator
-from local.eval.options import generation_settings, parse_args, run_settings
+from local.eval.options import generation_settings, parse_args, recorded_path, run_settings
 from local.eval.prediction_log import PredictionLog, check_settings, clear, read_logs
 from local.eval.question_check import CHECK_SKIPPED, checked_items
 from local.eval.results import Results, check_lines, write_results
@@ -158,7 +158,7 @@ def work_dir(benchmark: Benchmark, out_dir: Path, protocol: str) -> Path:
 def data_settings(benchmark: Benchmark, args: argparse.Namespace,
                   protocol: str | None = None) -> dict[str, Any]:
     """The question source (and, with several protocols, the protocol) a run was made with."""
-    settings = {benchmark.question_dest: str(benchmark.question_path(args))}
+    settings = {benchmark.question_dest: recorded_path(benchmark.question_path(args))}
     if protocol is not None and benchmark.multi_protocol:
         settings["protocol"] = protocol
     return settings
