@@ -49,7 +49,14 @@ from pathlib import Path
 from typing import Any
 
 from local.core.records import ReadReport, Record, RecordError
-from local.data.mmar import GITHUB, LICENCE, QUESTION_FILE, parse_question_file, read_mmar
+from local.data.mmar import (
+    FETCH,
+    GITHUB,
+    LICENCE,
+    QUESTION_FILE,
+    parse_question_file,
+    read_mmar,
+)
 from local.eval.benchmarks.base import Benchmark, QuestionSet, register
 from local.eval.benchmarks.mmar_official import (
     VERDICT_KEY,
@@ -60,7 +67,7 @@ from local.eval.benchmarks.mmar_official import (
     verdict_line,
     verdict_of,
 )
-from local.eval.benchmarks.mmau import MMAUQuestions, Question, align, official_items
+from local.eval.benchmarks.mmau import MMAUQuestions, Question, align, asked, official_items
 from local.eval.judge import item_id, score_items
 from local.util.fsio import atomic_write_json
 
@@ -118,23 +125,12 @@ class MMARBenchmark(Benchmark):
         """The first --limit items of the question file, each with its record or its reason."""
         audio_dir = args.mmar_audio_dir
         if audio_dir is not None and not args.no_audio and not audio_dir.is_dir():
-            raise SystemExit(f"--mmar_audio_dir {audio_dir}: folder not found. Run `bash run.sh "
-                             "--stage prepare --sources mmar` (it writes data/mmar/audio), pass "
-                             "the right folder, or use --no_audio for the text-only ablation.")
+            raise SystemExit(f"--mmar_audio_dir {audio_dir}: folder not found. Run `{FETCH}` (it "
+                             "writes data/mmar/audio), pass the right folder, or use --no_audio "
+                             "for the text-only ablation.")
         questions, report = self.aligned(args)
-        questions = questions[:args.limit] if args.limit is not None else questions
-        records = [q.record for q in questions if q.record is not None]
-        missing = set(report.missing_audio)
-        if records and all(r.id in missing for r in records) and not args.no_audio:
-            raise SystemExit(f"none of the {len(records)} audio files was found (e.g. "
-                             f"{records[0].audio}). Run `bash run.sh --stage prepare --sources "
-                             "mmar`, pass --mmar_audio_dir, or use --no_audio for the text-only "
-                             "ablation.")
-        unusable = [q for q in questions if q.record is None]
-        if unusable:
-            logger.warning("%d items in %s are counted wrong: %s", len(unusable), args.mmar_json,
-                           [f"item {q.index}: {q.reason}" for q in unusable[:5]])
-        return MMAUQuestions(records, questions=questions)
+        return asked(questions, report, args, source=args.mmar_json,
+                     audio_option="--mmar_audio_dir", fetch=FETCH)
 
     def items(self, data: QuestionSet, protocol: str,
               by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -119,6 +119,25 @@ def official_items(questions: Sequence[Question],
     return items
 
 
+def asked(questions: list[Question], report: ReadReport, args: argparse.Namespace, *,
+          source: Path, audio_option: str, fetch: str) -> MMAUQuestions:
+    """The first --limit items of a question file (aligned: `align`) as the set a run asks;
+    every audio file missing (without --no_audio) stops in one line naming `fetch`, and the
+    items counted wrong are logged (MMAU, MMAR)."""
+    questions = questions[:args.limit] if args.limit is not None else questions
+    records = [q.record for q in questions if q.record is not None]
+    missing = set(report.missing_audio)
+    if records and all(r.id in missing for r in records) and not args.no_audio:
+        raise SystemExit(f"none of the {len(records)} audio files was found (e.g. "
+                         f"{records[0].audio}). Run `{fetch}`, pass {audio_option}, or use "
+                         "--no_audio for the text-only ablation.")
+    unusable = [q for q in questions if q.record is None]
+    if unusable:
+        logger.warning("%d items in %s are counted wrong: %s", len(unusable), source,
+                       [f"item {q.index}: {q.reason}" for q in unusable[:5]])
+    return MMAUQuestions(records, questions=questions)
+
+
 class MMAUBenchmark(Benchmark):
     """MMAU test-mini (see the module docstring)."""
 
@@ -175,20 +194,8 @@ class MMAUBenchmark(Benchmark):
         if not raw:
             raise SystemExit(f"--mmau_json {args.mmau_json}: {NO_QUESTIONS}")
         questions = align(raw, records, [reason for _, reason in report.reasons])
-        if args.limit is not None:
-            questions = questions[:args.limit]
-        records = [q.record for q in questions if q.record is not None]
-        missing = set(report.missing_audio)
-        if records and all(r.id in missing for r in records) and not args.no_audio:
-            raise SystemExit(f"none of the {len(records)} audio files was found (e.g. "
-                             f"{records[0].audio}). Run `bash run.sh --stage prepare"
-                             f"{self.prepare_sources}`, pass --mmau_audio_dir, or use "
-                             "--no_audio for the text-only ablation.")
-        unusable = [q for q in questions if q.record is None]
-        if unusable:
-            logger.warning("%d items in %s are counted wrong: %s", len(unusable),
-                           args.mmau_json, [f"item {q.index}: {q.reason}" for q in unusable[:5]])
-        return MMAUQuestions(records, questions=questions)
+        return asked(questions, report, args, source=args.mmau_json, audio_option=
+                     "--mmau_audio_dir", fetch=f"bash run.sh --stage prepare{self.prepare_sources}")
 
     def items(self, data: QuestionSet, protocol: str,
               by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
