@@ -25,8 +25,10 @@ from local.eval.benchmarks.mmau_test import MMAU_TEST
 from local.eval.generation import Output
 from local.eval.steps import main as steps_main
 from local.eval.steps import one_model
+from local.run_report.build import main as run_report_main
 from local.train.dataset import training_row
 from tests.helpers import REPO
+from tests.helpers_report import full_run
 from tests.sources import cache_repo, mmau_eval_set, mmau_item, wav, write_mmau_json
 
 N = 300
@@ -307,3 +309,13 @@ def test_a_run_resumes_whether_its_paths_were_typed_relative_or_absolute(
                         str(tmp_path / "data" / "mmau" / "mmau-test.json"), "--out_dir",
                         str(tmp_path / "eval" / "0")])
     assert len(backend.asked) == asked  # resumed: nothing asked again
+
+
+def test_the_run_report_names_the_submission_file(tmp_path: Path) -> None:
+    run = full_run(tmp_path / "run")
+    folder = run / "eval" / "mmau_test" / "30"
+    folder.mkdir(parents=True)
+    (folder / "submission.json").write_text(json.dumps([withheld_item(0)]))
+    report = run_report_main(["--run_dir", str(run)]).read_text()
+    assert "Submission file `eval/mmau_test/30/submission.json`" in report
+    assert "not scored here" in report and "Nothing: every file read" in report

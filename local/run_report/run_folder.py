@@ -41,6 +41,7 @@ from local.runs.layout import (
     NO_AUDIO_SUFFIX,
     RESULTS_FILE,
     RUN_RECORD,
+    SUBMISSION_FILE,
     TRAINER_STATE,
     checkpoint_step,
     eval_step,
@@ -90,6 +91,7 @@ class RunFolder:
     code_version: str
     notes: list[str] = field(default_factory=list)
     left_out: list[LeftOut] = field(default_factory=list)
+    submissions: list[Path] = field(default_factory=list)  # unscored: answers withheld
 
     @property
     def training(self) -> dict[str, Any]:
@@ -241,7 +243,8 @@ def read_run(run_dir: str | Path) -> RunFolder:
                        completions=read_completions(run, left_out),
                        evals=read_evals(run, left_out), config=config,
                        commands=read_commands(run, left_out), code_version=code_version(),
-                       left_out=left_out)
+                       left_out=left_out,
+                       submissions=sorted((run / EVAL_DIR).glob(f"*/*/{SUBMISSION_FILE}")))
     if not (folder.log or folder.completions or folder.evals or folder.config):
         bad = f" ({len(left_out)} left out: named above)" if left_out else ""
         raise SystemExit(

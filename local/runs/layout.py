@@ -38,6 +38,7 @@ COMPLETIONS_DIR = "completions"
 LABELS_FILE = "benchmark_labels.json"
 EVAL_DIR = "eval"
 RESULTS_FILE = "results.json"
+SUBMISSION_FILE = "submission.json"  # an unscored benchmark's predictions (the full MMAU test)
 SUMMARY_FILE = "summary.md"
 SUMMARY_PLOT = "summary.png"
 NO_AUDIO_SUFFIX = "-no_audio"

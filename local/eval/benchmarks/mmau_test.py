@@ -29,8 +29,8 @@ from typing import Any
 from local.data.mmau import SPLITS, SUBMISSION_SPACE
 from local.eval.benchmarks.base import QuestionSet, register
 from local.eval.benchmarks.mmau import MMAUBenchmark
+from local.runs.layout import SUBMISSION_FILE
 
-SUBMISSION_FILE = "submission.json"
 PREDICTION_KEYS = ("model_prediction", "model_output")  # README's name, evaluation.py's key
 
 
