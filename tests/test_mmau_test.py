@@ -318,4 +318,4 @@ def test_the_run_report_names_the_submission_file(tmp_path: Path) -> None:
     (folder / "submission.json").write_text(json.dumps([withheld_item(0)]))
     report = run_report_main(["--run_dir", str(run)]).read_text()
     assert "Submission file `eval/mmau_test/30/submission.json`" in report
-    assert "not scored here" in report and "Nothing: every file read" in report
+    assert "answers withheld, not scored here" in report and "Nothing: every file read" in report

@@ -121,11 +121,8 @@ def overview(run: RunFolder) -> str:
                      f"{list(bench.results)}{no_audio}")
     if not run.evals:
         lines.append("- Evaluation: none yet.")
-    for path in run.submissions:  # e.g. the full MMAU test: nothing to score here
-        lines.append(f"- Submission file `{path.relative_to(run.path)}`: predictions of a "
-                     "benchmark whose answers are withheld, not scored here; submit it where "
-                     "its evaluation stage said (the full MMAU test: the MMAU evaluation "
-                     "Space).")
+    lines += [f"- Submission file `{p.relative_to(run.path)}`: answers withheld, not scored here;"
+              " submit it (full MMAU test: the MMAU evaluation Space)." for p in run.submissions]
     lines += [f"- Note: {note}" for note in run.notes]
     if run.left_out:
         count = len(run.left_out)
