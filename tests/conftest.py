@@ -26,6 +26,12 @@ def tiny_omni() -> Path:
     return tiny_checkpoint("qwen2_5_omni")
 
 
+@pytest.fixture(scope="session")
+def tiny_qwen3_omni() -> Path:
+    """The tiny Qwen3-Omni MoE thinker (head_dim 32, 4 experts, 2 per token)."""
+    return tiny_checkpoint("qwen3_omni_moe")
+
+
 @pytest.fixture(scope="session", params=["qwen2_audio", "qwen2_5_omni"])
 def tiny_family_checkpoint(request: pytest.FixtureRequest) -> tuple[str, Path]:
     """Each family's tiny checkpoint in turn: (family, path)."""

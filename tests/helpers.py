@@ -40,17 +40,20 @@ def encode(wave: np.ndarray, sr: int, fmt: str = "WAV") -> bytes:
 def _source_digest() -> str:
     """Fixtures are rebuilt whenever the code that builds them changes."""
     digest = hashlib.sha256()
-    for name in ("local/demo/tiny.py", "local/demo/tokenizers.py", "local/util/fsio.py"):
+    for name in ("local/demo/tiny.py", "local/demo/tiny_qwen3_omni.py",
+                 "local/demo/tokenizers.py", "local/util/fsio.py"):
         digest.update((REPO / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
 def tiny_checkpoint(family: str, vocab: str = "tiny", full_omni: bool = False,
-                    text_head_dim: int = 16) -> Path:
-    """Build (once, cached under .cache/tests, safe across processes) a tiny checkpoint."""
+                    text_head_dim: int | None = None) -> Path:
+    """Build (once, cached under .cache/tests, safe across processes) a tiny checkpoint of a
+    family ("qwen2_audio", "qwen2_5_omni", "qwen3_omni_moe"); text_head_dim None: the family's
+    default (16; Qwen3-Omni's 32)."""
     from local.demo.tiny import build_tiny_checkpoint
 
-    head = "" if text_head_dim == 16 else f"-hd{text_head_dim}"
+    head = "" if text_head_dim in (None, 16) else f"-hd{text_head_dim}"
     name = f"{family}-{vocab}{'-full' if full_omni else ''}{head}-{_source_digest()}"
     out = CACHE / name
     CACHE.mkdir(parents=True, exist_ok=True)

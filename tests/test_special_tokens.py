@@ -1,7 +1,8 @@
 """Special tokens have one definition (local.core.special_tokens) used by training and evaluation.
 
 - `placeholder_token_ids` keeps the placeholders a tokenizer knows (Qwen2-Audio has no vision
-  markers), drops unknown ones, and refuses a tokenizer without the audio placeholder.
+  markers), drops unknown ones, and refuses a tokenizer without the audio placeholder; the
+  placeholders are the family's (Qwen3-Omni's `<|audio_pad|>` is not Qwen2's `<|AUDIO|>`).
 - Evaluation's generate kwargs suppress exactly that list, and stop at exactly `STOP_TOKENS`.
 - No recipe module spells a special token itself (a second list would drift).
 """
@@ -14,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from local.core.families import family_named
 from local.core.special_tokens import (
-    AUDIO_TOKEN,
     PLACEHOLDER_TOKENS,
     STOP_TOKENS,
+    audio_token,
     placeholder_token_ids,
     stop_token_ids,
 )
@@ -34,7 +36,9 @@ class FakeTokenizer:
         return [self.vocab.get(t, self.unk_token_id) for t in tokens]
 
 
-ALL = {token: 100 + i for i, token in enumerate(PLACEHOLDER_TOKENS)}
+QWEN2_5_OMNI = family_named("qwen2_5_omni")
+QWEN3_OMNI = family_named("qwen3_omni_moe")
+ALL = {token: 100 + i for i, token in enumerate(QWEN2_5_OMNI.placeholder_tokens)}
 AUDIO_ONLY = {t: ALL[t] for t in ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")}
 
 
@@ -53,9 +57,21 @@ def test_placeholder_ids_keep_what_the_tokenizer_knows(vocab: dict, unk: int | N
 
 
 def test_a_tokenizer_without_the_audio_placeholder_is_refused() -> None:
-    vocab = {t: i for t, i in ALL.items() if t != AUDIO_TOKEN}
-    with pytest.raises(ValueError, match=r"no \['<\|AUDIO\|>'\]"):
+    vocab = {t: i for t, i in ALL.items() if t != "<|AUDIO|>"}
+    with pytest.raises(ValueError, match=r"no audio placeholder .*<\|AUDIO\|>.*<\|audio_pad\|>"):
         placeholder_token_ids(FakeTokenizer(vocab))
+    with pytest.raises(ValueError, match=r"no \['<\|AUDIO\|>'\]"):
+        placeholder_token_ids(FakeTokenizer(vocab), QWEN2_5_OMNI)
+
+
+def test_the_placeholders_are_the_family_s() -> None:
+    qwen3 = {token: 200 + i for i, token in enumerate(QWEN3_OMNI.placeholder_tokens)}
+    tokenizer = FakeTokenizer({**qwen3, "<think>": 300})
+    assert audio_token(tokenizer) == "<|audio_pad|>"
+    assert placeholder_token_ids(tokenizer) == sorted(qwen3.values())
+    assert placeholder_token_ids(tokenizer, QWEN3_OMNI) == sorted(qwen3.values())
+    with pytest.raises(ValueError, match=r"no \['<\|AUDIO\|>'\]"):
+        placeholder_token_ids(tokenizer, QWEN2_5_OMNI)
 
 
 def test_evaluation_suppresses_the_one_list_and_stops_at_the_stop_tokens() -> None:
@@ -65,12 +81,14 @@ def test_evaluation_suppresses_the_one_list_and_stops_at_the_stop_tokens() -> No
     tokenizer = build_tokenizer("tiny")
     kwargs = GenerationSettings().generate_kwargs(tokenizer)
     assert kwargs["suppress_tokens"] == placeholder_token_ids(tokenizer)
-    assert len(kwargs["suppress_tokens"]) == len(PLACEHOLDER_TOKENS)  # the tiny vocab has all
+    assert len(kwargs["suppress_tokens"]) == len(QWEN2_5_OMNI.placeholder_tokens)  # all
     assert kwargs["eos_token_id"] == stop_token_ids(tokenizer)
 
 
 # Modules that build tokenizers and model configs token by token (the demo's tiny models).
-TOKEN_TABLES = {"local/demo/tiny.py", "local/demo/tokenizers.py", "local/core/special_tokens.py"}
+TOKEN_TABLES = {"local/demo/tiny.py", "local/demo/tiny_qwen3_omni.py", "local/demo/tokenizers.py",
+                "local/core/special_tokens.py", "local/core/families/qwen2_audio.py",
+                "local/core/families/qwen2_5_omni.py", "local/core/families/qwen3_omni_moe.py"}
 
 
 def _code_strings(path: Path) -> list[tuple[int, str]]:

@@ -19,6 +19,8 @@ from local.core.special_tokens import placeholder_token_ids
 from tests.helpers_train import audio_encoder_state, make_trainer
 
 FAMILIES = ["qwen2_audio", "qwen2_5_omni"]
+# Qwen3-Omni (MoE thinker) joins the row-alignment and placeholder tests, not the whole matrix.
+WITH_QWEN3 = [*FAMILIES, "qwen3_omni_moe"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -50,7 +52,7 @@ def _logps(trainer, audio, ids, mask, logits_to_keep, batch_size):
     return logps
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", WITH_QWEN3)
 def test_each_completion_is_scored_with_its_own_prompt_and_audio(tmp_path, family: str) -> None:
     """2 prompts x G=4 completions: batched log-probs (chunks of 3 rows, across the group
     boundary) equal each row computed alone with its own audio, within 1e-4 (float32)."""
@@ -87,11 +89,12 @@ def test_each_completion_is_scored_with_its_own_prompt_and_audio(tmp_path, famil
     torch.testing.assert_close(wrong[:4], batched[:4])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", WITH_QWEN3)
 def test_generation_never_samples_placeholder_tokens(tmp_path, family: str) -> None:
     trainer = make_trainer(family, tmp_path, rows=2)
-    banned = placeholder_token_ids(trainer.processing_class.tokenizer)
-    assert trainer.processing_class.tokenizer.convert_tokens_to_ids("<|AUDIO|>") in banned
+    banned = placeholder_token_ids(trainer.processing_class.tokenizer, trainer.family)
+    audio = trainer.family.audio_token  # <|AUDIO|>, or Qwen3-Omni's <|audio_pad|>
+    assert trainer.processing_class.tokenizer.convert_tokens_to_ids(audio) in banned
     assert set(banned) <= set(trainer.generation_config.suppress_tokens)
     trainer.model.train()
     rows = [trainer.train_dataset[i // 4] for i in range(8)]

@@ -106,7 +106,6 @@ def test_vllm_context_is_the_prompt_and_completion_budget(family: str, window: f
                                                            length: int) -> None:
     """vLLM's max_model_len (unset: TRL would take the model's 32k context) covers the family's
     whole audio window at the processors' own rate, the prompt text and the completion."""
-    from local.core.special_tokens import AUDIO_TOKEN
     from local.train.vllm_rollouts import AUDIO_TOKENS_PER_SECOND, default_max_model_length
     from tests.helpers import processor_inputs
 
@@ -114,6 +113,6 @@ def test_vllm_context_is_the_prompt_and_completion_budget(family: str, window: f
     assert loaded.family.max_audio_seconds == window
     seconds = 30  # the processors' own count of audio tokens for 30 s of audio
     inputs = processor_inputs(loaded.processor, [np.zeros(16_000 * seconds, np.float32)])
-    audio_id = loaded.processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+    audio_id = loaded.processor.tokenizer.convert_tokens_to_ids(loaded.family.audio_token)
     assert int((inputs["input_ids"] == audio_id).sum()) == seconds * AUDIO_TOKENS_PER_SECOND
     assert default_max_model_length(loaded.family.max_audio_seconds, 1024) == length

@@ -1,12 +1,15 @@
 """Load a policy model and its processor from a local folder or a hub id.
 
-The class is chosen by ``config.model_type`` (never by a path substring):
+The family, and with it the class, is chosen by ``config.model_type`` (never by a path
+substring); each family is one module of `local.core.families`:
 
 | model_type              | loads                                         |
 |-------------------------|-----------------------------------------------|
 | qwen2_audio             | Qwen2AudioForConditionalGeneration            |
 | qwen2_5_omni (full)     | its thinker: Qwen2_5OmniThinkerForConditionalGeneration (no talker) |
 | qwen2_5_omni_thinker    | Qwen2_5OmniThinkerForConditionalGeneration    |
+| qwen3_omni_moe (full)   | its thinker: Qwen3OmniMoeThinkerForConditionalGeneration (no talker) |
+| qwen3_omni_moe_thinker  | Qwen3OmniMoeThinkerForConditionalGeneration   |
 
 A LoRA checkpoint (`adapter_config.json`, as `--use_peft` training saves) loads its base model,
 applies the adapter and merges it, so evaluation treats it like any other checkpoint.
@@ -28,9 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoProcessor, PretrainedConfig
 
+from local.core.families import FAMILY_NAMES, ModelFamily, family_for_model_type, family_named
+
+# The checkpoints `--stage prepare` downloads (its size table; a test keeps the two equal).
+# Qwen3-Omni loads from a local folder or the hub cache until prepare sizes it.
 SUPPORTED_MODELS = ("Qwen/Qwen2.5-Omni-7B", "Qwen/Qwen2.5-Omni-3B", "Qwen/Qwen2-Audio-7B-Instruct")
 
 
@@ -114,24 +122,10 @@ def weights_problem(folder: str | Path) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class ModelFamily:
-    """What the rest of the recipe needs to know about a model family."""
-
-    name: str  # "qwen2_audio" | "qwen2_5_omni"
-    max_audio_seconds: float  # the encoder's window: longer clips are cut (with a count)
-    # Qwen2-Audio's encoder needs features padded to the full 30 s window (3000 frames); the Omni
-    # encoder takes any length, so batches are padded only to their longest clip.
-    pad_audio_to_window: bool
-
-
-QWEN2_AUDIO = ModelFamily("qwen2_audio", max_audio_seconds=30.0, pad_audio_to_window=True)
-QWEN2_5_OMNI = ModelFamily("qwen2_5_omni", max_audio_seconds=300.0, pad_audio_to_window=False)
-_FAMILY_BY_MODEL_TYPE = {
-    "qwen2_audio": QWEN2_AUDIO,
-    "qwen2_5_omni": QWEN2_5_OMNI,
-    "qwen2_5_omni_thinker": QWEN2_5_OMNI,
-}
+# Kept for the modules that name a family directly (bench, prepare).
+QWEN2_AUDIO = family_named("qwen2_audio")
+QWEN2_5_OMNI = family_named("qwen2_5_omni")
+QWEN3_OMNI_MOE = family_named("qwen3_omni_moe")
 
 
 @dataclass
@@ -143,11 +137,12 @@ class LoadedModel:
 
 def family_of(config: PretrainedConfig) -> ModelFamily:
     """The family of a loaded config, or a clear error for an unsupported model."""
-    family = _FAMILY_BY_MODEL_TYPE.get(getattr(config, "model_type", None))
+    family = family_for_model_type(getattr(config, "model_type", None))
     if family is None:
         raise ModelLoadError(
             f"model_type {getattr(config, 'model_type', None)!r} is not supported: the recipe "
-            f"trains Qwen2-Audio and Qwen2.5-Omni checkpoints ({', '.join(SUPPORTED_MODELS)}).")
+            f"trains the families {', '.join(FAMILY_NAMES)} (Qwen2-Audio-7B-Instruct, "
+            "Qwen2.5-Omni-3B/7B, Qwen3-Omni-30B-A3B-Instruct/-Thinking).")
     return family
 
 
@@ -193,11 +188,6 @@ def load_model_and_processor(
         return _load_lora_checkpoint(Path(name_or_path), dtype=dtype,
                                      attn_implementation=attn_implementation,
                                      device_map=device_map)
-    from transformers import (
-        Qwen2_5OmniThinkerForConditionalGeneration,
-        Qwen2AudioForConditionalGeneration,
-    )
-
     config = load_config(name_or_path, revision=revision)
     family = family_of(config)
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype), "revision": revision}
@@ -205,17 +195,15 @@ def load_model_and_processor(
         kwargs["attn_implementation"] = attn_implementation
     if device_map is not None:
         kwargs["device_map"] = device_map
+    model_class = getattr(transformers, family.model_class)
     try:
-        if config.model_type == "qwen2_audio":
-            model = Qwen2AudioForConditionalGeneration.from_pretrained(name_or_path, **kwargs)
-        elif config.model_type == "qwen2_5_omni":
+        if config.model_type == family.full_model_type:
             # A whole Omni checkpoint: its weights are stored under "thinker."; take that part.
-            model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+            model = model_class.from_pretrained(
                 name_or_path, config=config.thinker_config, key_mapping={r"^thinker\.": ""},
                 **kwargs)
         else:
-            model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
-                name_or_path, **kwargs)
+            model = model_class.from_pretrained(name_or_path, **kwargs)
         processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError, SafetensorError) as error:
         raise ModelLoadError(f"cannot load {name_or_path!r} as {family.name}: {error}") from error

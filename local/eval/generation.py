@@ -51,8 +51,8 @@ from local.core.models import LoadedModel, ModelFamily
 from local.core.prompts import build_messages, build_prompt
 from local.core.records import Record
 from local.core.special_tokens import (
-    AUDIO_TOKEN,
     STOP_TOKENS,
+    audio_token_id,
     placeholder_token_ids,
     token_ids,
 )
@@ -243,5 +243,5 @@ class Generator(RecordGenerator):
 
 def has_audio(inputs: dict[str, Any], tokenizer: Any) -> bool:
     """Whether a model input carries audio: features, or audio placeholder tokens in the text."""
-    audio_id = token_ids(tokenizer, [AUDIO_TOKEN])[0]
+    audio_id = audio_token_id(tokenizer)
     return any(k in inputs for k in AUDIO_KEYS) or bool((inputs["input_ids"] == audio_id).any())

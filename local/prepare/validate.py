@@ -4,7 +4,7 @@ For each dataset (AVQA train/val, MMSU, MMAU test-mini, and where prepared the f
 and MMAR) the records are read with the dataset readers (`local.data`) and their audio probed
 with the one decoder (`local.core.audio`): counts, unreadable, missing or truncated audio (a WAV
 shorter than its header says, which libsndfile reads without a word), durations (how many clips
-exceed each model family's window: 30 s Qwen2-Audio, 300 s Qwen2.5-Omni), sampling rates and
+exceed each model family's window: 30 s Qwen2-Audio, 300 s the Omni models), sampling rates and
 channels, malformed questions, answers not among the choices, duplicate choices and 'None'
 options (both legal, only counted). A short markdown report (and a JSON twin) is written.
 
@@ -42,6 +42,8 @@ import numpy as np
 from tqdm import tqdm
 
 from local.core.audio import AudioError, decode_audio
+from local.core.families import FAMILIES as MODEL_FAMILIES
+from local.core.families import FAMILY_NAMES
 from local.core.records import ReadReport, Record, RecordError
 from local.data.avqa import open_avqa, read_avqa
 from local.data.mmar import read_mmar
@@ -51,16 +53,12 @@ from local.prepare.validation_report import DatasetCheck, write_report
 
 logger = logging.getLogger("validate")
 AVQA_DEFAULT_ITEMS = 2000
-FAMILIES = ("qwen2_audio", "qwen2_5_omni")
+FAMILIES = FAMILY_NAMES
 
 
 def windows() -> dict[str, float]:
-    """Each model family's audio window in seconds, from local.core.models."""
-    # Deferred: local.core.models loads torch and transformers, which validation (and its worker
-    # processes) otherwise never needs.
-    from local.core.models import QWEN2_5_OMNI, QWEN2_AUDIO
-
-    return {f.name: f.max_audio_seconds for f in (QWEN2_AUDIO, QWEN2_5_OMNI)}
+    """Each model family's audio window in seconds (`local.core.families`)."""
+    return {f.name: f.max_audio_seconds for f in MODEL_FAMILIES}
 
 
 def probe(item: tuple[str, Any]) -> tuple[str, Any]:

@@ -28,8 +28,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -44,6 +45,24 @@ def find_audio_tower(model: Any) -> torch.nn.Module:
         if name == "audio_tower" or name.endswith(".audio_tower"):
             return module
     raise ValueError(f"{type(model).__name__} has no audio_tower submodule")
+
+
+def audio_output_lengths(tower: torch.nn.Module
+                         ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """frames -> (after the convolutions, audio tokens) of an audio tower: Qwen2-Audio's and
+    Qwen2.5-Omni's method `_get_feat_extract_output_lengths`; Qwen3-Omni's encoder has none, its
+    modeling module holds the function (frames -> audio tokens, 13 per 100 frames), given here
+    as both elements (callers read the audio tokens, element 1)."""
+    method = getattr(tower, "_get_feat_extract_output_lengths", None)
+    if method is not None:
+        return method
+    function = sys.modules[type(tower).__module__]._get_feat_extract_output_lengths
+
+    def lengths(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = function(frames)
+        return tokens, tokens
+
+    return lengths
 
 
 def encoder_is_frozen(model: Any) -> bool:
@@ -228,7 +247,7 @@ class AudioEncoderCache:
                 torch.cat([segments[i] for i in missing], dim=1), feature_lens=sub_lens,
                 aftercnn_lens=None if aftercnn_lens is None else aftercnn_lens[index], **kwargs,
             ).last_hidden_state
-            out_lens = tower._get_feat_extract_output_lengths(sub_lens)[1].tolist()
+            out_lens = audio_output_lengths(tower)(sub_lens)[1].tolist()
             for i, piece in zip(missing, torch.split(hidden, out_lens), strict=True):
                 store[keys[i]] = piece.detach()
         hidden = torch.cat([store[k] for k in keys])

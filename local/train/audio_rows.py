@@ -40,7 +40,8 @@ class PlaceholderCheck:
     """Per-row check of audio placeholders against the features fed with them.
 
     `output_lengths` is the audio tower's `_get_feat_extract_output_lengths` (frames -> (after
-    the convolutions, audio tokens)), the formula both families' forwards use.
+    the convolutions, audio tokens)), the formula the families' forwards use
+    (`local.train.audio_cache.audio_output_lengths` finds it, Qwen3-Omni's included).
     """
 
     audio_token_id: int
@@ -71,7 +72,8 @@ def check_audio_processor(processor: Any) -> None:
     if missing:
         raise TypeError(
             "AudioGRPOTrainer needs the model's audio processor (AutoProcessor.from_pretrained "
-            "of a Qwen2-Audio / Qwen2.5-Omni checkpoint: tokenizer, feature_extractor and "
+            "of a Qwen2-Audio / Qwen2.5-Omni / Qwen3-Omni checkpoint: tokenizer, "
+            "feature_extractor and "
             f"audio_token); got {type(processor).__name__}, which has no {', '.join(missing)}. "
             "A tokenizer alone cannot turn the training clips into audio features.")
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from local.core.families import family_for_model_type
 from local.runs.checkpoints import STATE_FILES, complete_checkpoints, resume_problem
 from local.runs.layout import checkpoint_dir
 from local.train.plan import DTYPE_BYTES, read_deepspeed, settings_from
@@ -124,7 +125,7 @@ class DiskEstimate:
     states: int  # optimizer, scheduler, DeepSpeed's states
     saves: int  # checkpoints the run writes from its start step (save_total_limit applied)
     keep: str  # keep_optimizer_states
-    init_thinker: int  # Qwen2.5-Omni: the thinker train.py extracts once into the run folder
+    init_thinker: int  # a whole Omni model: the thinker train.py extracts once into the run folder
     states_kept: int  # sets of states on disk at once (newest: 2 while a save completes)
 
     @property
@@ -173,7 +174,8 @@ def estimate_disk(config: Any, model_args: Any, start_step: int = 0) -> DiskEsti
     keep = config.keep_optimizer_states
     kept = saves if keep == "all" else min(saves, 2 if start_step == 0 else 1)
     thinker = 0
-    if shape.model_type == "qwen2_5_omni" and start_step == 0:
+    family = family_for_model_type(shape.model_type)
+    if family is not None and shape.model_type == family.full_model_type and start_step == 0:
         thinker = 2 * shape.total
     return DiskEstimate(weights=weights, states=states, saves=saves, keep=keep,
                         init_thinker=thinker, states_kept=kept)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local.core.families import family_for_model_type
 from local.runs.layout import COMMAND_FILE, RUN_RECORD
 from local.util.fsio import atomic_write_text, building, is_done
 from local.util.gitinfo import code_version
@@ -39,7 +40,8 @@ _FULL_WEIGHTS = (("model.safetensors", "model.safetensors.index.json"),
 def policy_source(name_or_path: str, cache_dir: str | Path, *, revision: str | None = None) -> str:
     """A folder or hub id whose config names the class TRL must rebuild the reference with.
 
-    A whole Qwen2.5-Omni checkpoint (thinker + talker) is reduced once to its thinker, saved with
+    A whole Omni checkpoint (Qwen2.5-Omni, Qwen3-Omni: thinker + talker; the family's
+    `full_model_type`) is reduced once to its thinker, saved with
     the processor under `cache_dir` (built aside and swapped in when complete, its `.done`
     recording the source: `local.util.fsio.building`); a finished `cache_dir` is reused.
     Anything else is returned unchanged.
@@ -49,7 +51,8 @@ def policy_source(name_or_path: str, cache_dir: str | Path, *, revision: str | N
     from local.core.models import load_config, load_model_and_processor
 
     config = load_config(name_or_path, revision=revision)
-    if config.model_type != "qwen2_5_omni":
+    family = family_for_model_type(config.model_type)
+    if family is None or config.model_type != family.full_model_type:
         return name_or_path
     target = Path(cache_dir)
     if is_done(target):

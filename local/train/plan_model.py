@@ -85,16 +85,11 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _policy_class_and_config(config: Any) -> tuple[Any, Any]:
-    from transformers import (
-        Qwen2_5OmniThinkerForConditionalGeneration,
-        Qwen2AudioForConditionalGeneration,
-    )
-
-    if config.model_type == "qwen2_audio":
-        return Qwen2AudioForConditionalGeneration, config
-    if config.model_type == "qwen2_5_omni":  # the whole Omni: train.py trains its thinker
-        return Qwen2_5OmniThinkerForConditionalGeneration, config.thinker_config
-    return Qwen2_5OmniThinkerForConditionalGeneration, config
+    family = family_of(config)
+    policy = getattr(transformers, family.model_class)
+    if config.model_type == family.full_model_type:  # a whole Omni: train.py trains its thinker
+        return policy, config.thinker_config
+    return policy, config
 
 
 def _part(name: str) -> str:

@@ -81,13 +81,14 @@ from local.core.models import ModelFamily
 from local.core.prompts import clean_messages
 from local.core.records import RecordError, check_errors
 from local.core.special_tokens import (
-    AUDIO_TOKEN,
     STOP_TOKENS,
+    audio_token_id,
     placeholder_token_ids,
     stop_token_ids,
 )
 from local.train.audio_cache import (
     AudioEncoderCache,
+    audio_output_lengths,
     encoder_is_frozen,
     exclude_audio_tower,
     find_audio_tower,
@@ -164,7 +165,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.eos_token_id = stop_ids
         if grpo_args is not None:
-            suppress = placeholder_token_ids(processor.tokenizer)
+            suppress = placeholder_token_ids(processor.tokenizer, family)
             extra = dict(grpo_args.generation_kwargs or {})
             extra["suppress_tokens"] = sorted(set(extra.get("suppress_tokens", [])) | set(suppress))
             grpo_args.generation_kwargs = extra
@@ -173,7 +174,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         config = getattr(model, "config", None)
         lent = config is not None and not hasattr(config, "image_token_id")
         if lent:
-            config.image_token_id = processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+            config.image_token_id = audio_token_id(processor.tokenizer, family)
         rollouts = (audio_vllm_generation(family, served_model(model, grpo_args.output_dir))
                     if use_vllm else contextlib.nullcontext())
         try:
@@ -192,9 +193,8 @@ class AudioGRPOTrainer(GRPOTrainer):
             logger.info("vision tower frozen: %d parameters (never run on audio)", frozen)
         self._audio_cache = self._build_audio_cache(cache_audio_embeddings)
         self._placeholders = PlaceholderCheck(
-            processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
-            find_audio_tower(self.accelerator.unwrap_model(self.model))
-            ._get_feat_extract_output_lengths)
+            audio_token_id(processor.tokenizer, family),
+            audio_output_lengths(find_audio_tower(self.accelerator.unwrap_model(self.model))))
 
     def _freeze_audio_encoder(self) -> None:
         tower = find_audio_tower(self.model)

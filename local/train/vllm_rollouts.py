@@ -60,7 +60,7 @@ from trl.distributed import DistributedBackend
 from trl.generation.vllm_generation import VLLMGeneration
 
 from local.core.models import ModelFamily
-from local.core.special_tokens import AUDIO_TOKEN, stop_token_ids
+from local.core.special_tokens import audio_token_id, stop_token_ids
 from local.core.vllm_export import checkpoint_weight_names, export_for_vllm, vllm_weight_name
 from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits, suppressing_bias
 from local.train.lora_merge import check_mergeable, merged_state
@@ -159,7 +159,7 @@ class AudioVLLMGeneration(VLLMGeneration):
         self.clips: Sequence[np.ndarray] | None = None  # the rollout's, one per prompt row
         self.syncs = 0
         processor = kwargs["processing_class"]
-        self.audio_token_id = processor.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+        self.audio_token_id = audio_token_id(processor.tokenizer, family)
         kwargs["generation_kwargs"] = vllm_generation_kwargs(kwargs.get("generation_kwargs"),
                                                              processor.tokenizer)
         if kwargs.get("mode", "colocate") != "colocate":
