@@ -101,8 +101,45 @@ def test_the_submission_holds_every_question_once_in_file_order(
     assert set(account["without_prediction"]) == set(empty)
     assert not (out / "results.json").exists()  # nothing scored
     printed = capsys.readouterr().out
-    assert f"{N} questions, each once" in printed and SUBMISSION_SPACE in printed
-    assert "no accuracy is computed here" in printed
+    assert f"{N} entries, one per item of the question file, {N - 1} distinct ids" in printed
+    assert SUBMISSION_SPACE in printed and "no accuracy is computed here" in printed
+
+
+def test_a_limited_run_keeps_every_entry_and_says_it_is_not_complete(
+        tmp_path: Path, backend: Answers, capsys: pytest.CaptureFixture) -> None:
+    questions = save_test_set(tmp_path / "mmau", n=10, no_audio=())
+    out = tmp_path / "eval"
+    argv = ["--split", "test", "--model", "m", "--mmau_json", str(questions), "--out_dir",
+            str(out)]
+    account = evaluate_mmau.main([*argv, "--limit", "4"])
+    submission = json.loads((out / "submission.json").read_text())
+    assert len(submission) == 10 and account["never_asked"] == 4  # 4 of the 8 usable asked
+    printed = capsys.readouterr().out
+    assert "NOT a complete submission" in printed and SUBMISSION_SPACE not in printed
+    account = evaluate_mmau.main(argv)  # resumes: the rest asked, now complete
+    assert account["never_asked"] == 0 and len(backend.asked) == 8
+    assert SUBMISSION_SPACE in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("split", "items", "message"),
+    [
+        pytest.param("test-mini", [withheld_item(i) for i in range(3)],
+                     "without --split test", id="the-full-test-without-split-test"),
+        pytest.param("test-mini", [{"id": "x", "audio_path": "./audio/x.wav"}],
+                     "another benchmark's question file", id="an-mmar-file"),
+        pytest.param("test", [{"id": "x", "audio_path": "./audio/x.wav"}],
+                     "audio_id is missing", id="an-mmar-file-as-the-test"),
+    ],
+)
+def test_a_question_file_with_no_usable_item_stops_in_one_line(
+        tmp_path: Path, backend: Answers, split: str, items: list, message: str) -> None:
+    path = write_mmau_json(tmp_path / "q.json", items)
+    with pytest.raises(SystemExit, match=f"none of its {len(items)} items is a usable question"
+                       f".*{message}"):
+        evaluate_mmau.main(["--split", split, "--model", "m", "--mmau_json", str(path),
+                            "--out_dir", str(tmp_path / "o")])
+    assert backend.asked == []
 
 
 def test_a_tiny_model_answers_the_test_split(tiny_omni: Path, tmp_path: Path) -> None:
@@ -319,3 +356,23 @@ def test_the_run_report_names_the_submission_file(tmp_path: Path) -> None:
     report = run_report_main(["--run_dir", str(run)]).read_text()
     assert "Submission file `eval/mmau_test/30/submission.json`" in report
     assert "answers withheld, not scored here" in report and "Nothing: every file read" in report
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(json.dumps([{"id": "m0", "answer_prediction": "Violin"}]),
+                     "an MMAR predictions file.*evaluate_mmar.py", id="mmar-predictions"),
+        pytest.param(json.dumps([mmau_item(0)]), "no item has model_output.*question file",
+                     id="the-question-file-itself"),
+        pytest.param('{"id": "m0", "answer_prediction": "x"}\n{"id": "m1"}\n',
+                     "JSON lines.*evaluate_mmar.py.*evaluate_mmsu.py", id="json-lines"),
+    ],
+)
+def test_the_mmau_scorer_names_another_benchmarks_file(tmp_path: Path, content: str,
+                                                       message: str) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    questions = write_mmau_json(tmp_path / "q.json", [mmau_item(0)])
+    with pytest.raises(SystemExit, match=message):
+        evaluate_mmau.main(["--score_only", str(path), "--mmau_json", str(questions)])

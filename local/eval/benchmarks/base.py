@@ -56,6 +56,7 @@ from local.core.records import ReadReport, Record
 from local.eval.judge import Row, breakdown, score_items
 from local.util.fsio import atomic_write_json
 
+NOT_ASKED = "no prediction was made"  # how an item no run answered is listed
 NO_PREDICTIONS = ("the file holds no predictions (an empty list): nothing to score; point it at "
                   "the predictions file of a finished evaluation.")
 
@@ -74,7 +75,7 @@ def prediction_fields(entry: dict[str, Any] | None) -> dict[str, Any]:
     and the error of one logged prediction; no entry or no response gives model_output None."""
     if entry is None:
         return {"model_output": None, "response": None,
-                "prediction_error": "no prediction was made (run interrupted or item skipped)"}
+                "prediction_error": f"{NOT_ASKED} (run interrupted or item skipped)"}
     response = entry.get("response")
     return {"model_output": None if response is None else extract_answer(response, "eval"),
             "response": response,
@@ -91,6 +92,15 @@ def malformed(row_id: str, reason: str) -> dict[str, Any]:
     return {"id": row_id, "prediction_error": f"malformed row: {reason}"}
 
 
+def _json_lines(path: Path) -> bool:
+    """Whether the file is JSON lines (every non-blank line a JSON object)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return bool(lines) and all(isinstance(json.loads(line), dict) for line in lines)
+    except (OSError, ValueError):
+        return False
+
+
 def read_json_list(path: Path, option: str, what: str, empty: str) -> list[dict[str, Any]]:
     """A non-empty JSON list of objects from `path`; anything else is a clear error naming
     `option` (`what`: what the list should hold; `empty`: what to say of an empty list)."""
@@ -99,6 +109,11 @@ def read_json_list(path: Path, option: str, what: str, empty: str) -> list[dict[
     except FileNotFoundError as err:
         raise SystemExit(f"{option} {path}: file not found.") from err
     except json.JSONDecodeError as err:
+        if _json_lines(path):
+            raise SystemExit(f"{option} {path}: JSON lines (one object per line), not the JSON "
+                             f"list of {what}; another benchmark's file? (MMAR predictions go to "
+                             "evaluate_mmar.py, MMSU's official predictions_letter.jsonl to "
+                             "evaluate_mmsu.py)") from err
         raise SystemExit(f"{option} {path}: not valid JSON ({err}).") from err
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise SystemExit(f"{option} {path}: expected a JSON list of {what}.")

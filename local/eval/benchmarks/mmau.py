@@ -48,6 +48,7 @@ from local.eval.judge import duplicate_question_reason, item_id
 
 logger = logging.getLogger(__name__)
 
+OUTPUT_KEY = "model_output"  # the key MMAU's official evaluation.py reads
 NO_QUESTIONS = ("the question file holds no questions (an empty list): nothing to evaluate; "
                 "re-download it with `bash run.sh --stage prepare`.")
 
@@ -126,6 +127,11 @@ def asked(questions: list[Question], report: ReadReport, args: argparse.Namespac
     items counted wrong are logged (MMAU, MMAR)."""
     questions = questions[:args.limit] if args.limit is not None else questions
     records = [q.record for q in questions if q.record is not None]
+    if questions and not records:  # e.g. another benchmark's file: refuse, not a 0% result
+        first = questions[0]
+        raise SystemExit(f"{source}: none of its {len(questions)} items is a usable question "
+                         f"(e.g. item {first.index}: {first.reason}); is it another benchmark's "
+                         "question file, or the full MMAU test without --split test?")
     missing = set(report.missing_audio)
     if records and all(r.id in missing for r in records) and not args.no_audio:
         raise SystemExit(f"none of the {len(records)} audio files was found (e.g. "
@@ -201,6 +207,18 @@ class MMAUBenchmark(Benchmark):
               by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         assert isinstance(data, MMAUQuestions)
         return official_items(data.questions, by_id)
+
+    def read_predictions(self, path: Path) -> tuple[list[dict[str, Any]], str | None]:
+        """Our predictions.json (the official format: every item with `model_output`); another
+        benchmark's file, or a question file, is named in one line."""
+        items, why = super().read_predictions(path)
+        if not any(OUTPUT_KEY in item for item in items):
+            other = ("an MMAR predictions file (answer_prediction): score it with "
+                     "evaluate_mmar.py" if any("answer_prediction" in i for i in items) else
+                     "a question file, or another benchmark's file?")
+            raise SystemExit(f"--score_only {path}: no item has {OUTPUT_KEY}, so this is not "
+                             f"an {self.title} predictions file; {other}")
+        return items, why
 
     def question_set(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         """The question file as it is (reference answers, choices, table fields)."""

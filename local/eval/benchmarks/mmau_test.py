@@ -22,13 +22,14 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from local.data.mmau import SPLITS, SUBMISSION_SPACE
-from local.eval.benchmarks.base import QuestionSet, register
-from local.eval.benchmarks.mmau import MMAUBenchmark
+from local.eval.benchmarks.base import NOT_ASKED, QuestionSet, register
+from local.eval.benchmarks.mmau import MMAUBenchmark, MMAUQuestions
 from local.runs.layout import SUBMISSION_FILE
 
 PREDICTION_KEYS = ("model_prediction", "model_output")  # README's name, evaluation.py's key
@@ -55,6 +56,17 @@ class MMAUTestBenchmark(MMAUBenchmark):
             item["model_prediction"] = item["model_output"]
         return items
 
+    def load(self, args: argparse.Namespace) -> MMAUQuestions:
+        """Every question of the file (each gets an entry); `--limit` caps what is asked."""
+        limit, args.limit = args.limit, None
+        try:
+            data = super().load(args)
+        finally:
+            args.limit = limit
+        if limit is not None:
+            data.records = data.records[:limit]
+        return data
+
     def prediction_files(self, protocol: str) -> list[str]:
         return [SUBMISSION_FILE]
 
@@ -67,13 +79,22 @@ class MMAUTestBenchmark(MMAUBenchmark):
         ids = Counter(str(item.get("id")) for item in items)
         empty = {str(item.get("id")): item.get("prediction_error") or "no prediction"
                  for item in items if not item["model_prediction"]}
+        never = sum(1 for item in items if str(item.get("prediction_error") or "")
+                    .startswith(NOT_ASKED))
         account = {"benchmark": self.title, "submission": str(out_dir / SUBMISSION_FILE),
-                   "questions": len(items), "distinct_ids": len(ids),
+                   "questions": len(items), "distinct_ids": len(ids), "never_asked": never,
                    "without_prediction": empty, "submit_at": SUBMISSION_SPACE}
-        print(f"{self.title}: {len(items)} questions, each once, in {account['submission']} "
-              f"({len(empty)} without a prediction, left empty: they count as wrong). The "
-              f"answers are withheld, so no accuracy is computed here: submit the file at "
-              f"{SUBMISSION_SPACE}.", flush=True)
+        repeated = "" if len(ids) == len(items) else f", {len(ids)} distinct ids"
+        print(f"{self.title}: {len(items)} entries, one per item of the question file"
+              f"{repeated}, in {account['submission']} ({len(empty)} without a prediction, "
+              "left empty: they count as wrong).", flush=True)
+        if never:
+            print(f"{never} questions were never asked (--limit, or a run cut short): this file "
+                  "is NOT a complete submission; run again without --limit (it resumes) before "
+                  "submitting it.", flush=True)
+        else:
+            print(f"The answers are withheld, so no accuracy is computed here: submit the file "
+                  f"at {SUBMISSION_SPACE}.", flush=True)
         return account
 
 
