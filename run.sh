@@ -130,8 +130,10 @@ whole_number() {  # option, smallest value
 }
 one_of eval_backend hf vllm
 one_of split test-mini test
-[[ "$split" == test-mini || "$with_no_audio" == false ]] \
-  || die "--with_no_audio compares accuracies, and --split test is not scored here (answers withheld); drop one of them"
+for _part in $sources; do
+  [[ " avqa mmsu mmau mmau_test mmar model " == *" $_part "* ]] \
+    || die "--sources takes any of: avqa mmsu mmau mmau_test mmar model; not '$_part'"
+done
 one_of use_active_env auto false force
 [[ "$nproc" == auto ]] || whole_number nproc 1
 whole_number nnodes 1
@@ -409,6 +411,11 @@ else
   stages=("${ORDERED_STAGES[@]:$first:$((last - first + 1))}")
 fi
 runs() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+if [[ "$split" == test ]]; then  # the full MMAU test: the mmau stage's question set only
+  runs mmau || die "--split test chooses the mmau stage's question set (the full MMAU test), and this call runs ${stages[*]}; add --stage mmau, or drop --split"
+  [[ "$with_no_audio" == false ]] \
+    || die "--with_no_audio compares accuracies, and --split test is not scored here (answers withheld); drop one of them"
+fi
 if [[ ${#extra_args[@]} -gt 0 && ${#stages[@]} -gt 1 ]]; then
   die "options after -- go to one stage's script, and this call runs ${stages[*]}: pass them with --prepare_args, --train_args, --eval_args (every evaluator), --mmau_args, --mmsu_args or --mmar_args, e.g. --train_args \"${extra_args[*]}\""
 fi

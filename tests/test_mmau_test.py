@@ -25,6 +25,7 @@ from local.eval.benchmarks.mmau_test import MMAU_TEST
 from local.eval.generation import Output
 from local.eval.steps import main as steps_main
 from local.eval.steps import one_model
+from local.eval.steps import steps as steps_of
 from local.run_report.build import main as run_report_main
 from local.train.dataset import training_row
 from tests.helpers import REPO
@@ -202,15 +203,21 @@ def test_a_record_without_its_answer_is_never_a_training_row(tmp_path: Path) -> 
         pytest.param([(0, "base"), (100, "c100"), (200, "c200")], "", (200, "c200"),
                      id="the-newest-checkpoint"),
         pytest.param([(0, "base"), (100, "c100")], "100", (100, "c100"), id="the-named-step"),
+        pytest.param([(0, "base")], "0", (0, "base"), id="step-0-the-starting-model"),
     ],
 )
 def test_the_full_test_predicts_one_model(plan, checkpoints: str, chosen) -> None:
     assert one_model(plan, checkpoints, "MMAU test") == chosen
 
 
-def test_more_than_one_named_step_is_refused() -> None:
-    with pytest.raises(SystemExit, match="evaluates one model"):
-        one_model([(0, "b"), (1, "c1"), (2, "c2")], "1 2", "MMAU test")
+@pytest.mark.parametrize("checkpoints", ["1 2", "1,2"])
+def test_more_than_one_named_step_is_refused(checkpoints: str) -> None:
+    with pytest.raises(SystemExit, match=r"evaluates one model.*not \[1, 2\]"):
+        one_model([(0, "b"), (1, "c1"), (2, "c2")], checkpoints, "MMAU test")
+
+
+def test_checkpoints_0_names_the_starting_model_in_a_trained_run(tmp_path: Path) -> None:
+    assert steps_of("base", tmp_path, "0") == [(0, "base")]
 
 
 def test_the_steps_loop_writes_one_submission_and_no_summary(tmp_path: Path,
@@ -279,13 +286,19 @@ def test_run_sh_split_test_predicts_one_model_into_a_submission() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["--split", "tset"], "--split takes one of: test-mini test", id="typo"),
-        pytest.param(["--split", "test", "--with_no_audio", "true"], "not scored here",
-                     id="no-audio-comparison"),
+        pytest.param(["--stage", "mmau", "--split", "tset"],
+                     "--split takes one of: test-mini test", id="typo"),
+        pytest.param(["--stage", "mmau", "--split", "test", "--with_no_audio", "true"],
+                     "not scored here", id="no-audio-comparison"),
+        pytest.param(["--stage", "mmsu", "--split", "test"],
+                     "--split test chooses the mmau stage's question set", id="not-mmau"),
+        pytest.param(["--stage", "prepare", "--sources", "mmar mmua"],
+                     "--sources takes any of: avqa mmsu mmau mmau_test mmar model; not 'mmua'",
+                     id="sources-typo"),
     ],
 )
 def test_run_sh_refuses_a_bad_split(args: list[str], message: str) -> None:
-    done = run_sh("--stage", "mmau", *args, "--dry_run", "true")
+    done = run_sh(*args, "--dry_run", "true")
     assert done.returncode != 0 and message in done.stderr
 
 
@@ -376,3 +389,12 @@ def test_the_mmau_scorer_names_another_benchmarks_file(tmp_path: Path, content: 
     questions = write_mmau_json(tmp_path / "q.json", [mmau_item(0)])
     with pytest.raises(SystemExit, match=message):
         evaluate_mmau.main(["--score_only", str(path), "--mmau_json", str(questions)])
+
+
+def test_a_run_folder_holding_only_a_submission_gets_a_report(tmp_path: Path) -> None:
+    """A base model's full-test run: no training, no scored evaluation, one submission."""
+    folder = tmp_path / "run" / "eval" / "mmau_test" / "0"
+    folder.mkdir(parents=True)
+    (folder / "submission.json").write_text(json.dumps([withheld_item(0)]))
+    report = run_report_main(["--run_dir", str(tmp_path / "run")]).read_text()
+    assert "Submission file `eval/mmau_test/0/submission.json`" in report

@@ -114,7 +114,8 @@ def _read(source: AudioSource, label: str) -> tuple[np.ndarray, int]:
         path = Path(source)
         if not path.exists():
             raise AudioError(f"{label}: audio file not found. Check the path, or re-run "
-                             "`bash run.sh --stage prepare` to fetch the audio.")
+                             "`bash run.sh --stage prepare` with this dataset among --sources "
+                             "to fetch the audio.")
         if path.stat().st_size == 0:
             raise AudioError(f"{label}: audio file is empty (0 bytes); re-download or remove it.")
         handle: object = str(path)

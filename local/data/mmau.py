@@ -63,21 +63,22 @@ TEST_AUDIO_ARCHIVE = "test-audios.tar.gz"
 SUBMISSION_SPACE = "https://huggingface.co/spaces/sonalkum/MMAU-Eval"
 
 
-def parse_question_file(json_path: str | Path) -> list[Any]:
-    """The items of an MMAU question file, parsed once; a clear error for anything else."""
+def parse_question_file(json_path: str | Path, sources: str = "mmau") -> list[Any]:
+    """The items of an MMAU question file, parsed once; a clear error for anything else
+    (`sources`: the prepare part that writes it, named in the messages)."""
     json_path = Path(json_path)
     try:
         items = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{json_path}: MMAU question file not found; run "
-                                "`bash run.sh --stage prepare`.") from err
+                                f"`bash run.sh --stage prepare --sources {sources}`.") from err
     except json.JSONDecodeError as err:
         raise RecordError(f"{json_path}: not valid JSON ({err}); re-download it.") from err
     if not isinstance(items, list):
         raise RecordError(f"{json_path}: expected a JSON list of questions, got "
                           f"{type(items).__name__}; is this an MMAU question file? Re-download "
-                          "it with `bash run.sh --stage prepare --sources mmau`, or pass the "
-                          "right file.")
+                          f"it with `bash run.sh --stage prepare --sources {sources}`, or pass "
+                          "the right file.")
     return items
 
 
@@ -125,8 +126,9 @@ def read_mmau(
     report = report if report is not None else ReadReport()
     json_path = Path(json_path)
     report.source = report.source or f"MMAU ({json_path})"
+    sources = "mmau_test" if withheld else "mmau"
     if items is None:
-        items = parse_question_file(json_path)
+        items = parse_question_file(json_path, sources)
     root = Path(audio_dir) if audio_dir is not None else None
 
     def make_record(item: Any) -> Record:
@@ -140,4 +142,5 @@ def read_mmau(
                       choices=item.get("choices"), answer=_answer(item, withheld),
                       meta=copy.deepcopy(item))
 
-    yield from records_of(items, make_record, report, errors)
+    yield from records_of(items, make_record, report, errors,
+                          fetch=f"bash run.sh --stage prepare --sources {sources}")

@@ -63,11 +63,11 @@ def steps(model: str, run_dir: Path, checkpoints: str = "", *, quiet: bool = Fal
     if checkpoints.strip():
         wanted = [int(s) for s in checkpoints.replace(",", " ").split()]
         bad = [skipped.get(s, f"{checkpoint_dir(run_dir, s)} not found")
-               for s in wanted if s not in found]
+               for s in wanted if s not in found and s != 0]  # 0: the starting model
         if bad:
             raise SystemExit(f"--checkpoints: {'; '.join(bad)}. List the saved ones with "
                              f"`ls {run_dir}`.")
-        found = {s: found[s] for s in wanted}
+        found = {s: found[s] for s in wanted if s != 0}
     elif not quiet:
         for problem in skipped.values():
             logger.warning("skipped: %s", problem)
@@ -77,10 +77,13 @@ def steps(model: str, run_dir: Path, checkpoints: str = "", *, quiet: bool = Fal
 def one_model(plan: Sequence[tuple[int, str]], checkpoints: str, title: str) -> tuple[int, str]:
     """The one model an unscored benchmark (the full MMAU test) predicts: the step named by
     `checkpoints` (one step), else the run's newest evaluable checkpoint, else step 0."""
-    if checkpoints.strip() and len(plan) != 2:  # step 0, then the steps named
+    wanted = [int(s) for s in checkpoints.replace(",", " ").split()]
+    if not wanted:
+        return plan[-1]
+    if len(wanted) != 1:
         raise SystemExit(f"--checkpoints: {title} evaluates one model (a submission file); "
-                         f"name one step, not {checkpoints.split()}.")
-    return plan[-1]
+                         f"name one step (0: the starting model), not {wanted}.")
+    return next(entry for entry in plan if entry[0] == wanted[0])
 
 
 def evaluations(plan: Sequence[tuple[int, str]], eval_dir: Path, with_no_audio: bool = False

@@ -245,7 +245,8 @@ def read_run(run_dir: str | Path) -> RunFolder:
                        commands=read_commands(run, left_out), code_version=code_version(),
                        left_out=left_out,
                        submissions=sorted((run / EVAL_DIR).glob(f"*/*/{SUBMISSION_FILE}")))
-    if not (folder.log or folder.completions or folder.evals or folder.config):
+    if not (folder.log or folder.completions or folder.evals or folder.config
+            or folder.submissions):
         bad = f" ({len(left_out)} left out: named above)" if left_out else ""
         raise SystemExit(
             f"{run}: nothing to report yet{bad}: no usable checkpoint-N/trainer_state.json, no "

@@ -151,6 +151,7 @@ class MMAUBenchmark(Benchmark):
     title = "MMAU test-mini"
     split: Split = SPLITS["test-mini"]  # the question set's files (local.data.mmau)
     prepare_sources = ""  # what `--stage prepare` needs to fetch it (default --sources)
+    prepare_part = "mmau"  # its --sources name
     protocols = {"mmau": "MMAU official token rule (word-token sets of the <answer> content)"}
     question_option = "--mmau_json"
     table_keys = ("task", "difficulty", "sub-category")
@@ -177,7 +178,7 @@ class MMAUBenchmark(Benchmark):
             raise SystemExit(f"--split {args.split}: this is the {self.title} benchmark; run "
                              "evaluate_mmau.py (it picks the benchmark by --split) or "
                              f"`--bench {'mmau' if args.split == 'test-mini' else 'mmau_test'}`.")
-        return parse_question_file(args.mmau_json)
+        return parse_question_file(args.mmau_json, self.prepare_part)
 
     def read(self, args: argparse.Namespace, report: ReadReport,
              items: Sequence[Any] | None = None) -> Iterable[Record]:

@@ -42,6 +42,7 @@ class MMAUTestBenchmark(MMAUBenchmark):
     title = "MMAU test"
     split = SPLITS["test"]
     prepare_sources = " --sources mmau_test"
+    prepare_part = "mmau_test"
     scored = False
     protocols = {"mmau": "MMAU test: predictions for the MMAU evaluation Space (answers "
                  "withheld, not scored here)"}
