@@ -67,7 +67,13 @@ from local.eval.benchmarks.mmar_official import (
     verdict_line,
     verdict_of,
 )
-from local.eval.benchmarks.mmau import MMAUQuestions, Question, align, asked, official_items
+from local.eval.benchmarks.question_file import (
+    FileQuestions,
+    Question,
+    align,
+    asked,
+    official_items,
+)
 from local.eval.judge import item_id, score_items
 from local.util.fsio import atomic_write_json
 
@@ -121,7 +127,7 @@ class MMARBenchmark(Benchmark):
         records = list(self.read(args, report, raw, check_audio))
         return align(raw, records, [reason for _, reason in report.reasons]), report
 
-    def load(self, args: argparse.Namespace) -> MMAUQuestions:
+    def load(self, args: argparse.Namespace) -> FileQuestions:
         """The first --limit items of the question file, each with its record or its reason."""
         audio_dir = args.mmar_audio_dir
         if audio_dir is not None and not args.no_audio and not audio_dir.is_dir():
@@ -134,7 +140,7 @@ class MMARBenchmark(Benchmark):
 
     def items(self, data: QuestionSet, protocol: str,
               by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        assert isinstance(data, MMAUQuestions)
+        assert isinstance(data, FileQuestions)
         return official_items(data.questions, by_id)
 
     def score(self, items: Sequence[dict[str, Any]], protocol: str) -> dict[str, Any]:

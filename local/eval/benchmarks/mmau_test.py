@@ -29,7 +29,8 @@ from typing import Any
 
 from local.data.mmau import SPLITS, SUBMISSION_SPACE
 from local.eval.benchmarks.base import NOT_ASKED, QuestionSet, register
-from local.eval.benchmarks.mmau import MMAUBenchmark, MMAUQuestions
+from local.eval.benchmarks.mmau import MMAUBenchmark
+from local.eval.benchmarks.question_file import FileQuestions
 from local.runs.layout import SUBMISSION_FILE
 
 PREDICTION_KEYS = ("model_prediction", "model_output")  # README's name, evaluation.py's key
@@ -57,7 +58,7 @@ class MMAUTestBenchmark(MMAUBenchmark):
             item["model_prediction"] = item["model_output"]
         return items
 
-    def load(self, args: argparse.Namespace) -> MMAUQuestions:
+    def load(self, args: argparse.Namespace) -> FileQuestions:
         """Every question of the file (each gets an entry); `--limit` caps what is asked."""
         limit, args.limit = args.limit, None
         try:
