@@ -37,6 +37,7 @@ from local.data.mmar import (
     LICENCE,
     QUESTION_FILE,
     audio_names,
+    parse_question_file,
     parse_text,
     read_mmar,
 )
@@ -137,7 +138,7 @@ def write_questions(folder: Path, dest: Path) -> dict[str, Any]:
 def join_report(question_file: Path, shown: int = 5) -> dict[str, Any]:
     """Questions without their audio file, unusable rows, and audio files no question names."""
     report = ReadReport()
-    items = parse_text(question_file.read_text(encoding="utf-8"))
+    items = parse_question_file(question_file)  # the one parse (utf-8-sig, JSON or lines)
     list(read_mmar(question_file, items=items, report=report))
     audio_dir = question_file.parent / AUDIO_DIR
     files = {p.name for p in audio_dir.iterdir()} if audio_dir.is_dir() else set()
