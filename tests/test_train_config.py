@@ -450,3 +450,22 @@ def test_train_py_prints_one_line_and_no_traceback(tmp_path, extra, yaml_text, s
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("train.py: ") and says in last, last
     assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_deepspeed_file_leaves_no_half_built_deepspeed_config(monkeypatch,
+                                                                        tmp_path) -> None:
+    """transformers registers its DeepSpeed config globally before reading the file: a refused
+    --deepspeed must not leave it behind for every later from_pretrained in the process (CI saw
+    72 tests fail with "'HfTrainerDeepSpeedConfig' object has no attribute '_stage'")."""
+    import gc
+
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    gc.disable()  # the half-built object is kept alive by a reference cycle until collected
+    try:
+        _refusal(monkeypatch, tmp_path, ["--deepspeed", "no-such-ds.json"])
+        ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+        assert ref is None or ref() is None
+        assert not hf_deepspeed.is_deepspeed_zero3_enabled()
+    finally:
+        gc.enable()

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, NamedTuple, NoReturn, get_type_hints
 
+from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 from trl import GRPOConfig, ModelConfig, TrlParser
 
 from local.train.config_checks import (
@@ -189,7 +190,12 @@ def _build(cls: type, values: dict[str, Any], sources: dict[str, str]) -> Any:
     try:
         return cls(**inputs)
     except (ValueError, TypeError, OSError, ImportError) as error:
-        raise dataclass_error(error, cls, inputs, sources) from None
+        # transformers registers its DeepSpeed config globally before reading the file, so a
+        # refused --deepspeed leaves a half-built one behind that every later from_pretrained in
+        # this process would read (is_deepspeed_zero3_enabled: no attribute '_stage')
+        problem = dataclass_error(error, cls, inputs, sources)  # may build the class again
+        unset_hf_deepspeed_config()
+        raise problem from None
 
 
 def read_config(argv: list[str] | None = None) -> ParsedConfig:
