@@ -41,6 +41,7 @@ def _source_digest() -> str:
     """Fixtures are rebuilt whenever the code that builds them changes."""
     digest = hashlib.sha256()
     for name in ("local/demo/tiny.py", "local/demo/tiny_qwen3_omni.py",
+                 "local/demo/processor_settings.py",
                  "local/demo/tokenizers.py", "local/util/fsio.py"):
         digest.update((REPO / name).read_bytes())
     return digest.hexdigest()[:12]

@@ -25,21 +25,14 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
+from local.demo.processor_settings import OMNI_FEATURE_EXTRACTOR, OMNI_IMAGE_PROCESSOR
 from local.demo.tokenizers import QWEN3_OMNI_SPECIAL_TOKENS
 
 # The Whisper settings are Qwen2.5-Omni's (128 mel bins, 300 s window); reported equal for
 # Qwen3-Omni, with no byte-exact preprocessor_config.json found (tests/data/model-configs).
-FEATURE_EXTRACTOR: dict[str, Any] = {
-    "chunk_length": 300, "dither": 0.0, "feature_size": 128, "hop_length": 160, "n_fft": 400,
-    "n_samples": 4_800_000, "nb_max_frames": 30_000, "padding_side": "right",
-    "padding_value": 0.0, "return_attention_mask": True, "sampling_rate": 16_000,
-}
-IMAGE_PROCESSOR: dict[str, Any] = {
-    "image_mean": [0.48145466, 0.4578275, 0.40821073],
-    "image_std": [0.26862954, 0.26130258, 0.27577711],
-    "min_pixels": 3136, "max_pixels": 12_845_056, "merge_size": 2, "patch_size": 16,
-    "temporal_patch_size": 2,
-}
+FEATURE_EXTRACTOR: dict[str, Any] = OMNI_FEATURE_EXTRACTOR
+# Qwen2.5-Omni's image settings with Qwen3-Omni's 16-pixel patches (its vision patch_size).
+IMAGE_PROCESSOR: dict[str, Any] = {**OMNI_IMAGE_PROCESSOR, "patch_size": 16}
 # A simplified chat template, NOT the official one (no byte-exact copy of Qwen3-Omni's
 # chat_template.json was found): ChatML turns, no default system prompt, and each media part
 # as start marker + one placeholder + end marker (the processor expands the placeholder).
