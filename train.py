@@ -54,6 +54,7 @@ from local.train.config_checks import (
     resolve_resume,
 )
 from local.train.dataset import build_train_dataset
+from local.train.guards import exclude_family_towers, family_lora_targets
 from local.train.plan import check_before_loading
 from local.train.run_log import MetricsLog, RunLog
 from local.train.tracking import CompletionSamples, set_up_tracking, wants
@@ -73,9 +74,16 @@ def resolve_rewards(config: AudioGRPOConfig) -> list:
 
 def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: LoadedModel,
                   dataset: Any) -> AudioGRPOTrainer:
-    """The trainer of a run: rewards resolved by name, the encoder frozen after PEFT wrapping
-    (`freeze_audio_encoder`), the bad-record policy applied to clips decoded at rollout time."""
+    """The trainer of a run: rewards resolved by name, the family's LoRA targets where
+    `--use_peft` names none and the family states them (local.train.guards.family_lora_targets:
+    Qwen3-Omni), the encoder frozen after PEFT wrapping (`freeze_audio_encoder`), the MoE router
+    frozen (`freeze_router`), the bad-record policy applied to clips decoded at rollout time."""
     set_up_tracking(config.report_to)
+    targets = family_lora_targets(model_args, loaded.family)  # --use_peft without targets
+    peft_config = get_peft_config(model_args)
+    if targets is not None:
+        exclude_family_towers(peft_config, loaded.family)
+        logger.info(targets)
     trainer = AudioGRPOTrainer(
         model=loaded.model,
         processing_class=loaded.processor,
@@ -83,10 +91,11 @@ def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: Load
         max_audio_duration_in_seconds=config.max_audio_duration_in_seconds,
         bad_records=config.bad_records,
         freeze_audio_encoder=config.freeze_audio_encoder,
+        freeze_router=config.freeze_router,
         reward_funcs=resolve_rewards(config),
         args=config,
         train_dataset=dataset,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config,
     )
     if wants(config.report_to, "tensorboard") and config.log_completions:
         trainer.add_callback(CompletionSamples(trainer))  # TRL sends its tables to W&B only

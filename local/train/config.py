@@ -112,6 +112,11 @@ class AudioGRPOConfig(GRPOConfig):
         "help": "Cut longer clips (counted); default: the model's window (30 s / 300 s)."})
     freeze_audio_encoder: bool = field(default=False, metadata={
         "help": "Keep the audio encoder fixed (the reference recipe trains it)."})
+    freeze_router: bool = field(default=True, metadata={
+        "help": "Mixture-of-experts models (Qwen3-Omni): keep the router (mlp.gate) fixed; the "
+                "load-balancing loss then stays off unless router_aux_loss_coef is given. false: "
+                "the router trains with TRL's load-balancing loss (the model's coefficient). "
+                "No effect on dense models."})
     bad_records: Literal["skip", "raise"] = field(default="skip", metadata={
         "help": "skip: drop malformed records with a warning and a count; raise: stop."})
     overwrite_output_dir: bool = field(default=False, metadata={

@@ -16,6 +16,26 @@ and gradient sync. The reference recipe (WeST, west/bin/train_grpo.py) trains th
 with decay, DeepSpeed's AdamW would also shrink the unused weights). `exclude_vision_tower`
 keeps LoRA adapters out of it (PEFT would make frozen adapters trainable again).
 
+LoRA targets of a family (`family_lora_targets`): `--use_peft` without targets on a family that
+states its own (`ModelFamily.lora_targets_by_default`: Qwen3-Omni) takes them, and
+`exclude_family_towers` keeps adapters out of the towers that share their leaf names; the other
+families keep PEFT's rule. PEFT's `exclude_modules` does not apply to `target_parameters`
+(peft 0.21.2 tuners_utils.py, BaseTuner._inject_parameters matches parameter names only), so a
+parameter target must name only text-model tensors (Qwen3-Omni's `mlp.experts.*`: the towers
+have no experts); the audio-encoder guard still sees such adapters (`ParamWrapper` is a
+`BaseTunerLayer`: local/train/audio_cache.py, tuner_layers).
+
+The MoE router (`freeze_router`, on by default): `freeze_router` sets the routers'
+`requires_grad` off after TRL/PEFT wrapped the model. GRPO's updates are small and on-policy, and
+rollouts (vLLM or `generate`) route with the weights they are given: a router that moves shifts
+which experts every later token reaches, which the importance ratio sees only through the
+sampled tokens; frozen, the pretrained load balance holds and the aux loss is not needed.
+Others do the same or make it an option: prime-rl (PrimeIntellect-ai/prime-rl#1836,
+`freeze_moe_router`, applied after LoRA), xtuner (InternLM/xtuner#1179), instructlab/training
+(#669: "router parameters which should be frozen in the training phase"); NeMo's omni3 RL
+recipes froze it first, then trained it (NVIDIA-NeMo/labs-molt#74). LoRA leaves it frozen anyway
+(it is no target).
+
 Example:
     >>> from local.train.guards import batch_audio
     >>> batch_audio({"prompt_ids": None}, expected=False) is None
@@ -29,7 +49,8 @@ from typing import Any
 import torch
 
 from local.core.collate import AUDIO_KEYS
-from local.train.audio_cache import exclude_from_adapters
+from local.core.families import ModelFamily
+from local.train.audio_cache import exclude_from_adapters, tuner_layers
 
 # The rollout batch's per-row names (dataset id and audio file), carried with the rows through
 # TRL's shuffle and split so that errors of the loss pass name the row.
@@ -95,3 +116,57 @@ def exclude_vision_tower(peft_config: Any, model: Any) -> bool:
         return False
     exclude_from_adapters(peft_config, VISION_TOWER, "vision tower")
     return True
+
+
+def family_lora_targets(model_args: Any, family: ModelFamily) -> str | None:
+    """Give TRL's ModelConfig the family's LoRA targets when `--use_peft` names none and the
+    family states its own (Qwen3-Omni); returns what was set, for the log, or None (left as it
+    is: targets given, no PEFT, or a family that keeps PEFT's rule)."""
+    if not model_args.use_peft or not family.lora_targets_by_default:
+        return None
+    if model_args.lora_target_modules is not None or model_args.lora_target_parameters is not None:
+        return None
+    if family.lora_target_parameters and model_args.lora_dropout:
+        # peft 0.21.2 tuners/lora/layer.py, ParamWrapper.__init__: "does not work with
+        # lora_dropout != 0" (the dropout cannot be factored out of x @ (W + BA))
+        raise ValueError(f"use_peft on {family.name}: its LoRA targets include the fused expert "
+                         f"tensors ({', '.join(family.lora_target_parameters)}), which PEFT "
+                         f"adapts without dropout; give --lora_dropout 0 (now "
+                         f"{model_args.lora_dropout}), or your own --lora_target_modules")
+    model_args.lora_target_modules = list(family.lora_target_modules)
+    model_args.lora_target_parameters = list(family.lora_target_parameters) or None
+    return (f"LoRA targets of {family.name}: modules {' '.join(family.lora_target_modules)}; "
+            f"parameters {' '.join(family.lora_target_parameters) or '-'}; none in "
+            f"{', '.join(family.lora_exclude_modules) or '-'}")
+
+
+def exclude_family_towers(peft_config: Any, family: ModelFamily) -> None:
+    """Keep the family-target config's adapters out of the family's excluded towers."""
+    for module in family.lora_exclude_modules:
+        exclude_from_adapters(peft_config, module, f"LoRA targets of {family.name}")
+
+
+def routers(model: Any, family: ModelFamily) -> list[torch.nn.Module]:
+    """The family's MoE routers in a (possibly wrapped) model; [] for a dense family."""
+    if family.router is None:
+        return []
+    return [m for name, m in model.named_modules() if name.endswith(f".{family.router}")]
+
+
+def router_trains(model: Any, family: ModelFamily) -> bool:
+    return any(p.requires_grad for r in routers(model, family) for p in r.parameters())
+
+
+def freeze_router(model: Any, family: ModelFamily) -> int:
+    """Stop gradients into the family's routers; returns their parameter count (0 for a dense
+    family). Call it on the model as trained, after PEFT wrapped it; adapters inside a router are
+    refused (PEFT makes them trainable again whenever adapters are switched on)."""
+    found = routers(model, family)
+    if any(tuner_layers(r) for r in found):
+        raise ValueError(f"freeze_router: the router ({family.router}) holds PEFT adapters; "
+                         "leave it out of the LoRA targets, or set freeze_router: false")
+    frozen = 0
+    for parameter in (p for r in found for p in r.parameters()):
+        parameter.requires_grad_(False)
+        frozen += parameter.numel()
+    return frozen

@@ -28,6 +28,15 @@ are logged as `audio/truncated_clips` and `audio/replaced_rows`.
 Qwen2.5-Omni's vision tower, which never runs on audio, is frozen (and kept free of LoRA
 adapters): `local.train.guards`.
 
+Mixture-of-experts routers (Qwen3-Omni's `mlp.gate`) are frozen after TRL/PEFT wrapped the model
+(`freeze_router`, default on; `local.train.guards` says why). TRL 1.16 adds the router's
+load-balancing loss to GRPO's loss for any model whose text config has `output_router_logits`
+(grpo_trainer.py, GRPOTrainer.__init__ "MoE load-balancing auxiliary loss", and `_compute_loss`:
+`loss + router_aux_loss_coef * aux_loss`), at the config's coefficient unless
+`router_aux_loss_coef` is given. With the router frozen the recipe turns it off (its only
+gradient would reach the layers below the routers, a term the reward does not ask for), unless
+`router_aux_loss_coef` is given; a router that trains without it is warned about.
+
 `freeze_audio_encoder=True` freezes the encoder after TRL/PEFT wrapped the model, and keeps LoRA
 adapters out of it (PEFT would make them trainable again). With a frozen encoder (or forced with
 `cache_audio_embeddings`), `_generate_and_score_completions` and `_compute_loss` also attach a
@@ -101,8 +110,10 @@ from local.train.guards import (
     ROW_NAMES,
     batch_audio,
     exclude_vision_tower,
+    freeze_router,
     freeze_vision_tower,
     require_audio,
+    router_trains,
 )
 from local.train.rollout_clips import audio_key, audio_source, replacement_indices, row_name
 from local.train.vllm_rollouts import audio_vllm_generation, check_vllm_settings, served_model
@@ -125,6 +136,7 @@ class AudioGRPOTrainer(GRPOTrainer):
         forward_audio_in_loss: bool = True,
         cache_audio_embeddings: bool | None = None,
         freeze_audio_encoder: bool = False,
+        freeze_router: bool | None = None,
         **kwargs: Any,
     ) -> None:
         grpo_args = kwargs.get("args")
@@ -191,10 +203,34 @@ class AudioGRPOTrainer(GRPOTrainer):
         frozen = freeze_vision_tower(self.model)
         if frozen:
             logger.info("vision tower frozen: %d parameters (never run on audio)", frozen)
+        self._set_up_router(getattr(grpo_args, "freeze_router", True)
+                            if freeze_router is None else freeze_router, grpo_args)
         self._audio_cache = self._build_audio_cache(cache_audio_embeddings)
         self._placeholders = PlaceholderCheck(
             audio_token_id(processor.tokenizer, family),
             audio_output_lengths(find_audio_tower(self.accelerator.unwrap_model(self.model))))
+
+    def _set_up_router(self, freeze: bool, grpo_args: Any) -> None:
+        """Freeze the MoE routers (`freeze`), and keep TRL's load-balancing loss only while a
+        router trains (or where `router_aux_loss_coef` was given)."""
+        if self.family.router is None:
+            return
+        if freeze:
+            logger.info("router frozen (%s): %d parameters", self.family.router,
+                        freeze_router(self.model, self.family))
+        given = getattr(grpo_args, "router_aux_loss_coef", None) is not None
+        if not router_trains(self.model, self.family):
+            if self.aux_loss_enabled and not given:  # TRL read the config's coefficient
+                self.aux_loss_enabled, self.router_aux_loss_coef = False, 0.0
+                logger.info("router load-balancing loss: off (the router is frozen; "
+                            "router_aux_loss_coef turns it on)")
+        elif not self.aux_loss_enabled:
+            logger.warning("the router trains without its load-balancing loss "
+                           "(router_aux_loss_coef 0): experts may collapse; give "
+                           "router_aux_loss_coef > 0 or freeze_router: true")
+        else:
+            logger.info("router trains with the load-balancing loss (coefficient %g)",
+                        self.router_aux_loss_coef)
 
     def _freeze_audio_encoder(self) -> None:
         tower = find_audio_tower(self.model)

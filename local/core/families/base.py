@@ -40,6 +40,22 @@ class ModelFamily:
     vision: bool = False
     # Hub ids of the released checkpoints of this family.
     hub_ids: tuple[str, ...] = ()
+    # LoRA targets of the family (PEFT names): modules (a list of leaf names, never a regex:
+    # peft 0.21.2 rewrites a regex string to the leaf names it matched for the qwen2_moe-converted
+    # model types, qwen3_omni_moe_thinker among them, which drops its scope;
+    # peft/utils/transformers_weight_conversion.py, _resolve_string_target_modules), parameters
+    # (PEFT `target_parameters`: fused 3-D expert tensors, which no module target reaches), and
+    # the submodules kept free of adapters (the towers whose layers share the leaf names).
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_target_parameters: tuple[str, ...] = ()
+    lora_exclude_modules: tuple[str, ...] = ()
+    # Whether `--use_peft` without targets takes the ones above. False keeps PEFT's own rule
+    # (for the Qwen2 families PEFT has no default targets and refuses; the targets above are the
+    # planner's suggestion, local/train/plan_model.py).
+    lora_targets_by_default: bool = False
+    # The name of the mixture-of-experts router submodule in each text layer (its last parts), or
+    # None for a dense model; `freeze_router` freezes these (local/train/guards.py).
+    router: str | None = None
 
     @property
     def model_types(self) -> tuple[str, ...]:

@@ -12,6 +12,12 @@ cited source and which are reported only):
 - Stop tokens: `<|im_end|>` and `<|endoftext|>`, as for the other families.
 - The window is the feature extractor's 300 s, as for Qwen2.5-Omni; clips are padded only to
   the longest in the batch.
+- LoRA (`--use_peft` without targets): the text layers' attention projections and the fused
+  experts (`mlp.experts.gate_up_proj` / `down_proj`, 3-D tensors: PEFT `target_parameters`, a
+  per-expert LoRA; `target_modules=["experts"]` is refused by PEFT, the experts module is no
+  Linear); the audio encoder's `q/k/v_proj` share the leaf names and are excluded, as is the
+  vision tower. Checked on CPU with peft 0.21.2 (merge, unmerge and merge_and_unload give the
+  adapter's logits). The router (`mlp.gate`) is frozen unless `freeze_router: false`.
 """
 
 from __future__ import annotations
@@ -27,4 +33,7 @@ FAMILY = ModelFamily(
     model_type="qwen3_omni_moe_thinker", full_model_type="qwen3_omni_moe",
     audio_token="<|audio_pad|>", placeholder_tokens=PLACEHOLDER_TOKENS, vision=True,
     hub_ids=("Qwen/Qwen3-Omni-30B-A3B-Instruct", "Qwen/Qwen3-Omni-30B-A3B-Thinking"),
+    lora_target_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+    lora_exclude_modules=("audio_tower", "visual"), lora_targets_by_default=True,
+    router="mlp.gate",
 )
