@@ -4,6 +4,10 @@ Extraction: ``mode="train"`` is the reward parsing of the reference recipe (WeST
 example): first ``<answer>(.*?)</answer>`` without DOTALL, else the whole text, stripped;
 ``mode="eval"`` is its evaluators' (the same with DOTALL, so a tag spanning lines is found).
 
+A completion that opens with a reasoning block (`<think>...</think>`, as Qwen3-Omni-Thinking
+writes every reply, or as the `think` template asks) is judged on its reply, the text after the
+last `</think>` (`reply_text`): the reasoning often quotes the instruction, tags included.
+
 Matching, from strict to lenient:
   * `match_exact`: the reference recipe's rule, the prediction equals the option text exactly.
   * `match_robust`: case, spacing and punctuation normalised; an option letter ("B", "(B)",
@@ -40,8 +44,28 @@ _LETTER_AND_TEXT = re.compile(r"^(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[.:)
                               re.DOTALL)
 
 
+def reply_text(text: str | None) -> str:
+    """The reply of a completion that opens with a `<think>` block: the text after its last
+    `</think>`, leading newlines dropped, or "" when the block never closes (cut off while
+    reasoning: nothing was answered); any other text as it is.
+
+    The split is the Qwen3 Thinking chat template's own for an assistant turn
+    (`content.split('</think>')[-1].lstrip('\\n')`, tests/data/model-configs/
+    Qwen3-Omni-30B-A3B-Thinking/chat_template.json); it applies only where the completion
+    begins with its reasoning, so a block later in the text changes nothing.
+
+    >>> reply_text("<think>\\nI must use <answer> </answer>.\\n</think>\\n\\n<answer>B</answer>")
+    '<answer>B</answer>'
+    """
+    text = text or ""
+    if not text.lstrip().startswith("<think>"):
+        return text
+    return text.split("</think>")[-1].lstrip("\n") if "</think>" in text else ""
+
+
 def extract_answer(text: str, mode: Literal["train", "eval"] = "train") -> str:
-    """The first ``<answer>`` content (modes: see the module doc), else the whole text; stripped.
+    """The first ``<answer>`` content of the reply (modes: see the module doc), else the whole
+    reply; stripped.
 
     >>> text = "<answer>\\nB\\n</answer>"
     >>> extract_answer(text), extract_answer(text, "eval")
@@ -49,14 +73,15 @@ def extract_answer(text: str, mode: Literal["train", "eval"] = "train") -> str:
     """
     if mode not in ("train", "eval"):
         raise ValueError(f"extract_answer mode {mode!r}: use 'train' or 'eval'.")
-    text = text or ""
+    text = reply_text(text)
     match = (_ANSWER_LINE if mode == "train" else _ANSWER_DOTALL).search(text)
     return (match.group(1) if match else text).strip()
 
 
 def extract_all_answers(text: str) -> list[str]:
-    """Every ``<answer>`` block's content (DOTALL), stripped, in order; [] if there is none."""
-    return [m.strip() for m in _ANSWER_DOTALL.findall(text or "")]
+    """Every ``<answer>`` block's content in the reply (DOTALL), stripped, in order; [] if there
+    is none."""
+    return [m.strip() for m in _ANSWER_DOTALL.findall(reply_text(text))]
 
 
 def match_exact(pred: str | None, answer: str) -> bool:

@@ -19,6 +19,14 @@ selectable by name:
   * format_answer_robust / format_think_robust: exactly one opening and one closing tag, in
                       order, with non-empty content.
 
+A completion that opens with a `<think>` block (Qwen3-Omni-Thinking's every reply; the `think`
+template's) is judged on its reply after `</think>` by the rewards that look for the answer
+(`accuracy*`, `format_answer*`; `local.core.answers.reply_text`): its reasoning may quote
+`<answer>` tags, and a block that never closes answers nothing. `format` and `format_robust`
+keep the reference rule, the whole completion is one answer block: with the `default`
+template a Thinking model scores 0 on them every time (a constant, so no GRPO advantage); train
+it with `--template think`.
+
 Example:
     >>> from local.core.rewards import REWARDS, default_rewards
     >>> names, weights = default_rewards("default")
@@ -40,6 +48,7 @@ from local.core.answers import (
     match_exact,
     match_mmau,
     match_robust,
+    reply_text,
 )
 
 RewardFn = Callable[..., list[float]]
@@ -106,12 +115,12 @@ def _accuracy_reference(text: str, answer: str, choices: list[str] | None) -> bo
 
 def _accuracy_robust(text: str, answer: str, choices: list[str] | None) -> bool:
     blocks = extract_all_answers(text)
-    preds = [b for b in blocks if b] if blocks else [text.strip()]
+    preds = [b for b in blocks if b] if blocks else [reply_text(text).strip()]
     return bool(preds) and all(match_robust(p, answer, choices or []) for p in preds)
 
 
 def _accuracy_mmau(text: str, answer: str, choices: list[str] | None) -> bool:
-    return match_mmau(text, answer, choices or [])
+    return match_mmau(reply_text(text), answer, choices or [])
 
 
 def _one_tag_pair(text: str, tag: str) -> str | None:
@@ -132,7 +141,7 @@ def _format_robust(text: str) -> bool:
 
 def _nonempty_pair(tag: str) -> Callable[[str], bool]:
     def judge(text: str) -> bool:
-        inner = _one_tag_pair(text, tag)
+        inner = _one_tag_pair(reply_text(text) if tag == "answer" else text, tag)
         return inner is not None and bool(inner.strip())
 
     return judge
@@ -157,7 +166,7 @@ REWARDS: dict[str, RewardFn] = {
         "format_robust", _format_robust,
         doc="1.0 iff the stripped completion is exactly one non-empty <answer> block."),
     "format_answer": _per_text(
-        "format_answer", lambda t: len(_ANSWER_BLOCK.findall(t)) == 1,
+        "format_answer", lambda t: len(_ANSWER_BLOCK.findall(reply_text(t))) == 1,
         doc="1.0 iff there is exactly one <answer>.*?</answer> (DOTALL, reference recipe)."),
     "format_think": _per_text(
         "format_think", lambda t: len(_THINK_BLOCK.findall(t)) == 1,
