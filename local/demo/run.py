@@ -2,8 +2,9 @@
 
 The single call behind `bash run.sh --stage demo`. Every part goes through the recipe's real
 entry points: `local.demo.data` writes the synthetic set in the AVQA and MMAU layouts,
-`local.demo.tiny` builds a random Qwen2.5-Omni thinker, `local.demo.warmup` gives it the answer
-format (a random model earns no reward, so GRPO would have nothing to learn from), `train.py`
+`local.demo.tiny` builds a random Qwen2.5-Omni thinker (`--family qwen3_omni_moe`: the
+Qwen3-Omni MoE thinker), `local.demo.warmup` gives it the answer format (a random model earns
+no reward, so GRPO would have nothing to learn from), `train.py`
 runs GRPO with `conf/demo.yaml` (a subprocess, as on a cluster), `local.eval.steps` scores the
 starting model (step 0) and every checkpoint with the MMAU evaluator, and
 `local.demo.demo_report` writes `<out>/report.md` with the curves, the before -> after table,
@@ -25,6 +26,7 @@ predictions); `--overwrite` redoes everything.
 Example:
     $ python -m local.demo --out exp/demo                         # a few minutes on 2 CPU cores
     $ python -m local.demo --out exp/demo-seed1 --seed 1          # another seed
+    $ python -m local.demo --out exp/demo-qwen3 --family qwen3_omni_moe  # the MoE thinker
     $ python -m local.demo --out /tmp/demo --n_train 32 --n_eval 8 --warmup_steps 5 \\
         --grpo_steps 2                                            # a smoke run (the slow test)
 """
@@ -55,6 +57,9 @@ from local.runs.layout import TRAINER_STATE, bench_dir
 from local.util.fsio import building, is_done
 
 REPO = Path(__file__).resolve().parents[2]  # the repository root (local/demo/run.py)
+# The families the demo is tested with (tests/test_demo.py): Qwen2.5-Omni by default, the
+# Qwen3-Omni MoE thinker with --family qwen3_omni_moe.
+DEMO_FAMILIES = ("qwen2_5_omni", "qwen3_omni_moe")
 PARTS = ("data", "tiny model", "warm-up", "GRPO training", "evaluation", "report")
 THREADS_NOTE = (
     "torch threads for the warm-up, GRPO (train.py's OMP_NUM_THREADS) and the evaluation. The "
@@ -70,6 +75,7 @@ class DemoSettings:
 
     out: Path = Path("exp/demo")
     config: str = "conf/demo.yaml"
+    family: str = "qwen2_5_omni"  # the tiny random model's family (DEMO_FAMILIES)
     n_train: int = 256
     n_eval: int = 256
     warmup_steps: int = 300
@@ -106,22 +112,22 @@ def _timed(name: str, timings: dict[str, Any], fn: Callable[[], Any]) -> Any:
     return result
 
 
-def tiny_settings(seed: int) -> dict[str, Any]:
+def tiny_settings(seed: int, family: str = "qwen2_5_omni") -> dict[str, Any]:
     """What the demo's random model is built with (recorded in its `.done`)."""
     # Text head_dim 32 (2 heads of the 64-wide model): vLLM's CPU attention runs 32 and up, so
     # the demo's checkpoints also evaluate with `--eval_backend vllm`.
-    return {"family": "qwen2_5_omni", "vocab": "tiny", "seed": seed, "text_head_dim": 32}
+    return {"family": family, "vocab": "tiny", "seed": seed, "text_head_dim": 32}
 
 
-def _tiny(paths: dict[str, Path], seed: int) -> Path:
-    out, settings = paths["random"], tiny_settings(seed)
+def _tiny(paths: dict[str, Path], seed: int, family: str) -> Path:
+    out, settings = paths["random"], tiny_settings(seed, family)
     if is_done(out, settings):
         print(f"tiny model: {out} is done")
         return out
     with building(out, settings) as tmp:
         build_tiny_checkpoint(settings["family"], tmp, vocab=settings["vocab"], seed=seed,
                               text_head_dim=settings["text_head_dim"])
-    print(f"tiny random Qwen2.5-Omni thinker written to {out}")
+    print(f"tiny random {family} model written to {out}")
     return out
 
 
@@ -235,7 +241,8 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     settings.out.mkdir(parents=True, exist_ok=True)
     earlier = json.loads(paths["timings"].read_text()) if paths["timings"].exists() else {}
     done_before = {"data": is_done(paths["data"], data_settings(settings)),
-                   "tiny model": is_done(paths["random"], tiny_settings(settings.seed))}
+                   "tiny model": is_done(paths["random"],
+                                         tiny_settings(settings.seed, settings.family))}
     clear_stale(paths, settings, done_before["data"] and done_before["tiny model"])
     done_before["warm-up"] = is_done(paths["initial"], demo_warmup_settings(settings))
     done_before["GRPO training"] = (finished_checkpoint(paths["run"], settings.max_steps())
@@ -243,7 +250,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     timings: dict[str, Any] = {}
     _timed("data", timings, lambda: write_demo_data(paths["data"], settings.n_train,
                                                     settings.n_eval, settings.seed))
-    _timed("tiny model", timings, lambda: _tiny(paths, settings.seed))
+    _timed("tiny model", timings, lambda: _tiny(paths, settings.seed, settings.family))
     _timed("warm-up", timings, lambda: warmup(
         paths["random"], paths["data"] / "avqa", paths["initial"], steps=settings.warmup_steps,
         learning_rate=settings.warmup_lr, label_noise=settings.label_noise,
@@ -280,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     add = parser.add_argument
     add("--out", type=Path, default=defaults.out, help="demo folder (default: %(default)s)")
     add("--config", default=defaults.config, help="GRPO recipe (default: %(default)s)")
+    add("--family", default=defaults.family, choices=DEMO_FAMILIES,
+        help="the tiny random model's family (default: %(default)s); qwen3_omni_moe is the "
+        "mixture-of-experts Qwen3-Omni thinker")
     add("--n_train", type=int, default=defaults.n_train, help="synthetic training items")
     add("--n_eval", type=int, default=defaults.n_eval, help="synthetic MMAU-shaped eval items")
     add("--warmup_steps", type=int, default=defaults.warmup_steps)

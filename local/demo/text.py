@@ -12,6 +12,10 @@ from typing import Any
 from local.run_report.build import Report
 from local.run_report.markdown import Section
 
+# What the report calls the demo's tiny model, by family (local.demo.run.DEMO_FAMILIES).
+MODEL_NAMES = {"qwen2_5_omni": "Qwen2.5-Omni thinker",
+               "qwen3_omni_moe": "Qwen3-Omni thinker (mixture of experts)"}
+
 
 def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.0f} s ({seconds / 60:.1f} min)"
@@ -31,9 +35,10 @@ def _timings(info: dict[str, Any]) -> str:
 def intro(report: Report, ctx: dict[str, Any]) -> str:
     info = ctx["info"]
     settings = info["settings"]
+    model = MODEL_NAMES.get(settings.get("family", "qwen2_5_omni"), settings.get("family"))
     return f"""Everything below was measured by this run (`python -m local.demo`, the call behind
 `bash run.sh --stage demo`); nothing is typed in by hand. It is a **tiny random-weight
-Qwen2.5-Omni thinker on a synthetic audio set**: the numbers show that the pipeline runs end
+{model} on a synthetic audio set**: the numbers show that the pipeline runs end
 to end and learns, not how a real model performs.
 
 - **Measured wall time: {fmt_seconds(info["wall_s"])}** for this invocation, up to the report
