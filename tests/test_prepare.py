@@ -300,3 +300,19 @@ def test_real_question_file_is_recognised(tmp_path: Path) -> None:
     info = fetch_questions(str(real), "unused://", tmp_path / "q.json")
     assert info["items"] == 1000 and info["known_version"].startswith("MMAU-v05.15.25")
     assert (tmp_path / "q.json").read_bytes() == real.read_bytes()
+
+
+@pytest.mark.parametrize("hub_id", ["Qwen/Qwen3-Omni-30B-A3B-Instruct",
+                                    "Qwen/Qwen3-Omni-30B-A3B-Thinking"])
+def test_prepare_model_takes_qwen3_omni_by_hub_id(tmp_path: Path, tiny_qwen3_omni: Path,
+                                                  hub_id: str) -> None:
+    """`prepare --model Qwen/Qwen3-Omni-30B-A3B-*`: the snapshot (here the tiny MoE thinker
+    cached under that id) is linked at models/<name> and its family recorded."""
+    cache = tmp_path / "hub"
+    cache_repo(cache, "model", hub_id, tiny_qwen3_omni)
+    assert prepare.main(args_for(tmp_path, cache, "--model", hub_id, "--sources", "model")) == 0
+    dest = tmp_path / "models" / hub_id.split("/")[-1]
+    assert (dest / "config.json").is_symlink()
+    done = json.loads((dest / ".done").read_text())
+    assert done["family"] == "qwen3_omni_moe" and done["source"] == hub_id
+    assert prepare.MODEL_GB[hub_id] > 60  # 35.3B parameters in bf16

@@ -35,11 +35,17 @@ import transformers
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoProcessor, PretrainedConfig
 
-from local.core.families import FAMILY_NAMES, ModelFamily, family_for_model_type, family_named
+from local.core.families import (
+    FAMILY_NAMES,
+    HUB_IDS,
+    ModelFamily,
+    family_for_model_type,
+    family_named,
+)
 
-# The checkpoints `--stage prepare` downloads (its size table; a test keeps the two equal).
-# Qwen3-Omni loads from a local folder or the hub cache until prepare sizes it.
-SUPPORTED_MODELS = ("Qwen/Qwen2.5-Omni-7B", "Qwen/Qwen2.5-Omni-3B", "Qwen/Qwen2-Audio-7B-Instruct")
+# The checkpoints `--stage prepare` downloads: every family's hub ids (prepare's size table
+# covers them; a test keeps the two equal).
+SUPPORTED_MODELS = HUB_IDS
 
 
 class ModelLoadError(RuntimeError):

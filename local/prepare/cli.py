@@ -72,8 +72,12 @@ SOURCES = {
                    allow_patterns=(mmar_data.HUB_QUESTION_FILE, mmar_data.AUDIO_ARCHIVE)),
 }
 PARTS = ("model", "avqa", "mmsu", "mmau", "mmau_test", "mmar")  # in the order they are prepared
+# Download sizes in GB (bf16 safetensors). Qwen3-Omni-30B-A3B: 35.3B parameters (the hub's
+# safetensors total for -Instruct, thinker + talker + code2wav) x 2 bytes, an estimate; -Thinking
+# ships no talker, so the same figure is an upper bound for it.
 MODEL_GB = {"Qwen/Qwen2.5-Omni-7B": 22.4, "Qwen/Qwen2.5-Omni-3B": 11.2,
-            "Qwen/Qwen2-Audio-7B-Instruct": 16.8}
+            "Qwen/Qwen2-Audio-7B-Instruct": 16.8, "Qwen/Qwen3-Omni-30B-A3B-Instruct": 70.6,
+            "Qwen/Qwen3-Omni-30B-A3B-Thinking": 70.6}
 
 
 @dataclass
