@@ -9,11 +9,15 @@ same names without writing into the model: each LoRA Linear's weight is
 `(W.float() + sum_a s_a * B_a.float() @ A_a.float()).to(W.dtype)`, one tensor at a time (the
 fp32 sum rounded once), and every other parameter as it is.
 
-Only plain LoRA on Linear layers (peft's `lora.Linear`: nn.Linear, or transformers' Conv1D with
-`fan_in_fan_out`; `lora_bias` included) is merged; DoRA and the other LoRA variants, LoRA on
-embeddings, convolutions or parameters, quantized bases and other tuner types raise one line
-(`check_mergeable`). Parameters are read as they are: under DeepSpeed ZeRO-3 the caller gathers
-them first (as TRL does, all at once, around the merge).
+Plain LoRA on Linear layers (peft's `lora.Linear`: nn.Linear, or transformers' Conv1D with
+`fan_in_fan_out`; `lora_bias` included) and LoRA on parameters (peft's `lora.ParamWrapper`,
+`target_parameters`: Qwen3-Omni's fused 3-D expert tensors, one LoRA per expert) are merged. A
+parameter's delta is peft's own `ParamWrapper.get_delta_weight` (the per-expert einsum, in the
+parameter's dtype: in bf16 the delta is rounded once before the fp32 sum, as peft's merge rounds
+it; the base is still never written). DoRA and the other LoRA variants, LoRA on embeddings or
+convolutions, quantized bases and other tuner types raise one line (`check_mergeable`).
+Parameters are read as they are: under DeepSpeed ZeRO-3 the caller gathers them first (as TRL
+does, all at once, around the merge).
 
 Example:
     >>> for name, tensor in merged_state(peft_model):  # doctest: +SKIP
@@ -26,9 +30,11 @@ from collections.abc import Iterator
 
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
+from peft.tuners.lora.layer import ParamWrapper
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-_Merge = tuple[LoraLinear, list[str], str]  # the layer, its adapters to add, "weight" | "bias"
+# the layer, its adapters to add, "weight" | "bias" (lora.Linear) or the wrapped parameter's name
+_Merge = tuple[LoraLinear | ParamWrapper, list[str], str]
 
 
 def base_name(name: str, prefix: str = "lora_") -> str | None:
@@ -41,7 +47,7 @@ def base_name(name: str, prefix: str = "lora_") -> str | None:
     return name.replace("modules_to_save.default.", "")
 
 
-def _adapters(layer: LoraLinear) -> list[str]:
+def _adapters(layer: LoraLinear | ParamWrapper) -> list[str]:
     """The adapters peft's `merge_adapter()` would add: active, not merged already."""
     merged = set(layer.merged_adapters)
     return [a for a in layer.active_adapters if a in layer.lora_A and a not in merged]
@@ -55,9 +61,15 @@ def _plan(model: torch.nn.Module) -> dict[int, _Merge]:
         if not isinstance(module, BaseTunerLayer):
             continue
         kind = type(module).__name__
+        if isinstance(module, ParamWrapper):  # nested wrappers: each names its own parameter
+            adapters = _adapters(module)
+            if adapters:
+                plan[id(module.get_param())] = (module, adapters, module.parameter_name)
+            continue
         if not isinstance(module, LoraLinear):
             raise ValueError(f"use_vllm with PEFT: {name} is a {kind} adapter layer; the recipe "
-                             "merges plain LoRA on Linear layers only (peft's lora.Linear)")
+                             "merges plain LoRA on Linear layers and parameters only (peft's "
+                             "lora.Linear, lora.ParamWrapper)")
         adapters = _adapters(module)
         variants = sorted({type(module.lora_variant[a]).__name__ for a in adapters
                            if a in module.lora_variant})
@@ -85,11 +97,16 @@ def check_mergeable(model: torch.nn.Module) -> None:
     _plan(model)
 
 
-def merged_tensor(layer: LoraLinear, adapters: list[str], which: str = "weight") -> torch.Tensor:
-    """`layer`'s base weight (or bias) with `adapters` added: in fp32, rounded once to the
-    base dtype. A new tensor; the layer is not written."""
+def merged_tensor(layer: LoraLinear | ParamWrapper, adapters: list[str],
+                  which: str = "weight") -> torch.Tensor:
+    """`layer`'s base weight (or bias, or wrapped parameter) with `adapters` added: in fp32,
+    rounded once to the base dtype. A new tensor; the layer is not written."""
     base = getattr(layer.get_base_layer(), which)
     total = base.detach().float()
+    if isinstance(layer, ParamWrapper):  # peft's per-expert delta, scaling included
+        for adapter in adapters:
+            total = total + layer.get_delta_weight(adapter).detach().float()
+        return total.to(base.dtype)
     for adapter in adapters:
         scale, b = layer.scaling[adapter], layer.lora_B[adapter]
         if which == "bias":
