@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import PeftModel
+from peft import LoraConfig, PeftModel
+from safetensors import safe_open
 from trl import ModelConfig
 
 import train
@@ -32,6 +33,8 @@ from local.core.families import family_named
 from local.core.models import load_model_and_processor
 from local.core.rewards import REWARDS
 from local.train.lora_merge import merged_state
+from local.train.plan import plan_from_args
+from local.train.plan_model import AUDIO, LANGUAGE, VISION, adapter_counts, model_shape
 from tests.helpers import REPO, tiny_checkpoint
 from tests.helpers_train import length_reward, small_config, synthetic_rows, train_argv
 
@@ -86,6 +89,24 @@ def test_other_families_keep_peft_rule(family: str) -> None:
     assert family_named(family).lora_target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
+def test_planner_counts_the_family_targets(tmp_path) -> None:
+    """The memory plan's adapter count (local/train/plan_model.py) equals PEFT's, experts
+    included, for --use_peft without targets."""
+    shape = model_shape(str(tiny_checkpoint(FAMILY)))
+    counts = adapter_counts(shape, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0))
+    trainer = _trainer(tmp_path, ModelConfig(**LORA))
+    real = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    assert counts == {AUDIO: 0, VISION: 0, LANGUAGE: real}
+    experts = adapter_counts(shape, LoraConfig(r=4, target_parameters=["mlp.experts.down_proj"],
+                                               lora_dropout=0.0))
+    assert experts[LANGUAGE] == 2 * 4 * 4 * (64 + 32)  # layers x r x experts x (in + out)
+    plan = plan_from_args(["--model", str(tiny_checkpoint(FAMILY)), "--config",
+                           str(REPO / "conf/grpo.yaml"), "--deepspeed", "conf/ds_zero1.json",
+                           "--nproc", "8", "--nnodes", "1", "--gpu_memory_gb", "80",
+                           "--use_peft", "true", "--lora_r", "4", "--lora_dropout", "0"])
+    assert plan.estimate.trained == {AUDIO: 0, VISION: 0, LANGUAGE: real}
+
+
 def test_full_finetuning_freezes_the_router_by_default(tmp_path, caplog) -> None:
     with caplog.at_level(logging.INFO):
         trainer = _trainer(tmp_path, ModelConfig())
@@ -122,6 +143,16 @@ def test_trainable_router_without_balance_loss_warns(tmp_path, caplog) -> None:
 def test_frozen_router_with_router_adapters_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="freeze_router"):
         _trainer(tmp_path, ModelConfig(**LORA, lora_target_modules=["q_proj", "gate"]))
+
+
+def test_parameter_targets_in_a_frozen_encoder_are_refused(tmp_path) -> None:
+    """PEFT's exclude_modules does not reach target_parameters (peft 0.21.2,
+    BaseTuner._inject_parameters), so freeze_audio_encoder's exclusion cannot keep a parameter
+    target out of the encoder; the encoder guard sees the ParamWrapper and refuses."""
+    with pytest.raises(ValueError, match="audio encoder holds PEFT adapters"):
+        _trainer(tmp_path, ModelConfig(**LORA, lora_target_modules=["q_proj", "o_proj"],
+                                       lora_target_parameters=["fc1.weight"]),
+                 freeze_audio_encoder="true")
 
 
 def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -162,16 +193,34 @@ def test_lora_run_saves_an_adapter_that_merges_to_its_logits(tmp_path, monkeypat
 
 # -- 2 processes, DeepSpeed ZeRO-1 / ZeRO-3 (slow) ------------------------------------------
 
+def _tensor_names(folder: Path) -> set[str]:
+    with safe_open(str(folder / "model.safetensors"), "pt") as weights:
+        return set(weights.keys())
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "VIRTUAL_ENV": sys.prefix, "PYTHONPATH": str(REPO),
             "OMP_NUM_THREADS": "1"}
+
+
+# ZeRO-3 full fine-tuning trains, but its checkpoint is not loadable (found 2026-12-08, not
+# fixed here: the save is transformers' Trainer.save_model -> save_pretrained(state_dict=the
+# ZeRO-3 gathered one)): model.safetensors holds 117 tensors named
+# `thinker.model.thinker.audio_tower.*`, `thinker.model.thinker.language_model.model.layers.*`,
+# `thinker.model.thinker.visual.*` instead of the thinker's `audio_tower.*` / `model.layers.*`
+# (what ZeRO-1 and one process write), and loading it reports them MISSING and initialises them
+# afresh. LoRA under ZeRO-3 saves a correct adapter.
+ZERO3_FULL_SAVE = pytest.mark.xfail(strict=True, reason=(
+    "ZeRO-3 full save of Qwen3-Omni writes thinker.model.thinker.* keys (transformers 5.24 "
+    "save_pretrained with the gathered state dict); the loader re-initialises them"))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("deepspeed,lora,port", [
     ("conf/ds_zero1.json", True, 29651), ("conf/ds_zero3.json", True, 29653),
-    ("conf/ds_zero1.json", False, 29655), ("conf/ds_zero3.json", False, 29657)],
+    ("conf/ds_zero1.json", False, 29655),
+    pytest.param("conf/ds_zero3.json", False, 29657, marks=ZERO3_FULL_SAVE)],
     ids=["zero1-lora", "zero3-lora", "zero1-full", "zero3-full"])
 def test_two_process_deepspeed_run(tmp_path, deepspeed: str, lora: bool, port: int) -> None:
     out = tmp_path / "run"
@@ -187,6 +236,8 @@ def test_two_process_deepspeed_run(tmp_path, deepspeed: str, lora: bool, port: i
     final = out / "checkpoint-2"
     if lora:
         assert (final / "adapter_config.json").exists()
+    else:  # the thinker's own layout, as the tiny checkpoint (and a one-process save) has it
+        assert _tensor_names(final) == _tensor_names(tiny_checkpoint(FAMILY))
     loaded = load_model_and_processor(str(final), dtype="float32")
     initial = load_model_and_processor(str(tiny_checkpoint(FAMILY)), dtype="float32")
     saved, start = loaded.model.state_dict(), initial.model.state_dict()
@@ -194,4 +245,5 @@ def test_two_process_deepspeed_run(tmp_path, deepspeed: str, lora: bool, port: i
     for key, value in saved.items():
         assert value.shape == start[key].shape and torch.isfinite(value).all(), key
     moved = [k for k in start if not torch.equal(saved[k], start[k])]
-    assert moved and not [k for k in moved if ".mlp.gate." in k]  # the router stayed frozen
+    frozen = [k for k in moved if ".mlp.gate." in k or "visual." in k]
+    assert moved and not frozen, frozen  # the router and the vision tower stayed frozen

@@ -168,5 +168,5 @@ def freeze_router(model: Any, family: ModelFamily) -> int:
     frozen = 0
     for parameter in (p for r in found for p in r.parameters()):
         parameter.requires_grad_(False)
-        frozen += parameter.numel()
+        frozen += getattr(parameter, "ds_numel", parameter.numel())  # ZeRO-3: numel() is 0
     return frozen

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from peft import LoraConfig
 
+from local.core.families import family_named
 from local.train.plan_memory import estimate
 from local.train.plan_model import ADAPTER_TARGETS_HINT, ModelShape
 from local.train.plan_settings import GIB, VLLM_ALLOWANCE_GIB, Estimate, Settings, tokens
@@ -107,7 +108,14 @@ def candidates(shape: ModelShape, s: Settings) -> Iterator[Change]:
                      "and optimizer on the host)",
                      replace(s, **{**zero3, "deepspeed": "conf/ds_zero3.json"},
                              offload_param="cpu", offload_optimizer="cpu"))
-    if s.peft is None:
+    if s.peft is None and family_named(shape.family).lora_targets_by_default:
+        # the family's targets (Qwen3-Omni: attention and the fused experts, which take no
+        # dropout in PEFT): train.py applies them to --use_peft without targets
+        yield Change("lora", f"--use_peft true --lora_r {LORA['r']} --lora_alpha "
+                     f"{LORA['lora_alpha']} --lora_dropout 0 (the family's targets)",
+                     replace(s, peft=LoraConfig(r=LORA["r"], lora_alpha=LORA["lora_alpha"],
+                                                lora_dropout=0.0)))
+    elif s.peft is None:
         yield Change("lora", f"--use_peft true --lora_r {LORA['r']} --lora_alpha "
                      f"{LORA['lora_alpha']} --lora_target_modules {ADAPTER_TARGETS_HINT}",
                      replace(s, peft=LoraConfig(**LORA)))

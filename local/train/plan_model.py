@@ -29,10 +29,13 @@ from typing import Any
 import torch
 import transformers
 
+from local.core.families import ModelFamily, family_named
 from local.core.models import ModelLoadError, family_of, load_config
+from local.train.audio_cache import exclude_from_adapters
 
 AUDIO, VISION, LANGUAGE = "audio encoder", "vision tower", "language model"
-ADAPTER_TARGETS_HINT = "q_proj k_proj v_proj o_proj"  # the planner's LoRA suggestion
+# the planner's LoRA suggestion: the attention targets every family states (local.core.families)
+ADAPTER_TARGETS_HINT = " ".join(ModelFamily.lora_target_modules)
 
 
 class PlanError(ValueError):
@@ -172,10 +175,37 @@ def _adapter_size(module: torch.nn.Module, r: int, dora: bool) -> int:
     return r * (in_features + out_features) + (out_features if dora else 0)
 
 
+def _parameter_adapters(shape: ModelShape, config: Any, counts: dict[str, int]) -> int:
+    """Add the LoRA of `target_parameters` to `counts`; returns how many parameters matched.
+
+    PEFT's rule (peft 0.21.2 tuners_utils.py, BaseTuner._inject_parameters): a parameter
+    `<module>.<name>` is adapted when it equals or ends with `.<target>` (exclude_modules does
+    not apply). A 3-D (experts, a, b) tensor gets one LoRA per expert: lora_A (r*E, in) and
+    lora_B (out, r*E) (tuners/lora/layer.py, ParamWrapper.get_delta_factors), r*E*(a+b) in all;
+    a 2-D one r*(a+b).
+    """
+    targets = list(config.target_parameters)
+    matched = 0
+    for name, module in shape.model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            key = f"{name}.{param_name}"
+            if not any(key == t or key.endswith(f".{t}") for t in targets):
+                continue
+            if param.dim() not in (2, 3):
+                raise PlanError(f"lora_target_parameters: {key} is a {param.dim()}-D tensor; "
+                                "PEFT adapts 2-D weights and 3-D expert stacks")
+            experts = param.shape[0] if param.dim() == 3 else 1
+            matched += 1
+            counts[_part(name)] += config.r * experts * (param.shape[-2] + param.shape[-1])
+    return matched
+
+
 def adapter_counts(shape: ModelShape, peft_config: Any) -> dict[str, int]:
     """Trainable parameters LoRA adds, by part (AUDIO / VISION / LANGUAGE), `modules_to_save`
-    copies included; PEFT's refusals (no default target modules for this model type, targets
-    that match nothing) as a `PlanError`."""
+    copies and `target_parameters` (fused MoE experts) included; a config without targets takes
+    the family's where the family states them (Qwen3-Omni, as train.py does); PEFT's refusals
+    (no default target modules for this model type, targets that match nothing) as a
+    `PlanError`."""
     from peft.tuners.tuners_utils import (
         _maybe_include_all_linear_layers,
         check_target_module_exists,
@@ -184,9 +214,15 @@ def adapter_counts(shape: ModelShape, peft_config: Any) -> dict[str, int]:
 
     config = copy.deepcopy(peft_config)
     model_type = shape.model.config.model_type
-    if getattr(config, "target_parameters", None):
-        raise PlanError("lora_target_parameters: the planner counts module adapters only; "
-                        "give --lora_target_modules")
+    family = family_named(shape.family)
+    if config.target_modules is None and not getattr(config, "target_parameters", None) \
+            and family.lora_targets_by_default:  # train.py: guards.family_lora_targets
+        config.target_modules = set(family.lora_target_modules)
+        config.target_parameters = list(family.lora_target_parameters)
+        for module in family.lora_exclude_modules:
+            exclude_from_adapters(config, module, f"LoRA targets of {family.name}")
+    if config.target_modules is None and getattr(config, "target_parameters", None):
+        config.target_modules = set()  # parameters only
     if config.target_modules is None:
         default = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
         if default is None:
@@ -197,7 +233,8 @@ def adapter_counts(shape: ModelShape, peft_config: Any) -> dict[str, int]:
     config = _maybe_include_all_linear_layers(config, shape.model)
     counts = {part: 0 for part in shape.parts}
     saved = tuple(getattr(config, "modules_to_save", None) or ())
-    matched = 0
+    matched = _parameter_adapters(shape, config, counts) \
+        if getattr(config, "target_parameters", None) else 0
     for name, module in shape.model.named_modules():
         if saved and any(name == s or name.endswith(f".{s}") for s in saved):
             counts[_part(name)] += sum(p.numel() for p in module.parameters())
@@ -205,6 +242,9 @@ def adapter_counts(shape: ModelShape, peft_config: Any) -> dict[str, int]:
             matched += 1
             counts[_part(name)] += _adapter_size(module, config.r, bool(config.use_dora))
     if not matched:
-        raise PlanError(f"lora_target_modules {sorted(config.target_modules)} match no layer of "
-                        f"{shape.name} (PEFT would refuse it); e.g. {ADAPTER_TARGETS_HINT}")
+        given = sorted(getattr(config, "target_parameters", None) or [])
+        also = f"and lora_target_parameters {given} " if given else ""
+        raise PlanError(f"lora_target_modules {sorted(config.target_modules)} {also}match no "
+                        f"layer of {shape.name} (PEFT would refuse it); "
+                        f"e.g. {ADAPTER_TARGETS_HINT}")
     return counts
