@@ -27,7 +27,9 @@ from local.core.rewards import REWARDS
 from local.train.checkpoints import CheckpointError
 from tests.helpers_train import assert_same_run, cut_after, length_reward, make_trainer, train_argv
 
-FAMILIES = ["qwen2_audio", "qwen2_5_omni"]
+# Qwen3-Omni (MoE thinker): its experts are saved split and fused again on resume
+# (tests/test_resume_qwen3_omni.py has the expert-level checks).
+FAMILIES = ["qwen2_audio", "qwen2_5_omni", "qwen3_omni_moe"]
 
 
 def _perturbed_checkpoint(trainer: Any, folder: Path) -> dict[str, torch.Tensor]:
