@@ -1,13 +1,19 @@
 """A synthetic audio question-answering set, made with numpy, written in the real layouts.
 
 Tasks a listener answers from the audio alone: how many beeps, is the tone high or low, is the
-sweep rising or falling, which half is louder. The train split is written like AVQA-processed
-(`DatasetDict.save_to_disk` with `question` "...\\nChoices:\\nA. ...", `answer` "B. text",
-embedded audio, `file_name`), the eval split like MMAU test-mini (`mmau-test-mini.json` + an
-audio folder), so the real readers, trainer and evaluator run on it. Deterministic per seed.
+sweep rising or falling, which half is louder. Optionally (`planted`, a share of the train
+split, 0 by default so the demo's data stay as they were) a planted text-answerable task,
+`planted_text`: the question names its answer ("The word is 'green'. Which word was named?")
+and the clip is an unrelated tone, so the audio is of no use: the population `local.curate`
+should drop. With planted items the train rows carry a `task` column. The train split is
+written like AVQA-processed (`DatasetDict.save_to_disk` with `question`
+"...\\nChoices:\\nA. ...", `answer` "B. text", embedded audio, `file_name`), the eval split like
+MMAU test-mini (`mmau-test-mini.json` + an audio folder), so the real readers, trainer and
+evaluator run on it. Deterministic per seed.
 
 Example:
     $ python -m local.demo.data --out data/demo --n_train 256 --n_eval 64
+    $ python -m local.demo.data --out data/demo-planted --planted 0.25
     $ ls data/demo
     avqa  mmau
 """
@@ -25,7 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from local.data.mmau import SPLITS
-from local.util.fsio import building, is_done, mark_done
+from local.util.fsio import building, is_done, mark_done, read_done
 
 SR = 16_000
 
@@ -88,6 +94,17 @@ TASKS: dict[str, Callable[[np.random.Generator], Item]] = {
     "count": _count_beeps, "pitch": _pitch, "sweep": _sweep, "loudness": _louder_half,
 }
 
+PLANTED_TASK = "planted_text"  # the answer is in the question; the audio says nothing of it
+PLANTED_WORDS = ("red", "green", "blue", "yellow")
+
+
+def _planted(rng: np.random.Generator) -> Item:
+    """A text-answerable item: the question names the answer, the clip is an unrelated tone."""
+    answer = PLANTED_WORDS[int(rng.integers(0, len(PLANTED_WORDS)))]
+    audio = _tone(float(rng.uniform(300, 2000)), float(rng.uniform(0.8, 1.6)))
+    return Item(PLANTED_TASK, f"The word is '{answer}'. Which word was named?",
+                list(PLANTED_WORDS), answer, audio)
+
 
 def make_items(n: int, seed: int) -> list[Item]:
     """`n` items cycling through the tasks, choices shuffled, deterministic for a seed."""
@@ -96,6 +113,37 @@ def make_items(n: int, seed: int) -> list[Item]:
     items = []
     for i in range(n):
         item = TASKS[names[i % len(names)]](rng)
+        item.choices = [item.choices[j] for j in rng.permutation(len(item.choices))]
+        items.append(item)
+    return items
+
+
+def planted_positions(n: int, share: float) -> list[int]:
+    """Which of `n` train items are planted for a `share`: round(share * n), evenly spread.
+
+    >>> planted_positions(8, 0.25)
+    [3, 7]
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"planted={share}: a share of the train items, between 0 and 1")
+    m = round(share * n)
+    return [i for i in range(n) if (i + 1) * m // n > i * m // n]
+
+
+def make_train_items(n: int, seed: int, planted: float = 0.0) -> list[Item]:
+    """The train split: `make_items(n, seed)` when `planted` is 0 (the demo as it was), else
+    audio items (`make_items`) with planted ones (`planted_positions`) among them."""
+    positions = set(planted_positions(n, planted))
+    if not positions:
+        return make_items(n, seed)
+    audio = iter(make_items(n - len(positions), seed))
+    rng = np.random.default_rng([seed, 1])  # the planted items' own stream
+    items = []
+    for i in range(n):
+        if i not in positions:
+            items.append(next(audio))
+            continue
+        item = _planted(rng)
         item.choices = [item.choices[j] for j in rng.permutation(len(item.choices))]
         items.append(item)
     return items
@@ -114,8 +162,9 @@ def _avqa_question(item: Item) -> tuple[str, str]:
     return item.question + "\nChoices:\n" + "\n".join(lines), answer
 
 
-def write_avqa_like(out: Path, splits: dict[str, list[Item]]) -> Path:
-    """A DatasetDict.save_to_disk folder shaped like gijs/avqa-processed."""
+def write_avqa_like(out: Path, splits: dict[str, list[Item]], tasks: bool = False) -> Path:
+    """A DatasetDict.save_to_disk folder shaped like gijs/avqa-processed (`tasks`: with a
+    `task` column, which AVQA does not have)."""
     import datasets
 
     tables = {}
@@ -125,7 +174,8 @@ def write_avqa_like(out: Path, splits: dict[str, list[Item]]) -> Path:
             question, answer = _avqa_question(item)
             name = f"{split}_{i:05d}.wav"
             rows.append({"question": question, "answer": answer, "file_name": name,
-                         "audio": {"bytes": _wav_bytes(item.audio), "path": name}})
+                         "audio": {"bytes": _wav_bytes(item.audio), "path": name},
+                         **({"task": item.task} if tasks else {})})
         tables[split] = datasets.Dataset.from_list(rows).cast_column("audio", datasets.Audio())
     with building(out) as tmp:
         datasets.DatasetDict(tables).save_to_disk(str(tmp))
@@ -154,19 +204,24 @@ def write_mmau_like(out: Path, items: list[Item]) -> Path:
     return out
 
 
-def write_demo_data(out: str | Path, n_train: int = 256, n_eval: int = 64, seed: int = 0) -> Path:
+def write_demo_data(out: str | Path, n_train: int = 256, n_eval: int = 64, seed: int = 0,
+                    planted: float = 0.0) -> Path:
     """The demo's data under `out`: `avqa/` (train, val) and `mmau/` (eval).
 
-    Each half is built aside and swapped in; `out/.done` records the settings, written last, and
+    `planted`: the share of train items that are planted text-answerable ones (val and eval
+    keep the audio tasks only); at 0 the data are exactly the demo's as they were. Each half
+    is built aside and swapped in; `out/.done` records the settings, written last, and
     a re-run with the same settings skips the whole step.
     """
     out = Path(out)
-    settings = {"n_train": n_train, "n_eval": n_eval, "seed": seed}
-    if is_done(out, settings):
+    settings = {"n_train": n_train, "n_eval": n_eval, "seed": seed,
+                **({"planted": planted} if planted else {})}
+    if is_done(out, settings) and (planted or "planted" not in (read_done(out) or {})):
         return out
     out.mkdir(parents=True, exist_ok=True)
-    write_avqa_like(out / "avqa", {"train": make_items(n_train, seed),
-                                   "val": make_items(max(8, n_eval // 4), seed + 1)})
+    write_avqa_like(out / "avqa", {"train": make_train_items(n_train, seed, planted),
+                                   "val": make_items(max(8, n_eval // 4), seed + 1)},
+                    tasks=bool(planted))
     write_mmau_like(out / "mmau", make_items(n_eval, seed + 2))
     mark_done(out, settings)
     return out
@@ -178,8 +233,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n_train", type=int, default=256)
     parser.add_argument("--n_eval", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--planted", type=float, default=0.0,
+                        help="share of train items that are planted text-answerable ones "
+                        "(task planted_text; default 0: the demo's data)")
     args = parser.parse_args(argv)
-    print(f"demo data in {write_demo_data(args.out, args.n_train, args.n_eval, args.seed)}")
+    out = write_demo_data(args.out, args.n_train, args.n_eval, args.seed, args.planted)
+    print(f"demo data in {out}")
 
 
 if __name__ == "__main__":
