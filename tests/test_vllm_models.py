@@ -18,14 +18,18 @@ from local.core.collate import encode_batch, feature_samples, render_prompt
 from local.core.models import load_model_and_processor
 from local.core.vllm_export import (
     OMNI_VLLM_ARCHITECTURE,
+    THINKER_EXPORTS,
     ExportError,
     export_for_vllm,
+    fused_expert_name,
+    missing_for_vllm,
     vllm_weight_name,
     vllm_weights,
 )
 from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits
 from local.demo.tiny import TEXT_SIZE, mrope_section, text_size
 from local.demo.tiny import main as tiny_main
+from local.train.vllm_rollouts import check_every_weight_sent
 from local.util.fsio import read_done
 from local.util.torchvision_cpu import ORIGINAL, PATCHED, patched_text
 from local.util.vllm_lock import TARGETS, canonical, lock_text, pins_from_report, resolve_input
@@ -134,6 +138,17 @@ def test_text_head_dim_option_on_the_command_line(tmp_path):
      "thinker.model.layers.0.self_attn.k_proj.bias"),
     ("qwen2_5_omni", "audio_tower.conv2.weight", "thinker.audio_tower.conv2.weight"),
     ("qwen2_5_omni", "visual.patch_embed.proj.weight", "thinker.visual.patch_embed.proj.weight"),
+    # Qwen3-Omni: the thinker layout; fused experts keep their names (vLLM loads them fused).
+    ("qwen3_omni_moe", "model.language_model.layers.1.mlp.experts.gate_up_proj",
+     "thinker.model.layers.1.mlp.experts.gate_up_proj"),
+    ("qwen3_omni_moe", "model.language_model.layers.0.mlp.experts.down_proj",
+     "thinker.model.layers.0.mlp.experts.down_proj"),
+    ("qwen3_omni_moe", "model.language_model.layers.0.mlp.gate.weight",
+     "thinker.model.layers.0.mlp.gate.weight"),
+    ("qwen3_omni_moe", "model.audio_tower.conv2d1.weight", "thinker.audio_tower.conv2d1.weight"),
+    ("qwen3_omni_moe", "model.visual.blocks.0.attn.qkv.weight",
+     "thinker.visual.blocks.0.attn.qkv.weight"),
+    ("qwen3_omni_moe", "lm_head.weight", "thinker.lm_head.weight"),
 ])
 def test_vllm_weight_name(family, hf_name, vllm_name):
     assert vllm_weight_name(family, hf_name) == vllm_name
@@ -151,6 +166,53 @@ def test_every_policy_parameter_maps_to_a_checkpoint_name(family, tmp_path):
     assert set(mapped) == _keys(served)
     tensors = _tensors(served)
     assert all(torch.equal(mapped[name].detach(), tensors[name]) for name in mapped)
+
+
+@pytest.mark.parametrize(("checkpoint_name", "fused"), [
+    ("thinker.model.layers.0.mlp.experts.3.gate_proj.weight",
+     "thinker.model.layers.0.mlp.experts.gate_up_proj"),
+    ("thinker.model.layers.12.mlp.experts.127.up_proj.weight",
+     "thinker.model.layers.12.mlp.experts.gate_up_proj"),
+    ("thinker.model.layers.1.mlp.experts.0.down_proj.weight",
+     "thinker.model.layers.1.mlp.experts.down_proj"),
+    ("thinker.model.layers.0.mlp.gate.weight", "thinker.model.layers.0.mlp.gate.weight"),
+    ("thinker.model.layers.0.mlp.up_proj.weight", "thinker.model.layers.0.mlp.up_proj.weight"),
+    ("thinker.audio_tower.layers.0.fc1.weight", "thinker.audio_tower.layers.0.fc1.weight"),
+])
+def test_fused_expert_name(checkpoint_name, fused):
+    assert fused_expert_name(checkpoint_name) == fused
+
+
+def test_qwen3_omni_policy_parameters_cover_the_exported_checkpoint(tmp_path):
+    """The mapped names of the Qwen3-Omni policy are the export's keys, the fused experts standing
+    for their per-expert weights: each fused tensor is its experts' checkpoint tensors stacked
+    (gate_up: gate rows first, then up), so vLLM gets the same values either way."""
+    folder = tiny_checkpoint("qwen3_omni_moe")
+    model = load_model_and_processor(str(folder), dtype="float32").model
+    mapped = {name: p.detach() for name, p in vllm_weights("qwen3_omni_moe",
+                                                            model.named_parameters())}
+    served = export_for_vllm(folder, tmp_path / "export")
+    tensors = _tensors(served)
+    assert {fused_expert_name(name) for name in tensors} == set(mapped)
+    assert any(name.endswith("experts.gate_up_proj") for name in mapped)
+    for name, value in mapped.items():
+        if name.endswith("experts.gate_up_proj"):
+            base = name.removesuffix("gate_up_proj")
+            expected = torch.stack([torch.cat([tensors[f"{base}{k}.gate_proj.weight"],
+                                               tensors[f"{base}{k}.up_proj.weight"]])
+                                    for k in range(value.shape[0])])
+        elif name.endswith("experts.down_proj"):
+            base = name.removesuffix("down_proj")
+            expected = torch.stack([tensors[f"{base}{k}.down_proj.weight"]
+                                    for k in range(value.shape[0])])
+        else:
+            expected = tensors[name]
+        assert torch.equal(value, expected), name
+    # The first-sync check counts the fused names as sending their experts.
+    check_every_weight_sent(list(mapped), str(served))
+    with pytest.raises(RuntimeError, match=r"experts\.\d+\.down_proj"):
+        check_every_weight_sent([n for n in mapped if not n.endswith("0.mlp.experts.down_proj")],
+                                str(served))
 
 
 def test_unknown_family_has_no_name_map():
@@ -211,6 +273,53 @@ def test_export_is_reused_until_the_checkpoint_changes(tmp_path):
     assert torch.count_nonzero(_tensors(out)["thinker.lm_head.weight"]) == 0
     assert read_done(out)["vllm_export_of"] == str(source.resolve())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no partial left
+
+
+def test_qwen3_omni_thinker_is_exported_as_the_whole_model(tmp_path):
+    """The trainer's Qwen3-Omni thinker checkpoint becomes the layout vLLM serves: the whole
+    model's config (thinker_config, no audio output) with the fields vLLM's thinker reads,
+    weights under `thinker.`, processor files alongside; the whole model is then served as it
+    is (the hub's own layout)."""
+    source = tiny_checkpoint("qwen3_omni_moe")
+    out = export_for_vllm(source, tmp_path / "export")
+    assert out == tmp_path / "export"
+    config = json.loads((out / "config.json").read_text())
+    thinker = json.loads((source / "config.json").read_text())
+    assert thinker["model_type"] == "qwen3_omni_moe_thinker"
+    assert config["model_type"] == "qwen3_omni_moe"
+    assert config["architectures"] == ["Qwen3OmniMoeForConditionalGeneration"]
+    assert config["architectures"] == [THINKER_EXPORTS["qwen3_omni_moe_thinker"].architecture]
+    assert config["enable_audio_output"] is False
+    exported = config["thinker_config"]
+    for part in ("text_config", "audio_config", "vision_config"):  # defaults added, none changed
+        assert thinker[part].items() <= exported[part].items()
+    assert exported["vision_config"]["image_size"] == 768
+    assert exported["vision_config"]["apply_vit_abs_pos_embed"] is True
+    assert exported["audio_end_token_id"] == thinker["audio_end_token_id"]
+    assert missing_for_vllm("qwen3_omni_moe_thinker", exported) == []
+    assert config["dtype"] == thinker["dtype"]
+    before, after = _tensors(source), _tensors(out)
+    assert set(after) == {f"thinker.{name}" for name in before}
+    assert all(torch.equal(after[f"thinker.{name}"], value) for name, value in before.items())
+    carried = {p.name for p in source.iterdir() if p.suffix in (".json", ".jinja")}
+    assert carried - {"config.json"} <= {p.name for p in out.iterdir()}
+    assert export_for_vllm(out, tmp_path / "again") == out   # a whole model loads as it is
+    assert not (tmp_path / "again").exists()
+
+
+def test_qwen3_omni_thinker_without_the_fields_vllm_reads_is_refused(tmp_path):
+    """vLLM 0.32 reads vision_config.image_size / apply_vit_abs_pos_embed and
+    audio_end_token_id (qwen3_omni_moe_thinker.py), which transformers does not declare: an
+    export without them would fail inside vLLM's engine start, so it is refused by name."""
+    source = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("qwen3_omni_moe"), source)
+    config = json.loads((source / "config.json").read_text())
+    del config["vision_config"]["image_size"]
+    del config["audio_end_token_id"]
+    (source / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExportError, match="vision_config.image_size, audio_end_token_id"):
+        export_for_vllm(source, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
 
 
 @pytest.mark.parametrize("kind", ["qwen2_audio", "full_omni"])

@@ -15,11 +15,12 @@ parameters, sleep-mode handling, log-prob extraction, ZeRO-3 gathering):
   clip is attached to its request (`local.core.vllm_requests.audio_request`: audio per request,
   Omni features padded to the clip, as the HF path); `clips` are set by the trainer for each
   rollout, row-aligned with TRL's repeated prompts, and a count mismatch stops the rollout.
-- `sync_weights`: the policy's parameters under the checkpoint names vLLM loads
-  (`local.core.vllm_export.vllm_weight_name`), through the model runner's
-  `reload_weights(..., is_checkpoint_format=True)` (on CPU `load_weights` writes into vLLM's
-  prepacked weights and fails), then the encoder cache and the prefix cache are reset; the first
-  sync checks that every weight of the served checkpoint was sent (vLLM only warns).
+- `sync_weights` (`sync_engine_weights`): the policy's parameters under the checkpoint names
+  vLLM loads (`local.core.vllm_export.vllm_weight_name`; Qwen3-Omni's fused experts as they are),
+  through the model runner's `reload_weights(..., is_checkpoint_format=True)` (on CPU
+  `load_weights` writes into vLLM's prepacked weights and fails; CPU MoE layers are repacked
+  after it, `repack_cpu_moe_experts`), then the encoder cache and the prefix cache are reset; the
+  first sync checks that every weight of the served checkpoint was sent (vLLM only warns).
 - with PEFT, the weights synced are merged out of place (`local.train.lora_merge.merged_state`:
   W + s*B@A in fp32, rounded once) instead of TRL's in-place `merge_adapter()`/`unmerge_adapter()`,
   whose bf16 roundings drift the frozen base, the KL reference (huggingface/trl#6688); same
@@ -46,7 +47,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,12 @@ from trl.generation.vllm_generation import VLLMGeneration
 
 from local.core.models import ModelFamily
 from local.core.special_tokens import audio_token_id, stop_token_ids
-from local.core.vllm_export import checkpoint_weight_names, export_for_vllm, vllm_weight_name
+from local.core.vllm_export import (
+    checkpoint_weight_names,
+    export_for_vllm,
+    fused_expert_name,
+    vllm_weight_name,
+)
 from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits, suppressing_bias
 from local.train.lora_merge import check_mergeable, merged_state
 
@@ -106,16 +112,74 @@ def served_model(model: Any, output_dir: str | Path) -> str:
 def check_every_weight_sent(sent: Sequence[str], served: str) -> None:
     """Raise if a weight of the served checkpoint was not synced. vLLM's `reload_weights` only
     logs a warning for parameters it did not receive (vllm/model_executor/model_loader/reload),
-    which would leave them at their initial values (or freed memory after sleep level 2)."""
+    which would leave them at their initial values (or freed memory after sleep level 2). A fused
+    expert tensor sent (`...mlp.experts.gate_up_proj`) covers the checkpoint's per-expert weights
+    (`local.core.vllm_export.fused_expert_name`)."""
     folder = Path(served)
     if not folder.is_dir():  # a hub id: its names are the transformers layout the map covers
         return
-    missing = sorted(set(checkpoint_weight_names(folder)) - set(sent))
+    sent_names = set(sent)
+    missing = sorted(name for name in checkpoint_weight_names(folder)
+                     if name not in sent_names and fused_expert_name(name) not in sent_names)
     if missing:
         raise RuntimeError(
             f"weight sync to vLLM sent {len(sent)} tensors but not {len(missing)} of "
             f"{folder}'s, e.g. {missing[:3]}: their names are not mapped to vLLM's "
             "(local.core.vllm_export.WEIGHT_NAME_MAPS); rollouts would use stale weights.")
+
+
+def repack_cpu_moe_experts(worker: Any) -> int:
+    """Run the CPU MoE kernel's weight prepacking again on every mixture-of-experts layer of the
+    worker's model (after a `reload_weights`); the number of layers repacked.
+
+    vLLM 0.32 skips it on a weight update: UnquantizedFusedMoEMethod._setup_kernel
+    (vllm/model_executor/layers/fused_moe/unquantized_fused_moe_method.py) calls
+    `moe_kernel.fused_experts.process_weights_after_loading(layer)` only when the kernel is first
+    built, and for CPUUnquantizedExperts (fused_moe/experts/cpu_moe.py) that is where w13/w2 are
+    prepacked (`cpu_prepack_moe_weight`). After a reload the layer holds the plain weights where
+    the kernel reads packed ones: the tiny Qwen3-Omni's log-probs moved by 0.01 on a reload of
+    unchanged weights and by 0.49 from the synced policy's with perturbed experts
+    (tests/test_vllm_qwen3_omni.py). GPU kernels shuffle weights in
+    `convert_to_unquantized_kernel_format`, which does run on updates; only the CPU experts are
+    repacked here. Every expert weight must have been reloaded (the sync sends all of them, and
+    the first sync checks it): a layer that kept its packed weights would be packed twice."""
+    from vllm.model_executor.layers.fused_moe.experts.cpu_moe import CPUUnquantizedExperts
+
+    repacked = 0
+    for module in worker.model_runner.get_model().modules():
+        kernel = getattr(getattr(module, "quant_method", None), "moe_kernel", None)
+        experts = getattr(kernel, "fused_experts", None)
+        if isinstance(experts, CPUUnquantizedExperts):
+            experts.process_weights_after_loading(module)
+            repacked += 1
+    return repacked
+
+
+def sync_engine_weights(llm: Any, family: ModelFamily,
+                        named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Load the policy's `named` parameters (transformers names) into the engine `llm` under the
+    checkpoint names vLLM loads, through the model runner's `reload_weights(...,
+    is_checkpoint_format=True)`, then clear its encoder and prefix caches; the names sent.
+
+    On CPU `load_weights` would write into vLLM's prepacked weights and fail, hence the reload;
+    CPU MoE layers are then repacked (`repack_cpu_moe_experts`). The model runner clears its own
+    encoder outputs on reload, but the scheduler's encoder cache manager still lists them
+    ("Encoder cache miss" on CPU) until `reset_encoder_cache`; the prefix cache holds KV computed
+    with the old weights."""
+    sent: list[str] = []
+
+    def renamed() -> Iterator[tuple[str, torch.Tensor]]:
+        for name, tensor in named:
+            sent.append(vllm_weight_name(family.name, name))
+            yield sent[-1], tensor
+
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": renamed(),
+                                                 "is_checkpoint_format": True})
+    if family.router is not None:  # a mixture of experts (on GPU nothing is repacked)
+        llm.collective_rpc(repack_cpu_moe_experts)
+    llm.llm_engine.reset_encoder_cache()
+    llm.reset_prefix_cache()
+    return sent
 
 
 def vllm_generation_kwargs(generation_kwargs: dict[str, Any] | None,
@@ -250,22 +314,9 @@ class AudioVLLMGeneration(VLLMGeneration):
             trl_vllm.empty_cache()
             self.llm.wake_up(tags=["weights"])
             self._llm_weights_sleeping = False
-        sent: list[str] = []
-
-        def named() -> Iterator[tuple[str, torch.Tensor]]:
-            for name, tensor in self._iter_named_params():
-                sent.append(vllm_weight_name(self.family.name, name))
-                yield sent[-1], tensor
-
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": named(),
-                                                          "is_checkpoint_format": True})
+        sent = sync_engine_weights(self.llm, self.family, self._iter_named_params())
         if self.syncs == 0:
             check_every_weight_sent(sent, self.served_model)
-        # The model runner clears its own encoder outputs on reload, but the scheduler's encoder
-        # cache manager still lists them ("Encoder cache miss" on CPU) until this reset; the
-        # prefix cache holds KV computed with the old weights.
-        self.llm.llm_engine.reset_encoder_cache()
-        self.llm.reset_prefix_cache()
         self.syncs += 1
 
 
