@@ -6,7 +6,7 @@ samples are k copies of its record (ids `<id>#<j>`) answered by the evaluation b
 (`local.eval.generation.Generator`, `local.eval.vllm_backend.VLLMGenerator`) with sampling
 settings, so the prompts, clips and errors are exactly evaluation's.
 
-Seeds: sample j of item `id` in pass `p` has the seed `sample_seed(seed, id, p, j)` (a hash),
+Seeds: sample j of item `id` in pass `p` is drawn from `sample_seed(seed, id, p, j)` (a hash),
 whatever the rank, batch or run that answers it.
   * HF (`HFSampler`): `generate` draws every row of a batch from one torch generator, so the k
     copies of one item form one batch, seeded with the seed of its sample 0 (`torch.manual_seed`,
