@@ -2,8 +2,10 @@
 against a measured peak (`plan_<model>`: local.train.plan's JSON for the step bench's setting,
 beside the real-size GRPO step's peak CUDA allocation), (2) the step time of the recipe's default
 (`--encoder trained`) on Omni-7B, then Omni-3B (random weights), (3) the HF side of a LoRA
-weight sync (bench/lora_merge.py), then, as the budget allows, the `gpu` tests and vLLM vs HF
-generation tokens/s; it appends the figures, the card and the versions to bench/RESULTS.md.
+weight sync (bench/lora_merge.py), then, as the budget allows, a Qwen3-Omni-30B-A3B LoRA GRPO step
+at 2 and 4 of its 48 text layers with the per-layer extrapolation to 48 (bench/grpo_moe.py;
+config reported, not byte-exact), the `gpu` tests and vLLM vs HF generation tokens/s; it appends
+the figures, the card and the versions to bench/RESULTS.md.
 
 It is meant for a GPU machine without network access whose Python has other versions of
 torch/transformers than the recipe's: what it lacks comes as wheels in .gpu-wheels
@@ -49,6 +51,9 @@ PRIORITY = ("install", "check", "plan_qwen2_5_omni_7b", "grpo_qwen2_5_omni_7b",
             "grpo_qwen2_5_omni_3b", "plan_qwen2_5_omni_3b", "lora_merge")
 CLIP_S = 10.0  # bench/grpo_step.py's default clip: the planner's --audio_seconds
 LORA_TARGETS = "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"  # grpo_step's 7B LoRA
+MOE_PART = "grpo_qwen3_omni_moe"  # bench/grpo_moe.py: after the priorities, as the budget allows
+MOE_LAYERS = "2,4"  # of the thinker's 48 text layers; the slope between them is extrapolated
+MOE_NEW_TOKENS = 128  # short completions: a memory and time probe, not the recipe's 1024
 
 
 @dataclass
@@ -145,6 +150,11 @@ def parts(args: argparse.Namespace, py: str = sys.executable) -> list[Part]:
         Part("lora_merge", [py, "-m", "bench.lora_merge", "--real_size", "qwen2_5_omni_7b",
                             "--lora_r", "64", "--json", str(out / "lora_merge.json")], 60, 20,
              note="merged_state fully consumed: the HF side of each vLLM weight sync"),
+        Part(MOE_PART, [py, "-m", "bench.grpo_moe", "--layers", MOE_LAYERS,
+                        "--max_completion_length", str(MOE_NEW_TOKENS), "--warmup", "1",
+                        "--steps", "1", "--json", str(out / f"{MOE_PART}.json")], 150, 90,
+             note="Qwen3-Omni-30B-A3B thinker (config reported, not byte-exact), the family's "
+                  f"LoRA r 64, {MOE_LAYERS} of 48 text layers measured, 48 EXTRAPOLATED"),
         Part("gpu_tests", [py, "-m", "pytest", "-m", "gpu", *gpu_test_files(), "-q", "-rA",
                            "-p", "no:cacheprovider", "--continue-on-collection-errors",
                            "--junitxml", str(out / "gpu_tests.xml")], 150, 30),
@@ -153,6 +163,19 @@ def parts(args: argparse.Namespace, py: str = sys.executable) -> list[Part]:
                             "--json", str(out / "generation.json")], 180, 45,
              note="vLLM vs HF; HF only where vllm does not import"),
     ]
+
+
+def selected(kit: list[Part], only: str | None) -> list[Part]:
+    """The parts named in `only` (comma-separated), with install and check always kept (nothing
+    imports without them); all parts without it."""
+    if not only:
+        return kit
+    names = {"install", "check", *only.split(",")}
+    unknown = names - {p.name for p in kit}
+    if unknown:
+        raise SystemExit(f"--only: no part {', '.join(sorted(unknown))}; the parts: "
+                         f"{', '.join(p.name for p in kit)}")
+    return [p for p in kit if p.name in names]
 
 
 def run_part(part: Part, timeout_s: float, env: dict[str, str], log: Path) -> Outcome:
@@ -207,7 +230,7 @@ def card() -> str:
 def dry_run(args: argparse.Namespace) -> int:
     """Print every command; check the wheel folder (one version each, the size limit, its
     manifest); record the commit for a copy on the GPU machine, which has no git."""
-    for part in parts(args):
+    for part in selected(parts(args), args.only):
         print(f"[{part.name}] (timeout {part.cap_s:.0f} s, cut to the budget left"
               f"{'; ' + part.note if part.note else ''})\n  {shlex.join(part.argv)}")
     print(f"then: RESULTS section appended to {args.results} (atomically), copied to {args.out}")
@@ -238,6 +261,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bench_warmup", type=int, default=0, help="unmeasured GRPO steps")
     parser.add_argument("--new_tokens", type=int, default=1024, help="per completion (recipe)")
     parser.add_argument("--generation_model", choices=REAL, default=REAL[0])
+    parser.add_argument("--only", default=None,
+                        help="comma-separated part names to run (install and check always run),"
+                             " e.g. grpo_qwen3_omni_moe, which the default budget reaches only "
+                             "where the priority parts end early")
     parser.add_argument("--plan_check", choices=REAL, default=None,
                         help="(a kit part) write the model's config under --out and plan it")
     return parser.parse_args(argv)
@@ -256,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
            "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     reserve = RESERVE_S
     outcomes: list[Outcome] = []
-    for part in parts(args):
+    for part in selected(parts(args), args.only):
         left = args.budget_s - (time.monotonic() - start) - reserve
         hf_only = part.name == "generation" and not versions(outcomes).get("vllm_imports")
         if hf_only:  # vLLM's CUDA wheel is too large to carry: HF's two paths (item 5) only

@@ -2,7 +2,8 @@
 
 Reads what the parts left under the kit's --out folder (gpu_tests.xml from pytest --junitxml,
 grpo_<model>.json from bench/grpo_step.py --json, plan_<model>.json from local.train.plan --json,
-lora_merge.json from bench/lora_merge.py --json) and the printed lines of the others.
+lora_merge.json from bench/lora_merge.py --json, grpo_qwen3_omni_moe.json from bench/grpo_moe.py
+--json) and the printed lines of the others.
 
 Example:
     >>> from bench.gpu_kit_report import write_atomically
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 PHASES = ("rollout", "ref_logps", "policy_logps", "backward", "optimizer", "step")
+MOE_PART = "grpo_qwen3_omni_moe"  # bench/grpo_moe.py's JSON, not grpo_step's: its own line
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -120,6 +122,28 @@ def lora_merge_line(out: Path) -> str:
                    f"{peft['median_s']:.3f} s" if peft else "")
 
 
+def moe_line(out: Path) -> str:
+    """bench/grpo_moe.py's figures, one line: each measured depth, then the per-layer slope and
+    the value at the full depth, labelled extrapolated."""
+    got = _json(out / f"{MOE_PART}.json")
+    if got is None:
+        return "no figures (the part did not finish)"
+    measured = "; ".join(f"{r['layers']} layers: step {r['step']:.2f} s, peak "
+                         f"{r['peak_mb'] / 1024:.1f} GiB, {r['trainable'] / 1e6:,.1f}M trained"
+                         for r in got["results"])
+    target, parts = got["extrapolated_to"], []
+    for key, scale, unit in (("step", 1.0, "s"), ("peak_mb", 1 / 1024, "GiB")):
+        slope, value = (got.get("extrapolated", {}).get(key) or {}).get("per_layer"), None
+        if slope is not None and slope > 0:
+            value = got["extrapolated"][key]["value"]
+            parts.append(f"{key.removesuffix('_mb')} +{slope * scale:.2f} {unit} per layer, "
+                         f"{value * scale:.1f} {unit} at {target} layers")
+        elif slope is not None:
+            parts.append(f"{key.removesuffix('_mb')}: slope not positive, not extrapolated")
+    return (f"measured: {measured}. **EXTRAPOLATED** (linear in text layers, not measured): "
+            + ("; ".join(parts) if parts else "one depth only, none"))
+
+
 def render(outcomes: list[Any], out: Path, *, card: str, commit: str, date: str,
            total_s: float, budget_s: float, settings: str) -> str:
     """The markdown section for one kit run."""
@@ -143,7 +167,8 @@ def render(outcomes: list[Any], out: Path, *, card: str, commit: str, date: str,
               "3B trains fully, 7B LoRA r 64; median seconds per phase):", "",
               "| model | " + " | ".join(PHASES) + " | tokens/s | peak GPU GiB |",
               "|---|" + "---|" * (len(PHASES) + 2)]
-    stepped = tuple(o.name.removeprefix("grpo_") for o in outcomes if o.name.startswith("grpo_"))
+    stepped = tuple(o.name.removeprefix("grpo_") for o in outcomes
+                    if o.name.startswith("grpo_") and o.name != MOE_PART)
     lines += grpo_rows(out, stepped)
     planned = tuple(dict.fromkeys([*(o.name.removeprefix("plan_") for o in outcomes
                                      if o.name.startswith("plan_")), *stepped]))
@@ -160,6 +185,10 @@ def render(outcomes: list[Any], out: Path, *, card: str, commit: str, date: str,
     if any(o.name == "lora_merge" for o in outcomes):
         lines += ["", "**LoRA merge, HF side of one vLLM weight sync** (bench/lora_merge.py, "
                   "random weights): " + lora_merge_line(out)]
+    if any(o.name == MOE_PART for o in outcomes):
+        lines += ["", "**Qwen3-Omni-30B-A3B thinker, one LoRA GRPO step at reduced depth** "
+                  "(bench/grpo_moe.py; config reported, not byte-exact; random weights, bf16, "
+                  "the family's LoRA targets): " + moe_line(out)]
     generation = next((o for o in outcomes if o.name == "generation"), None)
     lines += ["", "**Generation tokens/s** (bench/generation.py): "
               + (generation.status if generation else "not run")]

@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.max_completion_length = args.max_completion_length or 1024
     else:
         kinds = args.models.split(",")
+        if "qwen3_omni_moe" in kinds:
+            raise SystemExit("qwen3_omni_moe (a LoRA step at reduced depth): python -m "
+                             "bench.grpo_moe")
         args.max_completion_length = args.max_completion_length or 16
     torch.set_num_threads(torch.get_num_threads())
     print(versions())

@@ -106,3 +106,58 @@ def test_generation_bench_hf_only_needs_no_vllm(capsys) -> None:
     printed = capsys.readouterr().out
     assert "item 5: HF last-position / full logits" in printed and "not run (--hf_only)" in printed
     assert "vllm" not in sys.modules
+
+
+def test_qwen3_omni_config_implies_the_reported_size() -> None:
+    """The embedded Qwen3-Omni-30B-A3B thinker config (reported, not byte-exact) counts 31.72B
+    parameters with its towers (audio 0.65B, vision 0.54B) and 4.54B active; its text model
+    30.53B, 3.35B active: the reported 30.5B total / 3.3B active. The text total is exactly
+    keras-hub's quoted 30,532,122,624 plus the 128 embedding rows by which 152,064 exceeds
+    151,936, in the token embedding and the LM head (2 x 128 x 2048)."""
+    from bench.models import QWEN3_OMNI_30B_A3B, moe_counts, qwen3_omni_config
+
+    config = qwen3_omni_config(build_tokenizer("real", family="qwen3_omni_moe"))
+    assert config.model_type == "qwen3_omni_moe_thinker"
+    assert config.text_config.num_hidden_layers == 48 and config.text_config.head_dim == 128
+    m = moe_counts(config)
+    assert m["text_total"] == 30_532_122_624 + 2 * 128 * 2048
+    assert 30.0e9 < m["text_total"] < 31.0e9 and 3.2e9 < m["text_active"] < 3.5e9
+    assert 31.0e9 < m["total"] < 32.5e9 and 4.0e9 < m["active"] < 5.0e9
+    assert 0.6e9 < m["audio"] < 0.7e9 and 0.5e9 < m["vision"] < 0.6e9
+    assert QWEN3_OMNI_30B_A3B["text"]["num_hidden_layers"] == 48
+    four = moe_counts(qwen3_omni_config(build_tokenizer("real", family="qwen3_omni_moe"), 4))
+    per_layer = (m["text_total"] - four["text_total"]) / 44
+    assert four["text_total"] + 44 * per_layer == m["text_total"]  # depth is linear in params
+
+
+@pytest.mark.slow  # ~8 s: two tiny bf16 GRPO steps with the family's LoRA
+def test_qwen3_omni_lora_step_harness_runs_and_extrapolates(tmp_path, capsys) -> None:
+    """bench/grpo_moe.py at the tiny kit's widths on CPU: one LoRA GRPO step at 1 and 2 text
+    layers (bf16, grad-accum 2, gradient checkpointing, the family's targets, none in the
+    towers), the JSON the GPU kit's report reads, and the extrapolation labelled as such."""
+    from bench import grpo_moe
+    from bench.gpu_kit_report import moe_line
+
+    out = grpo_moe.main(["--tiny", "--layers", "1,2", "--G", "2", "--max_completion_length", "2",
+                         "--clip_s", "1", "--warmup", "0",
+                         "--json", str(tmp_path / "grpo_qwen3_omni_moe.json")])
+    results = out["results"]
+    assert [r["layers"] for r in results] == [1, 2]
+    for r in results:
+        assert r["measured_steps"] == 1 and r["step"] > 0 and r["trainable"] > 0
+        assert r["adapters_in_towers"] == 0
+        assert "parameters mlp.experts.gate_up_proj mlp.experts.down_proj" in r["lora"]
+        assert "(family record)" in r["lora"]
+    assert results[1]["trainable"] > results[0]["trainable"]
+    slope = out["extrapolated"]["trainable"]["per_layer"]
+    assert out["extrapolated"]["trainable"]["value"] == results[1]["trainable"] + 46 * slope
+    printed = capsys.readouterr().out
+    assert "EXTRAPOLATED (linear in layers, not measured) to 48 layers" in printed
+    assert "measured: 1 layers: step" in moe_line(tmp_path)
+
+
+def test_extrapolation_is_the_line_through_the_two_deepest_depths() -> None:
+    from bench.grpo_moe import extrapolate
+
+    assert extrapolate({2: 10.0, 4: 14.0}, 48) == (2.0, 102.0)
+    assert extrapolate({1: 0.0, 2: 10.0, 4: 14.0}, 8) == (2.0, 22.0)

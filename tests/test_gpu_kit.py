@@ -48,12 +48,14 @@ def test_dry_run_prints_every_command_and_checks_the_wheels(tmp_path, capsys) ->
                  "--config conf/grpo.yaml --deepspeed none --nproc 1 --nnodes 1",
                  "--lora_r 64 --lora_alpha 128",
                  "-m bench.lora_merge --real_size qwen2_5_omni_7b --lora_r 64 --json",
-                 "HF only where vllm does not import", "wheels: 2 in"):
+                 "HF only where vllm does not import", "wheels: 2 in",
+                 "-m bench.grpo_moe --layers 2,4 --max_completion_length 128",
+                 "config reported, not byte-exact", "48 EXTRAPOLATED"):
         assert text in printed, text
     order = [line[1:line.index("]")] for line in printed.splitlines() if line.startswith("[")]
     assert order == ["install", "check", "plan_qwen2_5_omni_7b", "grpo_qwen2_5_omni_7b",
-                     "grpo_qwen2_5_omni_3b", "plan_qwen2_5_omni_3b", "lora_merge", "gpu_tests",
-                     "generation"]
+                     "grpo_qwen2_5_omni_3b", "plan_qwen2_5_omni_3b", "lora_merge",
+                     "grpo_qwen3_omni_moe", "gpu_tests", "generation"]
     assert "PROBLEM" not in printed
     assert not (tmp_path / "RESULTS.md").exists() and not (tmp_path / "out").exists()
     assert (folder / "COMMIT").read_text().strip()  # the device's copy has no git
@@ -69,9 +71,30 @@ def test_the_priority_parts_fit_the_budget_together(tmp_path) -> None:
     assert args.budget_s == 480
     assert sum(p.cap_s for p in kit[:len(gpu_kit.PRIORITY)]) <= args.budget_s - gpu_kit.RESERVE_S
     assert all(p.needs_s <= p.cap_s <= args.budget_s for p in kit)
-    steps = [p for p in kit if p.name.startswith("grpo_")]
+    steps = [p for p in kit if p.name.startswith("grpo_") and p.name != gpu_kit.MOE_PART]
     assert [p.name for p in steps] == ["grpo_qwen2_5_omni_7b", "grpo_qwen2_5_omni_3b"]
     assert all(p.argv[p.argv.index("--encoder") + 1] == "trained" for p in steps)
+    # the Qwen3-Omni step comes after the priorities: the default budget reaches it only where
+    # they end early (their caps leave nothing for its 90 s); --only runs it on its own
+    assert gpu_kit.MOE_PART not in gpu_kit.PRIORITY
+    assert names.index(gpu_kit.MOE_PART) == len(gpu_kit.PRIORITY)
+    moe = kit[names.index(gpu_kit.MOE_PART)]
+    assert args.budget_s - gpu_kit.RESERVE_S - sum(
+        p.cap_s for p in kit[:len(gpu_kit.PRIORITY)]) < moe.needs_s <= moe.cap_s
+    only = gpu_kit.selected(kit, gpu_kit.MOE_PART)
+    assert [p.name for p in only] == ["install", "check", gpu_kit.MOE_PART]
+    assert sum(p.cap_s for p in only) <= args.budget_s - gpu_kit.RESERVE_S
+
+
+def test_only_runs_the_named_parts_and_refuses_an_unknown_one(tmp_path, capsys) -> None:
+    folder = wheel_folder(tmp_path, ("trl", "1.16.0"))
+    assert gpu_kit.main(["--dry_run", "--only", "grpo_qwen3_omni_moe", "--wheels", str(folder),
+                         "--out", str(tmp_path / "out")]) == 0
+    order = [line[1:line.index("]")] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("[")]
+    assert order == ["install", "check", "grpo_qwen3_omni_moe"]
+    with pytest.raises(SystemExit, match="no part grpo_nothing"):
+        gpu_kit.main(["--dry_run", "--only", "grpo_nothing", "--wheels", str(folder)])
 
 
 @pytest.mark.slow  # ~10 s: the real vocabulary, the 7B config planned (CPU, no weights)
@@ -194,6 +217,11 @@ def test_kit_runs_each_part_and_appends_its_figures(tmp_path, monkeypatch, vllm:
              "merged_state": {"median_s": 0.25, "times_s": [0.3, 0.25, 0.2], "bytes": 17 * 2**30,
                               "peak_extra_mb": 300.0},
              "peft_in_place": {"median_s": 0.5}}
+    moe = {"extrapolated_to": 48, "results": [
+        {"layers": 2, "step": 10.0, "peak_mb": 10240, "trainable": 2e8},
+        {"layers": 4, "step": 12.0, "peak_mb": 14336, "trainable": 4e8}],
+        "extrapolated": {"step": {"per_layer": 1.0, "value": 56.0},
+                         "peak_mb": {"per_layer": 2048.0, "value": 104448.0}}}
     fake = [
         Part("install", _python("pass"), 10, 0),
         Part("check", _python(f"print('VERSIONS ' + {json.dumps(versions)!r})"), 10, 0),
@@ -208,6 +236,9 @@ def test_kit_runs_each_part_and_appends_its_figures(tmp_path, monkeypatch, vllm:
         Part("grpo_qwen2_5_omni_7b", _python("pass"), 10, 10_000),
         Part("lora_merge", _python(
             f"open({str(out / 'lora_merge.json')!r}, 'w').write({json.dumps(merge)!r})"), 10, 0),
+        Part("grpo_qwen3_omni_moe", _python(
+            f"open({str(out / 'grpo_qwen3_omni_moe.json')!r}, 'w').write({json.dumps(moe)!r})"),
+            10, 0),
         Part("generation", _python("import sys; hf_only = '--hf_only' in sys.argv;"
                                    "print('## omni 3b'); print('| hf | 10 tokens/s |');"
                                    "print('- ratio 2x' if not hf_only else '- hf only');"
@@ -230,6 +261,13 @@ def test_kit_runs_each_part_and_appends_its_figures(tmp_path, monkeypatch, vllm:
     assert ("`merged_state` fully consumed 0.250 s (median of 3), 17.0 GiB read, peak extra "
             "300 MiB; peft merge_adapter + read + unmerge_adapter (TRL 1.16's sync) 0.500 s"
             in text)
+    assert ("one LoRA GRPO step at reduced depth** (bench/grpo_moe.py; config reported, not "
+            "byte-exact; random weights, bf16, the family's LoRA targets): measured: 2 layers: "
+            "step 10.00 s, peak 10.0 GiB, 200.0M trained; 4 layers: step 12.00 s, peak 14.0 GiB, "
+            "400.0M trained. **EXTRAPOLATED** (linear in text layers, not measured): step +1.00 "
+            "s per layer, 56.0 s at 48 layers; peak +2.00 GiB per layer, 102.0 GiB at 48 layers"
+            in text)
+    assert "| qwen3_omni_moe |" not in text  # not a grpo_step row nor a planner row
     if vllm:
         assert "vLLM 0.33.0" in text and "| generation | passed |" in text
         assert "*omni 3b*\n| hf | 10 tokens/s |\n- ratio 2x\n" in text and "noise" not in text
@@ -257,15 +295,19 @@ def test_step_rows_read_what_the_step_bench_writes(tmp_path) -> None:
 
 @pytest.mark.slow  # ~15 s: imports both benches, builds the real-size configs
 def test_the_bench_parts_arguments_are_the_benches_own(tmp_path) -> None:
-    """The kit's grpo_step / lora_merge / generation arguments parse: grpo_step and lora_merge get
-    as far as asking for a GPU, generation's dry run (no model, no vLLM) plans the engine."""
-    from bench import generation, grpo_step, lora_merge
+    """The kit's grpo_step / grpo_moe / lora_merge / generation arguments parse: grpo_step,
+    grpo_moe and lora_merge get as far as asking for a GPU, generation's dry run (no model, no
+    vLLM) plans the engine."""
+    from bench import generation, grpo_moe, grpo_step, lora_merge
 
     kit = {p.name: p.argv for p in gpu_kit.parts(gpu_kit.parse(["--out", str(tmp_path)]))}
     for model in gpu_kit.REAL:
         argv = kit[f"grpo_{model}"]
         with pytest.raises(SystemExit, match="needs a CUDA GPU"):
             grpo_step.main(argv[argv.index("bench.grpo_step") + 1:])
+    argv = kit[gpu_kit.MOE_PART]
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        grpo_moe.main(argv[argv.index("bench.grpo_moe") + 1:])
     argv = kit["lora_merge"]
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         lora_merge.main(argv[argv.index("bench.lora_merge") + 1:])
