@@ -29,6 +29,7 @@ from local.core.vllm_export import (
 from local.core.vllm_requests import audio_request, collapse_audio_runs, mm_limits
 from local.demo.tiny import TEXT_SIZE, mrope_section, text_size
 from local.demo.tiny import main as tiny_main
+from local.eval.vllm_backend import exported
 from local.train.vllm_rollouts import check_every_weight_sent
 from local.util.fsio import read_done
 from local.util.torchvision_cpu import ORIGINAL, PATCHED, patched_text
@@ -320,6 +321,18 @@ def test_qwen3_omni_thinker_without_the_fields_vllm_reads_is_refused(tmp_path):
     with pytest.raises(ExportError, match="vision_config.image_size, audio_end_token_id"):
         export_for_vllm(source, tmp_path / "export")
     assert not (tmp_path / "export").exists()
+
+
+def test_evaluation_backend_refuses_that_export_in_one_line(tmp_path):
+    """`--backend vllm` on such a checkpoint stops with the reason, not a traceback."""
+    source = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("qwen3_omni_moe"), source)
+    config = json.loads((source / "config.json").read_text())
+    del config["vision_config"]["apply_vit_abs_pos_embed"]
+    (source / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="apply_vit_abs_pos_embed.*--backend hf"), \
+            exported(str(source), tmp_path / "export"):
+        pass
 
 
 @pytest.mark.parametrize("kind", ["qwen2_audio", "full_omni"])

@@ -4,9 +4,11 @@ They run in the vLLM environment and are skipped where vllm does not import (the
 
     $ bash run.sh --stage test --vllm true --test_args "-m vllm tests/test_vllm_qwen3_omni.py"
 
-One engine (module-scoped), in this process, float32, eager, 1 GiB of KV cache, on the thinker-only
-checkpoint the trainer saves, exported to the whole-model layout vLLM loads
-(`local.core.vllm_export.export_for_vllm`). The weights are synced through the recipe's own path
+One engine (module-scoped), in this process, float32, eager, 1 GiB of KV cache, built as the
+evaluation's vLLM backend builds it (`local.eval.vllm_backend.exported`, `engine_kwargs`) on the
+thinker-only checkpoint the trainer saves, exported to the whole-model layout vLLM loads
+(`local.core.vllm_export.export_for_vllm`). The evaluation's generator answers on it as the HF
+backend does; the weights are synced through the rollouts' own path
 (`local.train.vllm_rollouts.sync_engine_weights`), fused experts and audio tower included. The
 export and name functions without vLLM: tests/test_vllm_models.py.
 """
@@ -26,10 +28,15 @@ import torch
 
 from local.core.collate import encode_batch, render_prompt
 from local.core.models import LoadedModel, load_model_and_processor
-from local.core.vllm_export import export_for_vllm, vllm_weights
-from local.core.vllm_requests import audio_request, mm_limits
+from local.core.vllm_export import vllm_weights
+from local.core.vllm_requests import audio_request
+from local.eval.benchmarks.mmau import MMAU
+from local.eval.generation import Generator
+from local.eval.options import generation_settings, parse_args
+from local.eval.vllm_backend import VLLMGenerator, engine_kwargs, exported
 from local.train.vllm_rollouts import check_every_weight_sent, sync_engine_weights
 from tests.helpers import tiny_checkpoint, tone, user_turn
+from tests.sources import mmau_argv, mmau_eval_set
 
 pytestmark = pytest.mark.vllm
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")        # GiB; else a share of host RAM
@@ -41,6 +48,7 @@ TOP = 5          # log-probs compared per request
 GREEDY = 5       # greedy tokens compared with HF generate
 SAME = 1e-3      # float32 HF vs vLLM (measured 0.0)
 MOVED = 1e-2     # a perturbation or a stale weight moves a log-prob at least this much
+N_ITEMS = 8      # MMAU-format items answered by both evaluation backends
 
 
 def _clips() -> list[np.ndarray]:
@@ -54,18 +62,24 @@ class Served:
     llm: Any
     folder: Path     # what vLLM loaded (the export)
     prompt: str
+    root: Path       # the module's temporary folder
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The tiny thinker's export served as the evaluation backend serves it (its export folder
+    and engine keywords: one clip, no images or video, vLLM's generation defaults off)."""
+    root = tmp_path_factory.mktemp("vllm-qwen3-omni")
     checkpoint = tiny_checkpoint("qwen3_omni_moe")
-    folder = export_for_vllm(checkpoint, tmp_path_factory.mktemp("vllm") / "qwen3_omni_moe")
-    assert folder != checkpoint   # a thinker-only folder is exported
     hf = load_model_and_processor(str(checkpoint), dtype="float32")
-    llm = vllm.LLM(model=str(folder), dtype="float32", enforce_eager=True, max_model_len=2048,
-                   max_num_seqs=4, max_num_batched_tokens=2048, seed=0,
-                   limit_mm_per_prompt=mm_limits(hf.family))
-    yield Served(hf, llm, folder, render_prompt(hf.processor, user_turn(QUESTION)))
+    with exported(str(checkpoint), root / "export") as folder:
+        assert folder != str(checkpoint)   # a thinker-only folder is exported
+        kwargs = engine_kwargs(folder, hf.family, dtype="float32", max_model_len=2048,
+                               tensor_parallel_size=1, on_gpu=False)
+        assert kwargs["limit_mm_per_prompt"] == {"audio": 1, "image": 0, "video": 0}
+        llm = vllm.LLM(**kwargs, max_num_seqs=4, max_num_batched_tokens=2048)
+        yield Served(hf, llm, Path(folder), render_prompt(hf.processor, user_turn(QUESTION)),
+                     root)
     del llm
     gc.collect()
 
@@ -187,3 +201,20 @@ def test_cpu_reload_alone_leaves_the_moe_experts_unpacked(served: Served) -> Non
         sync_engine_weights(served.llm, served.hf.family,
                             ((n, p.detach()) for n, p in served.hf.model.named_parameters()))
     assert _gap(_first_logprobs(served, clip), reference) < SAME
+
+
+def test_evaluation_backend_answers_as_the_hf_backend(served: Served) -> None:
+    """The evaluation's `VLLMGenerator` on this engine gives the HF backend's greedy answers
+    (MMAU-format items, the same prompts, clips and settings)."""
+    argv = ["--model", str(tiny_checkpoint("qwen3_omni_moe")), "--out_dir",
+            str(served.root / "out"), "--dtype", "float32", "--max_new_tokens", "8",
+            "--backend", "vllm", *mmau_argv(mmau_eval_set(served.root / "data", N_ITEMS))]
+    args = parse_args(MMAU, argv)
+    settings = generation_settings(args)
+    records = MMAU.load(args).records
+    ours = VLLMGenerator(served.llm, served.hf.processor, served.hf.family,
+                         settings).generate(records)
+    hf = Generator(served.hf, settings).generate(records)
+    assert [(o.id, o.error) for o in ours] == [(o.id, o.error) for o in hf]
+    assert len({o.response for o in hf}) > 1   # the answers differ, so equality says something
+    assert [o.response for o in ours] == [o.response for o in hf]

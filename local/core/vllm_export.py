@@ -25,6 +25,10 @@ experts are fused 3-D tensors (`...mlp.experts.gate_up_proj` (E, 2*I, H), `...ex
 (E, H, I)) where its checkpoints hold one 2-D tensor per expert and projection; vLLM loads the
 fused ones as they are (see `fused_expert_name`, which maps checkpoint names onto them).
 
+Size: about 350 lines, because every family's vLLM facts (the export table, the fields vLLM reads,
+the weight-name maps, the fused experts) sit side by side here, each with the vLLM source it
+follows; split, a new family would be added in several places.
+
 Example:
     $ python -m local.core.vllm_export exp/grpo/checkpoint-100 exp/grpo/vllm/checkpoint-100
     exp/grpo/vllm/checkpoint-100

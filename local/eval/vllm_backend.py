@@ -188,7 +188,10 @@ def exported(model: str, dest: Path) -> Iterator[str]:
         fcntl.flock(lock, fcntl.LOCK_SH)  # shared: ranks load a finished export side by side
         while not is_done(dest, export_record(source)):
             fcntl.flock(lock, fcntl.LOCK_EX)  # one writer, once no rank is loading
-            export_for_vllm(source, dest)  # reused if another rank wrote it meanwhile
+            try:
+                export_for_vllm(source, dest)  # reused if another rank wrote it meanwhile
+            except ExportError as err:  # e.g. a Qwen3-Omni config without what vLLM reads
+                raise SystemExit(f"--model {model}: {err}; --backend hf evaluates it") from err
             # Back to shared; not atomic (flock(2)): a rank that finished loading may remove
             # the export in between, and the loop writes it again.
             fcntl.flock(lock, fcntl.LOCK_SH)

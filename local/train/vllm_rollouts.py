@@ -36,6 +36,9 @@ The recipe's HF-only generation settings are translated for vLLM's `SamplingPara
 TRL's server mode carries image features only, and with tensor parallelism TRL gathers the
 prompts of a group but not their clips.
 
+Size: about 330 lines: the engine's settings, the audio requests and the weight sync (with the
+CPU MoE repack that vLLM 0.32 needs after it) of one TRL class, whose overrides share its state.
+
 Example (what `AudioGRPOTrainer` does when `use_vllm` is true):
     >>> with audio_vllm_generation(family, served_model="exp/run/vllm_model"):  # doctest: +SKIP
     ...     GRPOTrainer.__init__(trainer, ...)
