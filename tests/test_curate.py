@@ -153,6 +153,8 @@ def test_settings_name_their_folder(tmp_path: Path) -> None:
     hub.mkdir(parents=True)
     (tmp_path / "data").symlink_to(hub)
     assert in_hub_cache(tmp_path / "data" / "curate") and not in_hub_cache(tmp_path)
+    with pytest.raises(SystemExit, match="Hugging Face cache"):
+        curate_dir(tmp_path / "data" / "curate", base)
 
 
 def test_planted_task_is_optional_and_answered_by_its_question() -> None:
@@ -285,3 +287,20 @@ def test_interrupted_curate_resumes_to_the_same_table(tiny_omni, planted_data, t
         handle.write('{"id": "avqa-train-2", "respo')  # a torn last line (kill -9 mid-write)
     assert not (folder / "table.parquet").exists()
     assert table(curate(tiny_omni, planted_data, tmp_path / "cut")) == clean
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_curate_gives_the_same_table_twice(planted_data, tmp_path, monkeypatch) -> None:
+    """--backend vllm (in the vLLM environment): every request seeded, so two runs agree."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (run.sh --vllm true builds it)")
+    from tests.helpers import tiny_checkpoint
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    model = tiny_checkpoint("qwen2_5_omni", text_head_dim=32)
+    extra = ("--backend", "vllm", "--max_model_len", "2048", "--batch_size", "4")
+    first = table(curate(model, planted_data, tmp_path / "a", *extra))
+    cli._ENGINES.clear()
+    second = table(curate(model, planted_data, tmp_path / "b", *extra))
+    assert first == second and all(len(r["responses_audio"]) == 2 for r in first)

@@ -123,7 +123,7 @@ def in_hub_cache(path: Path) -> bool:
 def curate_dir(out: str | Path, settings: CurateSettings) -> Path:
     """`<out>/<model name>/<settings hash>`, refused inside a hub cache."""
     folder = Path(out) / model_name(settings.model) / settings.digest()
-    if in_hub_cache(folder.parent.parent if folder.parent.parent.exists() else Path(out)):
+    if in_hub_cache(Path(out)):
         raise SystemExit(f"--out {out}: resolves into the Hugging Face cache "
                          f"({Path(out).resolve()}); pass a folder outside it")
     return folder
