@@ -38,7 +38,13 @@ import transformers
 from accelerate import PartialState
 from trl import ModelConfig, get_peft_config
 
-from local.core.models import LoadedModel, load_model_and_processor
+from local.core.models import (
+    LoadedModel,
+    ModelLoadError,
+    family_of,
+    load_config,
+    load_model_and_processor,
+)
 from local.core.records import RecordError
 from local.core.rewards import get_rewards, resolve_reward_weights, weight_table
 from local.runs.layout import TRAINER_STATE, checkpoint_dir
@@ -54,7 +60,7 @@ from local.train.config_checks import (
     resolve_resume,
 )
 from local.train.dataset import build_train_dataset
-from local.train.guards import exclude_family_towers, family_lora_targets
+from local.train.guards import exclude_family_towers, family_lora_problem, family_lora_targets
 from local.train.plan import check_before_loading
 from local.train.run_log import MetricsLog, RunLog
 from local.train.tracking import CompletionSamples, set_up_tracking, wants
@@ -70,6 +76,22 @@ def resolve_rewards(config: AudioGRPOConfig) -> list:
     config.reward_weights = weights
     logger.info("rewards (name=weight): %s", weight_table(names, weights))
     return get_rewards(names)
+
+
+def check_family_lora(model_args: ModelConfig, sources: dict[str, str]) -> None:
+    """Stop in one line, before the weights load, when `--use_peft` without targets would take
+    the family's LoRA targets and they cannot take the options (local.train.guards)."""
+    if not model_args.use_peft:
+        return
+    try:
+        family = family_of(load_config(model_args.model_name_or_path,
+                                       revision=model_args.model_revision))
+    except ModelLoadError:
+        return  # an adapter folder, or a config the load reports
+    problem = family_lora_problem(model_args, family)
+    if problem:
+        raise ConfigError(f"use_peft: {problem}", "lora_dropout", sources,
+                          "give --lora_dropout 0, or your own --lora_target_modules")
 
 
 def build_trainer(config: AudioGRPOConfig, model_args: ModelConfig, loaded: LoadedModel,
@@ -173,6 +195,7 @@ def _run(argv: list[str] | None, run_log: RunLog) -> Path:
         logger.info(batch_summary(config, state.num_processes))
     dataset = training_rows(config, state)  # before the model: bad data costs no model load
     check_model_path(model_args.model_name_or_path, sources)  # a missing folder, cut weights
+    check_family_lora(model_args, sources)  # Qwen3-Omni's expert LoRA takes no dropout
     if config.check_memory:  # on a GPU only: model states alone must fit before the weights load
         refusal = check_before_loading(config, model_args, state.num_processes)
         if refusal:

@@ -80,6 +80,19 @@ def test_explicit_targets_win_over_the_family_targets(tmp_path) -> None:
     assert any("audio_tower" in n for n in trainable)  # as given: PEFT's name match, encoder too
 
 
+def test_family_targets_with_dropout_stop_before_loading(tmp_path, monkeypatch) -> None:
+    """TRL's default lora_dropout (0.05) cannot go with the experts' LoRA: one line naming the
+    key, before the weights load."""
+    monkeypatch.setitem(REWARDS, "length", length_reward)
+    monkeypatch.setattr(train, "load_model_and_processor", None)  # never reached
+    with pytest.raises(SystemExit) as stop:
+        train.main([*train_argv(FAMILY, tmp_path / "run", 1), "--use_peft", "true"])
+    message = str(stop.value)
+    assert message.startswith("train.py: use_peft: the LoRA targets of qwen3_omni_moe include")
+    assert "(lora_dropout, " in message and "give --lora_dropout 0" in message
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize("family", ["qwen2_audio", "qwen2_5_omni"])
 def test_other_families_keep_peft_rule(family: str) -> None:
     """Their targets are stated (the planner's suggestion) but not applied: PEFT refuses a

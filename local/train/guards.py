@@ -118,21 +118,33 @@ def exclude_vision_tower(peft_config: Any, model: Any) -> bool:
     return True
 
 
+def _takes_family_targets(model_args: Any, family: ModelFamily) -> bool:
+    return bool(model_args.use_peft) and family.lora_targets_by_default and \
+        model_args.lora_target_modules is None and model_args.lora_target_parameters is None
+
+
+def family_lora_problem(model_args: Any, family: ModelFamily) -> str | None:
+    """Why the family's LoRA targets cannot take these options (None: they can, or they do not
+    apply): the fused expert tensors take no dropout (peft 0.21.2 tuners/lora/layer.py,
+    ParamWrapper.__init__: "does not work with lora_dropout != 0")."""
+    if not _takes_family_targets(model_args, family) or not family.lora_target_parameters:
+        return None
+    if not model_args.lora_dropout:
+        return None
+    return (f"the LoRA targets of {family.name} include the fused expert tensors "
+            f"({', '.join(family.lora_target_parameters)}), which PEFT adapts without dropout "
+            f"(lora_dropout is {model_args.lora_dropout})")
+
+
 def family_lora_targets(model_args: Any, family: ModelFamily) -> str | None:
     """Give TRL's ModelConfig the family's LoRA targets when `--use_peft` names none and the
     family states its own (Qwen3-Omni); returns what was set, for the log, or None (left as it
     is: targets given, no PEFT, or a family that keeps PEFT's rule)."""
-    if not model_args.use_peft or not family.lora_targets_by_default:
+    if not _takes_family_targets(model_args, family):
         return None
-    if model_args.lora_target_modules is not None or model_args.lora_target_parameters is not None:
-        return None
-    if family.lora_target_parameters and model_args.lora_dropout:
-        # peft 0.21.2 tuners/lora/layer.py, ParamWrapper.__init__: "does not work with
-        # lora_dropout != 0" (the dropout cannot be factored out of x @ (W + BA))
-        raise ValueError(f"use_peft on {family.name}: its LoRA targets include the fused expert "
-                         f"tensors ({', '.join(family.lora_target_parameters)}), which PEFT "
-                         f"adapts without dropout; give --lora_dropout 0 (now "
-                         f"{model_args.lora_dropout}), or your own --lora_target_modules")
+    problem = family_lora_problem(model_args, family)
+    if problem:
+        raise ValueError(f"use_peft on {family.name}: {problem}")
     model_args.lora_target_modules = list(family.lora_target_modules)
     model_args.lora_target_parameters = list(family.lora_target_parameters) or None
     return (f"LoRA targets of {family.name}: modules {' '.join(family.lora_target_modules)}; "
