@@ -301,6 +301,5 @@ def test_vllm_curate_gives_the_same_table_twice(planted_data, tmp_path, monkeypa
     model = tiny_checkpoint("qwen2_5_omni", text_head_dim=32)
     extra = ("--backend", "vllm", "--max_model_len", "2048", "--batch_size", "4")
     first = table(curate(model, planted_data, tmp_path / "a", *extra))
-    cli._ENGINES.clear()
     second = table(curate(model, planted_data, tmp_path / "b", *extra))
     assert first == second and all(len(r["responses_audio"]) == 2 for r in first)

@@ -216,15 +216,19 @@ def build_sampler(args: argparse.Namespace, settings: CurateSettings, dist: Dist
     return HFSampler(generator, settings.k, settings.seed, pass_name)
 
 
-_ENGINES: dict[str, Any] = {}
+_ENGINES: dict[tuple, Any] = {}  # this process's engine, by what it was built from
 
 
 def _vllm_engine(args: argparse.Namespace, settings: CurateSettings, dist: DistContext,
                  folder: Path) -> Any:
-    if "engine" not in _ENGINES:
+    """One engine for both passes; another model or engine setting builds a new one
+    (`build_vllm_generator` stops the previous engine first)."""
+    key = (str(args.model), args.dtype, args.max_model_len, args.tensor_parallel_size)
+    if key not in _ENGINES:
+        _ENGINES.clear()
         engine_args = argparse.Namespace(**{**vars(args), "out_dir": folder, "no_audio": False})
-        _ENGINES["engine"] = build_vllm_generator(engine_args, settings.generation, dist)
-    return _ENGINES["engine"]
+        _ENGINES[key] = build_vllm_generator(engine_args, settings.generation, dist)
+    return _ENGINES[key]
 
 
 # ---------------------------------------------------------------------------------------------
