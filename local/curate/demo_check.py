@@ -5,8 +5,10 @@ Builds the demo's data with planted text-answerable items (`local.demo.data`, ta
 warm-up (`local.demo.warmup`, the demo's own settings: `local.demo.run.DemoSettings`), then
   curate     `local.curate` with the demo's training settings (conf/demo.yaml: k = G = 8,
              temperature 1.0) and the default rule
-  reference  a separate pass of `--k 32` samples with another seed, which says which audio
-             items the warmed-up model gets neither always right nor always wrong
+  reference  a separate pass of `--reference_k 32` samples with the audio and another seed
+             (`reference_pass`: the curation's sampler and resumable log, the audio pass
+             only), which says which audio items the warmed-up model gets neither always
+             right nor always wrong
 and measures: the share of planted items the curation drops (target >= 95%) and the share of
 audio items that the reference finds neither always right nor always wrong which it keeps
 (target >= 90%), plus the same for every rule. Figures go to `<out>/check.json` and stdout.
@@ -26,13 +28,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from local.core.models import load_model_and_processor
+from local.core.records import Record
 from local.curate import cli
 from local.curate.rules import RULES, kept
+from local.curate.sampling import HFSampler
+from local.curate.scoring import score_pass
+from local.curate.settings import config_defaults
 from local.curate.table import TABLE_FILE, read_table
+from local.data.avqa import read_avqa
 from local.demo.data import PLANTED_TASK, write_demo_data
 from local.demo.run import DemoSettings, tiny_settings
 from local.demo.tiny import build_tiny_checkpoint
 from local.demo.warmup import warmup
+from local.eval.generation import GenerationSettings, Generator
+from local.util.dist import DistContext
 from local.util.fsio import atomic_write_json, building, is_done
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,9 +53,30 @@ def share(flags: Sequence[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-def measure(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any]:
+def reference_pass(model: Path, data: Path, out: Path, k: int, seed: int
+                   ) -> dict[str, dict[str, Any]]:
+    """{id: {"acc_audio"}} from `k` samples with the audio per item (the demo's sampling)."""
+    defaults = config_defaults(REPO / "conf" / "demo.yaml")
+    settings = GenerationSettings(max_new_tokens=defaults["max_new_tokens"],
+                                  temperature=defaults["temperature"], top_k=defaults["top_k"],
+                                  top_p=defaults["top_p"])
+    records: list[Record] = list(read_avqa(data, "train"))
+
+    def sampler() -> HFSampler:
+        loaded = load_model_and_processor(str(model), dtype="float32")
+        return HFSampler(Generator(loaded, settings), k, seed, "audio")
+
+    logs = score_pass(sampler, records, out, DistContext(), reward="accuracy",
+                      template=defaults["template"], batch_size=8,
+                      settings={"model": str(model), "k": k, "seed": seed,
+                                "generation": settings.as_dict()},
+                      desc=f"reference [{k} samples, audio]")
+    assert logs is not None
+    return {ident: {"acc_audio": sum(e["correct"]) / k} for ident, e in logs.items()}
+
+
+def measure(rows: list[dict[str, Any]], ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per rule: planted items dropped, reference-mid audio items kept (shares and counts)."""
-    ref = {r["id"]: r for r in reference}
     planted = [r["category"] == PLANTED_TASK for r in rows]
     mid = [not p and 0.0 < ref[r["id"]]["acc_audio"] < 1.0 for r, p in zip(rows, planted,
                                                                             strict=True)]
@@ -103,10 +134,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               str(args.out / "curate"), "--config", str(REPO / "conf" / "demo.yaml"),
               "--dtype", "float32"]
     folder = cli.run(common)
-    reference = cli.run([*common, "--k", str(args.reference_k), "--seed",
-                         str(args.seed + 1000), "--rule", "all"])
-    assert folder is not None and reference is not None
-    figures = measure(read_table(folder / TABLE_FILE)[0], read_table(reference / TABLE_FILE)[0])
+    assert folder is not None
+    reference = args.out / "reference"
+    ref = reference_pass(model, data, reference, args.reference_k, args.seed + 1000)
+    figures = measure(read_table(folder / TABLE_FILE)[0], ref)
     default = figures["rules"]["audio_and_spread"]
     figures.update({"curation": str(folder), "reference": str(reference),
                     "targets": TARGETS, "seed": args.seed, "planted_share": args.planted,
