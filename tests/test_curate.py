@@ -168,6 +168,22 @@ def test_planted_task_is_optional_and_answered_by_its_question() -> None:
     assert sum(i.task != PLANTED_TASK for i in items) == 9
 
 
+def test_demo_check_measures_the_two_populations() -> None:
+    from local.curate.demo_check import measure
+
+    rows = [row("p1", 1.0, 1.0, PLANTED_TASK), row("p2", 0.5, 0.0, PLANTED_TASK),
+            row("a1", 0.5, 0.0, "count"), row("a2", 1.0, 0.5, "pitch"),
+            row("a3", 0.0, 0.0, "sweep")]
+    ref = {"p1": {"acc_audio": 1.0}, "p2": {"acc_audio": 0.5}, "a1": {"acc_audio": 0.4},
+           "a2": {"acc_audio": 0.9}, "a3": {"acc_audio": 0.0}}
+    got = measure(rows, ref)
+    assert (got["planted"], got["audio"], got["audio_mid_by_reference"],
+            got["audio_always_wrong_by_reference"]) == (2, 3, 2, 1)
+    # The default keeps p2 (planted, by chance) and a1; a2 (mid by the reference) is dropped.
+    assert got["rules"]["audio_and_spread"] == {"planted_dropped": 0.5, "audio_mid_kept": 0.5,
+                                                "kept": 2}
+
+
 # ---------------------------------------------------------------------------------------------
 # vLLM: one seed per request (a stand-in engine; the real one runs in the vLLM environment)
 # ---------------------------------------------------------------------------------------------
