@@ -79,6 +79,8 @@ def markdown(rows: Sequence[dict[str, Any]], sel: dict[str, Any], meta: dict[str
              f"without {sum(r['acc_no_audio'] for r in rows) / max(n, 1):.3f}",
              f"- zero-spread items (all k with-audio samples right, or all wrong): {zero} "
              f"({zero / max(n, 1):.1%})",
+             f"- items whose audio could not be used (every with-audio sample an error, "
+             f"scored wrong): {sum(all(r['errors_audio']) for r in rows)}",
              f"- selection: rule `{sel['rule']}` ({sel['description']}) keeps {sel['kept']} "
              f"of {n}", "",
              "![audio contribution](hist_audio_contribution.png) "
