@@ -37,7 +37,13 @@ from local.train.lora_merge import merged_state
 from local.train.plan import plan_from_args
 from local.train.plan_model import AUDIO, LANGUAGE, VISION, adapter_counts, model_shape
 from tests.helpers import REPO, tiny_checkpoint
-from tests.helpers_train import length_reward, small_config, synthetic_rows, train_argv
+from tests.helpers_train import (
+    length_reward,
+    small_config,
+    synthetic_rows,
+    train_argv,
+    vowel_reward,
+)
 
 FAMILY = "qwen3_omni_moe"
 LORA = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
@@ -71,6 +77,23 @@ def test_family_targets_adapt_text_attention_and_experts_only(tmp_path, caplog) 
                 and p.requires_grad]
     assert "LoRA targets of qwen3_omni_moe" in caplog.text
     assert trainer.router_aux_loss_coef == 0.0 and not trainer.aux_loss_enabled  # router frozen
+
+
+def test_family_lora_trains_the_same_with_gradient_checkpointing(tmp_path, monkeypatch) -> None:
+    """Every adapter tensor (experts' ParamWrapper included) moves, and gradient checkpointing
+    (conf/grpo.yaml's setting) gives the same gradients."""
+    monkeypatch.setattr(train, "resolve_rewards", lambda config: [vowel_reward])  # has spread
+    norms = []
+    for checkpointing in ("true", "false"):
+        trainer = _trainer(tmp_path / checkpointing, ModelConfig(**LORA), max_steps=2,
+                           gradient_checkpointing=checkpointing)
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+                  if p.requires_grad}
+        trainer.train()
+        assert all(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters()
+                   if n in before)
+        norms.append([e["grad_norm"] for e in trainer.state.log_history if "grad_norm" in e])
+    assert norms[0] == pytest.approx(norms[1])
 
 
 def test_explicit_targets_win_over_the_family_targets(tmp_path) -> None:
