@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-from peft import LoraConfig, PeftModel
+from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors import safe_open
 from trl import ModelConfig
 
@@ -190,6 +190,29 @@ def test_parameter_targets_in_a_frozen_encoder_are_refused(tmp_path) -> None:
         _trainer(tmp_path, ModelConfig(**LORA, lora_target_modules=["q_proj", "o_proj"],
                                        lora_target_parameters=["fc1.weight"]),
                  freeze_audio_encoder="true")
+
+
+def test_merged_state_of_expert_lora_in_bf16_is_peft_merge_without_writing() -> None:
+    """bf16, as trained on a GPU: the experts' merged tensors equal peft's own merge (its delta
+    rounded to bf16, one rounded sum), and the model's weights are not written."""
+    model = load_model_and_processor(str(tiny_checkpoint(FAMILY)), dtype="bfloat16").model
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                        target_modules=list(family_named(FAMILY).lora_target_modules),
+                        target_parameters=list(family_named(FAMILY).lora_target_parameters),
+                        exclude_modules=r".*(audio_tower|visual).*")
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    sent = dict(merged_state(peft_model))
+    assert all(torch.equal(p, before[n]) for n, p in peft_model.named_parameters())
+    merged = peft_model.merge_and_unload().state_dict()
+    experts = [k for k in sent if ".mlp.experts." in k]
+    assert len(experts) == 4 and all(sent[k].dtype == torch.bfloat16 for k in experts)
+    assert all(torch.equal(sent[k], merged[k]) for k in experts)
 
 
 def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
