@@ -200,9 +200,11 @@ def vllm_generation_kwargs(generation_kwargs: dict[str, Any] | None,
 
 
 # vLLM's context per request, when vllm_max_model_length is unset: the longest prompt a row can
-# have plus the completion. Both encoders make 25 audio tokens a second (16 kHz -> 100 mel frames
-# a second, a stride-2 convolution, then 2x pooling: tests/test_vllm_rollout_settings.py counts
-# them through the real processors), and clips are cut to the family's window; the chat template,
+# have plus the completion. The Qwen2-Audio and Qwen2.5-Omni encoders make 25 audio tokens a
+# second (16 kHz -> 100 mel frames a second, a stride-2 convolution, then 2x pooling:
+# tests/test_vllm_rollout_settings.py counts them through the real processors), Qwen3-Omni's 13
+# (three stride-2 convolutions per 100-frame chunk), for which 25 is a bound; clips are cut to
+# the family's window; the chat template,
 # question and choices of AVQA/MMAU-style rows stay well under the text budget. TRL's default
 # (None) is the model's whole context (32k): vLLM then needs a KV cache that holds 32k tokens to
 # start, which the colocated share (0.3 of the card) may not give.
