@@ -263,21 +263,10 @@ def _env() -> dict[str, str]:
             "OMP_NUM_THREADS": "1"}
 
 
-# ZeRO-3 full fine-tuning trains, but its checkpoint is not loadable (found 2026-12-08, not
-# fixed here: the save is transformers' Trainer.save_model -> save_pretrained(state_dict=the
-# ZeRO-3 gathered one)): model.safetensors holds 117 tensors named
-# `thinker.model.thinker.audio_tower.*`, `thinker.model.thinker.language_model.model.layers.*`,
-# `thinker.model.thinker.visual.*` instead of the thinker's `audio_tower.*` / `model.layers.*`
-# (what ZeRO-1 and one process write), and loading it reports them MISSING and initialises them
-# afresh. LoRA under ZeRO-3 saves a correct adapter, and DeepSpeed's own states are right.
-# Cause: transformers 5.24's ZeRO-3 loader keeps the whole conversion mapping as
-# `model._weight_conversions` (integrations/deepspeed.py, _load_state_dict_into_zero3_model),
-# where the usual loader keeps only the conversions that matched a checkpoint key
-# (core_model_loading.py, "model_specific_conversions ... was_used()"); save_pretrained's
-# revert_weight_conversion then reverses the unused whole-model renamings too.
-ZERO3_FULL_SAVE = pytest.mark.xfail(strict=True, reason=(
-    "ZeRO-3 full save of Qwen3-Omni writes thinker.model.thinker.* keys (transformers 5.24 "
-    "save_pretrained with the gathered state dict); the loader re-initialises them"))
+# ZeRO-3 full fine-tuning once saved `thinker.model.thinker.*` keys that the loader
+# re-initialised: transformers 5.24's ZeRO-3 loader kept its whole weight-conversion table, and
+# save_pretrained reversed every entry. local.core.models.keep_used_weight_conversions keeps the
+# used ones, as the usual loader does; the zero3-full case below checks the saved names.
 
 
 @pytest.mark.slow
@@ -285,7 +274,7 @@ ZERO3_FULL_SAVE = pytest.mark.xfail(strict=True, reason=(
 @pytest.mark.parametrize("deepspeed,lora,port", [
     ("conf/ds_zero1.json", True, 29651), ("conf/ds_zero3.json", True, 29653),
     ("conf/ds_zero1.json", False, 29655),
-    pytest.param("conf/ds_zero3.json", False, 29657, marks=ZERO3_FULL_SAVE)],
+    ("conf/ds_zero3.json", False, 29657)],
     ids=["zero1-lora", "zero3-lora", "zero1-full", "zero3-full"])
 def test_two_process_deepspeed_run(tmp_path, deepspeed: str, lora: bool, port: int) -> None:
     out = tmp_path / "run"

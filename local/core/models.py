@@ -213,7 +213,24 @@ def load_model_and_processor(
         processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError, SafetensorError) as error:
         raise ModelLoadError(f"cannot load {name_or_path!r} as {family.name}: {error}") from error
+    keep_used_weight_conversions(model)
     return LoadedModel(model=model, processor=processor, family=family)
+
+
+def keep_used_weight_conversions(model: Any) -> None:
+    """Keep only the weight conversions the checkpoint's keys used, as the usual loader does.
+
+    transformers 5.24's ZeRO-3 loader keeps the whole conversion table
+    (integrations/deepspeed.py, `_load_state_dict_into_zero3_model`: `model_to_load.
+    _weight_conversions = weight_mapping`) where the usual one keeps the conversions that matched
+    (core_model_loading.py: `[conversion for conversion in weight_mapping if
+    conversion.was_used()]`). `save_pretrained` reverses every kept one, so under ZeRO-3 a
+    Qwen3-Omni thinker was saved as `thinker.model.thinker.*` and loaded back re-initialised
+    (tests/test_qwen3_omni_lora.py, the 2-process ZeRO-3 full run).
+    """
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [c for c in conversions if c.was_used()]
 
 
 def _load_lora_checkpoint(folder: Path, **kwargs: Any) -> LoadedModel:
