@@ -293,3 +293,12 @@ def test_train_stops_before_the_weights_load_when_model_states_exceed_the_card(
     else:
         with pytest.raises(_Loaded):
             train.main(argv)
+
+
+def test_a_mixture_of_experts_layer_counts_its_activated_experts_width() -> None:
+    """Qwen3-Omni's text layers are all sparse (no dense MLP): the activation estimate's MLP
+    width is experts per token x expert width, not the unused dense `intermediate_size`."""
+    shape = model_shape(str(tiny_checkpoint("qwen3_omni_moe")))
+    text = shape.model.config.get_text_config()
+    assert shape.ffn == text.num_experts_per_tok * text.moe_intermediate_size
+    assert shape.ffn != text.intermediate_size

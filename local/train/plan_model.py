@@ -152,11 +152,23 @@ def model_shape(name_or_path: str, revision: str | None = None) -> ModelShape:
         hidden=text.hidden_size, layers=text.num_hidden_layers,
         kv_heads=getattr(text, "num_key_value_heads", None) or heads,
         head_dim=getattr(text, "head_dim", None) or text.hidden_size // heads,
-        ffn=text.intermediate_size, vocab=text.vocab_size,
+        ffn=_mlp_width(text), vocab=text.vocab_size,
         max_positions=text.max_position_embeddings, audio_hidden=audio.d_model,
         audio_layers=audio.encoder_layers, audio_ffn=audio.encoder_ffn_dim,
         max_audio_seconds=family.max_audio_seconds,
         pads_audio_to_window=family.pad_audio_to_window, model=model)
+
+
+def _mlp_width(text: Any) -> int:
+    """The MLP width one token's activations see: a mixture-of-experts layer runs
+    `num_experts_per_tok` experts of `moe_intermediate_size` each (Qwen3-Omni's text layers are
+    all sparse: `mlp_only_layers` empty, `decoder_sparse_step` 1, so `intermediate_size` is
+    unused); a dense layer its `intermediate_size`."""
+    experts = getattr(text, "num_experts_per_tok", None)
+    width = getattr(text, "moe_intermediate_size", None)
+    if experts and width and not getattr(text, "mlp_only_layers", None):
+        return int(experts) * int(width)
+    return int(text.intermediate_size)
 
 
 def _adapter_size(module: torch.nn.Module, r: int, dora: bool) -> int:
