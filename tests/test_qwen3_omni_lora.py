@@ -33,6 +33,7 @@ import train
 from local.core.families import family_named
 from local.core.models import load_model_and_processor
 from local.core.rewards import REWARDS
+from local.train.config import parse_args
 from local.train.lora_merge import merged_state
 from local.train.plan import plan_from_args
 from local.train.plan_model import AUDIO, LANGUAGE, VISION, adapter_counts, model_shape
@@ -311,3 +312,30 @@ def test_two_process_deepspeed_run(tmp_path, deepspeed: str, lora: bool, port: i
     moved = [k for k in start if not torch.equal(saved[k], start[k])]
     frozen = [k for k in moved if ".mlp.gate." in k or "visual." in k]
     assert moved and not frozen, frozen  # the router and the vision tower stayed frozen
+
+
+# -- the shipped recipe: conf/qwen3_omni_lora.yaml -----------------------------------------
+
+def test_the_recipe_config_reads_as_a_lora_run_with_frozen_routers() -> None:
+    grpo, model = parse_args(["--config", str(REPO / "conf/qwen3_omni_lora.yaml"),
+                              "--output_dir", "unused", "--bf16", "false", "--use_cpu", "true"])
+    assert model.model_name_or_path == "Qwen/Qwen3-Omni-30B-A3B-Instruct"
+    assert model.use_peft and model.lora_dropout == 0.0 and model.lora_r == 8
+    assert not model.lora_target_modules and not model.lora_target_parameters  # the family's
+    assert grpo.freeze_router and grpo.beta == 0.04 and grpo.num_generations == 4
+
+
+@pytest.mark.slow
+def test_the_recipe_config_trains_the_tiny_moe_thinker(tmp_path, monkeypatch) -> None:
+    """conf/qwen3_omni_lora.yaml as shipped (only the model, data and size made tiny): one step,
+    the family's adapters saved, the routers untouched."""
+    monkeypatch.setitem(REWARDS, "length", length_reward)
+    out = tmp_path / "run"
+    argv = train_argv(FAMILY, out, max_steps=1)
+    argv[argv.index("--config") + 1] = str(REPO / "conf/qwen3_omni_lora.yaml")
+    train.main([*argv, "--bf16", "false", "--use_cpu", "true", "--model_dtype", "float32",
+                "--gradient_accumulation_steps", "1"])
+    adapter = json.loads((out / "checkpoint-1" / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and sorted(adapter["target_parameters"]) == [
+        "mlp.experts.down_proj", "mlp.experts.gate_up_proj"]
+    assert not any(t == "gate" or t.endswith(".gate") for t in adapter["target_modules"])
