@@ -165,6 +165,7 @@ def test_planted_task_is_optional_and_answered_by_its_question() -> None:
     items = make_train_items(12, 0, planted=0.25)
     planted = [i for i in items if i.task == PLANTED_TASK]
     assert len(planted) == 3 and all(f"'{i.answer}'" in i.question for i in planted)
+    assert all(i.answer == min(i.choices) for i in planted)  # what the biased warm-up teaches
     assert sum(i.task != PLANTED_TASK for i in items) == 9
 
 

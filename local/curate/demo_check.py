@@ -40,7 +40,7 @@ from local.data.avqa import read_avqa
 from local.demo.data import PLANTED_TASK, write_demo_data
 from local.demo.run import DemoSettings, tiny_settings
 from local.demo.tiny import build_tiny_checkpoint
-from local.demo.warmup import warmup
+from local.demo.warmup import default_option, warmup
 from local.eval.generation import GenerationSettings, Generator
 from local.util.dist import DistContext
 from local.util.fsio import atomic_write_json, building, is_done
@@ -75,8 +75,11 @@ def reference_pass(model: Path, data: Path, out: Path, k: int, seed: int
     return {ident: {"acc_audio": sum(e["correct"]) / k} for ident, e in logs.items()}
 
 
-def measure(rows: list[dict[str, Any]], ref: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per rule: planted items dropped, reference-mid audio items kept (shares and counts)."""
+def measure(rows: list[dict[str, Any]], ref: dict[str, dict[str, Any]],
+            default_answer: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Per rule: planted items dropped, reference-mid audio items kept (shares and counts);
+    with `default_answer` (id -> the answer is the warm-up's default option) the kept share
+    of reference-mid audio items of each kind as well."""
     planted = [r["category"] == PLANTED_TASK for r in rows]
     mid = [not p and 0.0 < ref[r["id"]]["acc_audio"] < 1.0 for r, p in zip(rows, planted,
                                                                             strict=True)]
@@ -92,12 +95,20 @@ def measure(rows: list[dict[str, Any]], ref: dict[str, dict[str, Any]]) -> dict[
                          for key in ("acc_audio", "acc_no_audio", "audio_contribution")}
                  for group in ("planted", "audio")},
         "rules": {}}
+    if default_answer is not None:
+        figures["audio_mid_whose_answer_is_the_default"] = sum(
+            m and default_answer[r["id"]] for r, m in zip(rows, mid, strict=True))
     for rule in RULES:
         keep = kept(rows, rule)
         figures["rules"][rule] = {
             "planted_dropped": share([not k for k, p in zip(keep, planted, strict=True) if p]),
             "audio_mid_kept": share([k for k, m in zip(keep, mid, strict=True) if m]),
             "kept": sum(keep)}
+        if default_answer is not None:
+            for kind, flag in (("default_answer", True), ("other_answer", False)):
+                figures["rules"][rule][f"audio_mid_kept_{kind}"] = share(
+                    [k for k, m, r in zip(keep, mid, rows, strict=True)
+                     if m and default_answer[r["id"]] == flag])
     return figures
 
 
@@ -137,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     assert folder is not None
     reference = args.out / "reference"
     ref = reference_pass(model, data, reference, args.reference_k, args.seed + 1000)
-    figures = measure(read_table(folder / TABLE_FILE)[0], ref)
+    default_answer = {r.id: r.answer == default_option(r.choices)
+                      for r in read_avqa(data, "train")}
+    figures = measure(read_table(folder / TABLE_FILE)[0], ref, default_answer)
     default = figures["rules"]["audio_and_spread"]
     figures.update({"curation": str(folder), "reference": str(reference),
                     "targets": TARGETS, "seed": args.seed, "planted_share": args.planted,

@@ -95,15 +95,24 @@ TASKS: dict[str, Callable[[np.random.Generator], Item]] = {
 }
 
 PLANTED_TASK = "planted_text"  # the answer is in the question; the audio says nothing of it
-PLANTED_WORDS = ("red", "green", "blue", "yellow")
+PLANTED_WORDS = ("red", "green", "blue", "yellow", "white", "black")
 
 
 def _planted(rng: np.random.Generator) -> Item:
-    """A text-answerable item: the question names the answer, the clip is an unrelated tone."""
-    answer = PLANTED_WORDS[int(rng.integers(0, len(PLANTED_WORDS)))]
+    """A text-answerable item: the question names the answer, the clip is an unrelated tone.
+
+    The answer is also the alphabetically first of its options (three of `PLANTED_WORDS`), the
+    option the demo's biased warm-up teaches on `label_bias` of the rows whatever the item
+    (`local.demo.warmup.default_option`): so the warm-up teaches the right answer on every
+    planted row, and the warmed-up model answers planted items from their text, as a
+    text-answerable item is answered (with a random answer, 60% of the planted rows would teach
+    a wrong one, and the item would be answerable neither from the text nor from the audio).
+    """
+    choices = sorted(PLANTED_WORDS[int(i)] for i in rng.choice(len(PLANTED_WORDS), 3,
+                                                               replace=False))
     audio = _tone(float(rng.uniform(300, 2000)), float(rng.uniform(0.8, 1.6)))
-    return Item(PLANTED_TASK, f"The word is '{answer}'. Which word was named?",
-                list(PLANTED_WORDS), answer, audio)
+    return Item(PLANTED_TASK, f"The word is '{choices[0]}'. Which word was named?",
+                choices, choices[0], audio)
 
 
 def make_items(n: int, seed: int) -> list[Item]:
