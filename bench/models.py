@@ -15,6 +15,9 @@ completion tokens only, so they do not scale the per-token work the ratio is mea
 
 Example:
     $ .venv/bin/python -m bench.models        # parameter counts of every kind (meta device)
+    $ .venv/bin/python -m bench.models --save_config qwen3_omni_moe .cache/qwen3-omni-config
+    $ .venv/bin/python -m local.train.plan --model .cache/qwen3-omni-config \\
+        --config conf/qwen3_omni_lora.yaml --nproc 8 --gpu_memory_gb 80
 """
 
 from __future__ import annotations
@@ -238,11 +241,40 @@ def describe(config: PretrainedConfig) -> str:
             f"audio/LM-all {c['audio'] / (c['text_body'] + c['embeddings']):.3f}")
 
 
-if __name__ == "__main__":
+def save_config(kind: str, out: str) -> str:
+    """Write `kind`'s config (and its tokenizer) to the folder `out`, no weights: what
+    `local.train.plan --model` reads, e.g. for Qwen3-Omni-30B-A3B where no config is at hand."""
     from local.demo.tokenizers import build_tokenizer
 
+    tokenizer = build_tokenizer("real", family="qwen3_omni_moe" if kind == "qwen3_omni_moe"
+                                else "qwen2_5_omni")
+    config = build_config(kind, tokenizer)[0]
+    config.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from local.demo.tokenizers import build_tokenizer
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--save_config", nargs=2, metavar=("KIND", "DIR"),
+                        help=f"write KIND's config (no weights) to DIR; KIND: {', '.join(KINDS)}")
+    args = parser.parse_args(argv)
+    if args.save_config:
+        kind, out = args.save_config
+        if kind not in KINDS:
+            parser.error(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+        print(f"{kind} config written to {save_config(kind, out)}")
+        return
     tok = build_tokenizer("real")
     tok3 = build_tokenizer("real", family="qwen3_omni_moe")
     for kind in KINDS:
         config = build_config(kind, tok3 if kind == "qwen3_omni_moe" else tok)[0]
         print(f"{kind:18s} {describe(config)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -302,3 +302,28 @@ def test_a_mixture_of_experts_layer_counts_its_activated_experts_width() -> None
     text = shape.model.config.get_text_config()
     assert shape.ffn == text.num_experts_per_tok * text.moe_intermediate_size
     assert shape.ffn != text.intermediate_size
+
+
+@pytest.fixture(scope="module")
+def qwen3_omni_30b(tmp_path_factory) -> str:
+    """Qwen3-Omni-30B-A3B's thinker config as bench.models embeds it (reported, not byte-exact)."""
+    from bench.models import save_config
+
+    return save_config("qwen3_omni_moe", str(tmp_path_factory.mktemp("qwen3-omni-30b")))
+
+
+@pytest.mark.parametrize(("deepspeed", "extra", "fits"), [
+    ("conf/ds_zero1.json", (), True),  # the recipe config's default launch: HF generate
+    ("conf/ds_zero3.json", (), True),
+    ("conf/ds_zero1.json", ("--use_vllm", "true"), False),  # the whole model per vLLM engine
+    ("conf/ds_zero3.json", ("--use_vllm", "true", "--vllm_gpu_memory_utilization", "0.79",
+                            "--vllm_max_model_length", "2048"), True),
+], ids=["zero1", "zero3-offload", "zero1-vllm", "zero3-offload-vllm-0.79"])
+def test_qwen3_omni_lora_recipe_on_8_x_80_gb(qwen3_omni_30b, deepspeed, extra, fits) -> None:
+    """The launches conf/qwen3_omni_lora.yaml names (README, Supported models): LoRA r 8 on the
+    family's targets trains about 0.32B of 31.7B parameters."""
+    plan = plan_from_args(["--model", qwen3_omni_30b, "--config", "conf/qwen3_omni_lora.yaml",
+                           "--deepspeed", deepspeed, "--nproc", "8", "--gpu_memory_gb", "80",
+                           *extra])
+    assert plan.fits is fits, plan.verdict
+    assert 31.5e9 < plan.shape.total < 32e9
