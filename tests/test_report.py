@@ -241,3 +241,21 @@ def test_run_sh_report_stage_makes_one_call() -> None:
              and "local.run_report" in line]
     assert len(calls) == 1 and calls[0].endswith(
         "-m local.run_report --run_dir exp/demo/run "), calls
+
+
+def test_vllm_rollouts_figure_reads_trl_sampling_metrics() -> None:
+    """With vLLM rollouts TRL logs how far vLLM's log-probs are from the policy's (MoE routing
+    differs between the engines) and its importance-sampling ratios: one figure; none without."""
+    history = [{"step": s, "reward": 1.0, "sampling/sampling_logp_difference/mean": 0.01 * s,
+                "sampling/sampling_logp_difference/max": 0.2 * s,
+                "sampling/importance_sampling_ratio/min": 0.5,
+                "sampling/importance_sampling_ratio/mean": 1.0,
+                "sampling/importance_sampling_ratio/max": 1.5} for s in (1, 2)]
+    figures = {f.name: f.with_data() for f in training_figures(history)}
+    lines = {(p.title, line.label): line.points for p in figures["vllm_rollouts"].panels
+             for line in p.lines}
+    assert lines[("|vLLM - policy| log-prob per token", "mean")] == [(1, 0.01), (2, 0.02)]
+    assert lines[("importance-sampling ratio (policy / vLLM, per token)", "max")] == [(1, 1.5),
+                                                                                      (2, 1.5)]
+    hf_only = {f.name: f.with_data() for f in training_figures([{"step": 1, "reward": 1.0}])}
+    assert hf_only["vllm_rollouts"].panels == [] and not hf_only["vllm_rollouts"].missing

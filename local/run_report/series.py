@@ -111,7 +111,7 @@ def spread_by_step(rows: Sequence[Completion], group_size: int,
 
 def training_figures(history: Sequence[dict[str, Any]],
                      spread: dict[int, dict[str, Any]] | None = None) -> list[Figure]:
-    """The training curves: rewards, reward spread, KL, completions, optimiser."""
+    """The training curves: rewards, reward spread, KL, completions, optimiser, vLLM rollouts."""
     names = reward_names(history)
     spread = spread or {}
     zero_logged = [(s, 1.0 - v["varied_groups"] / v["groups"]) for s, v in sorted(spread.items())
@@ -144,7 +144,24 @@ def training_figures(history: Sequence[dict[str, Any]],
                                                                        "learning_rate"))]),
             Panel("gradient norm (before clipping)", "L2 norm",
                   [Line("grad_norm", metric(history, "grad_norm"))])]),
+        vllm_figure(history),
     ]
+
+
+def vllm_figure(history: Sequence[dict[str, Any]]) -> Figure:
+    """vLLM rollouts against the policy, as TRL 1.16 logs them (grpo_trainer.py,
+    `sampling/sampling_logp_difference/*`, `sampling/importance_sampling_ratio/*`): how far the
+    engine's log-probs of the sampled tokens are from the policy's (numerics, and for a mixture
+    of experts the routing, differ between the two), and the per-token ratios TRL's
+    importance-sampling correction weights the loss with. Empty for HF rollouts."""
+    def lines(key: str, stats: tuple[str, ...]) -> list[Line]:
+        return [Line(stat, metric(history, f"sampling/{key}/{stat}")) for stat in stats]
+
+    return Figure("vllm_rollouts", "vLLM rollouts against the policy", [
+        Panel("|vLLM - policy| log-prob per token", "nats",
+              lines("sampling_logp_difference", ("mean", "max")), ylim=(0, None)),
+        Panel("importance-sampling ratio (policy / vLLM, per token)", "ratio",
+              lines("importance_sampling_ratio", ("min", "mean", "max")))])
 
 
 # ---------------------------------------------------------------------------------------------
