@@ -119,7 +119,7 @@ def tiny_settings(seed: int, family: str = "qwen2_5_omni") -> dict[str, Any]:
     return {"family": family, "vocab": "tiny", "seed": seed, "text_head_dim": 32}
 
 
-def _tiny(paths: dict[str, Path], seed: int, family: str) -> Path:
+def _tiny(paths: dict[str, Path], seed: int, family: str = "qwen2_5_omni") -> Path:
     out, settings = paths["random"], tiny_settings(seed, family)
     if is_done(out, settings):
         print(f"tiny model: {out} is done")
