@@ -45,6 +45,7 @@ ROWS = [row("needs_audio", 0.5, 0.0), row("text_answerable", 1.0, 1.0),
     ("spread", ["needs_audio", "audio_hurts", "weakly_needs"]),
     ("audio", ["needs_audio", "always_right_audio", "weakly_needs"]),
     ("strong_audio", ["needs_audio", "always_wrong", "always_right_audio"]),
+    ("strong_audio_and_spread", ["needs_audio"]),
     ("weak_audio", ["text_answerable", "audio_hurts", "weakly_needs"]),
     ("all", [r["id"] for r in ROWS]),
 ])

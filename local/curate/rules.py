@@ -14,6 +14,9 @@ Each rule keeps an item by its table row (`local.curate.table`):
                     here by the starting model's own no-audio accuracy, not the paper's exact
                     procedure: an item the model answers without the audio (acc_no_audio >=
                     threshold) is weak, the rest strong
+  strong_audio_and_spread
+                    strong_audio and 0 < acc_audio < 1: the strong items that give GRPO a
+                    gradient
   weak_audio        acc_no_audio >= threshold (the complement of strong_audio)
   all               every item (the baseline a curated run is compared with)
 
@@ -64,6 +67,8 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule("audio", lambda r, _: r["audio_contribution"] > 0, "audio contribution > 0"),
     Rule("strong_audio", lambda r, t: r["acc_no_audio"] < t,
          "no-audio accuracy < threshold (AudioMCQ-style strong audio contribution)"),
+    Rule("strong_audio_and_spread", lambda r, t: r["acc_no_audio"] < t and _spread(r),
+         "no-audio accuracy < threshold and 0 < with-audio accuracy < 1"),
     Rule("weak_audio", lambda r, t: r["acc_no_audio"] >= t,
          "no-audio accuracy >= threshold (AudioMCQ-style weak audio contribution)"),
     Rule("all", lambda r, _: True, "every item"),
