@@ -244,7 +244,7 @@ def table(folder: Path) -> list[dict]:
 
 
 def test_curate_end_to_end_audio_only_in_the_audio_pass(tiny_omni, planted_data, tmp_path,
-                                                         monkeypatch) -> None:
+                                                         monkeypatch, capsys) -> None:
     seen: list[dict] = []
     original = Generator.model_inputs
 
@@ -278,6 +278,10 @@ def test_curate_end_to_end_audio_only_in_the_audio_pass(tiny_omni, planted_data,
     seen.clear()
     assert curate(tiny_omni, planted_data, tmp_path, "--rule", "all") == folder and not seen
     assert json.loads((folder / "selection.json").read_text())["kept"] == 4
+    assert cli.run(["--model", str(tiny_omni), "--train_data", str(planted_data), "--out",
+                    str(tmp_path), "--config", str(REPO / "conf" / "demo.yaml"), "--k", "2",
+                    "--max_new_tokens", "3", "--dtype", "float32", "--where"]) is None
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(folder)
 
 
 def test_interrupted_curate_resumes_to_the_same_table(tiny_omni, planted_data, tmp_path,

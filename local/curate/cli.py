@@ -12,7 +12,8 @@
 
 Everything goes to `<out>/<model name>/<settings hash>/` (`local.curate.settings`; default out
 `data/curate`, never inside the hub cache that data/ links to), with `.done` written last; a
-re-run with the same settings only re-selects (another `--rule` is then instant).
+re-run with the same settings only re-selects (another `--rule` is then instant); `--where`
+prints that folder without running anything (what run.sh passes on to training).
 
 Example:
     $ python -m local.curate --model exp/demo/models/initial --train_data exp/demo/data/avqa \\
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="cut longer clips, as evaluation (default 30)")
     add("--dtype", default="auto", help="model dtype: auto, bfloat16, float16, float32")
     add("--attn_implementation", default=None, help="e.g. sdpa, flash_attention_2")
+    add("--where", action="store_true",
+        help="print the result folder these settings write to, and exit (nothing is run)")
     add_backend_args(parser)
     return parser
 
@@ -240,6 +243,9 @@ def run(argv: Sequence[str] | None = None) -> Path | None:
     args = parse_args(argv)
     settings = curate_settings(args)
     folder = curate_dir(args.out, settings)
+    if args.where:
+        print(folder)
+        return None
     dist = init_distributed()
     setup_logging(dist.rank)
     done = {"settings_hash": settings.digest()}
