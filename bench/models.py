@@ -38,6 +38,7 @@ from transformers import (
 from local.core.models import QWEN2_5_OMNI, QWEN2_AUDIO, QWEN3_OMNI_MOE, ModelFamily
 from local.demo import tiny_qwen3_omni
 from local.demo.tiny import qwen2_audio_config, thinker_config
+from local.demo.tokenizers import build_tokenizer
 
 # Official thinker shapes (config.json of Qwen/Qwen2.5-Omni-7B and -3B, thinker_config).
 _AUDIO = {"d_model": 1280, "encoder_layers": 32, "encoder_attention_heads": 20,
@@ -244,8 +245,6 @@ def describe(config: PretrainedConfig) -> str:
 def save_config(kind: str, out: str) -> str:
     """Write `kind`'s config (and its tokenizer) to the folder `out`, no weights: what
     `local.train.plan --model` reads, e.g. for Qwen3-Omni-30B-A3B where no config is at hand."""
-    from local.demo.tokenizers import build_tokenizer
-
     tokenizer = build_tokenizer("real", family="qwen3_omni_moe" if kind == "qwen3_omni_moe"
                                 else "qwen2_5_omni")
     config = build_config(kind, tokenizer)[0]
@@ -256,8 +255,6 @@ def save_config(kind: str, out: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
-
-    from local.demo.tokenizers import build_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--save_config", nargs=2, metavar=("KIND", "DIR"),
