@@ -63,6 +63,7 @@ from local.train.dataset import build_train_dataset
 from local.train.guards import exclude_family_towers, family_lora_problem, family_lora_targets
 from local.train.plan import check_before_loading
 from local.train.run_log import MetricsLog, RunLog
+from local.train.selection import read_selection
 from local.train.tracking import CompletionSamples, set_up_tracking, wants
 from local.train.trainer import AudioGRPOTrainer, UnusableClipError
 from local.util.dist import setup_logging
@@ -144,16 +145,21 @@ def training_rows(config: AudioGRPOConfig, state: PartialState) -> datasets.Data
     error = None
     with state.main_process_first():
         try:
+            selection = (read_selection(config.train_selection, config.train_data)
+                         if config.train_selection else None)
             dataset, report = build_train_dataset(
                 config.train_data, config.train_format, template=config.template,
                 split=config.train_split, audio_dir=config.train_audio_dir,
-                errors=config.bad_records, limit=config.max_train_samples)
+                errors=config.bad_records, limit=config.max_train_samples, selection=selection)
         except (RecordError, OSError) as err:  # the message names the file and what to do
             error = err
     if error is not None:
         raise SystemExit(f"train.py: unusable training data (--train_data, train_format "
                          f"{config.train_format}): {' '.join(str(error).split())}")
     logger.info("training rows: %s", report.summary())
+    if selection is not None:
+        logger.info("train_selection %s: %d rows selected, %d trained on", config.train_selection,
+                    len(selection), len(dataset))
     return dataset
 
 

@@ -101,6 +101,10 @@ class AudioGRPOConfig(GRPOConfig):
         "help": "Audio folder for train_format mmau."})
     max_train_samples: int | None = field(default=None, metadata={
         "help": "Use only the first N records (quick runs)."})
+    train_selection: str | None = field(default=None, metadata={
+        "help": "selection.json of a curation (`bash run.sh --stage curate`, python -m "
+                "local.curate) made from this train_data: train only on the rows its rule kept, "
+                "by id (nothing copied)."})
     template: Literal["default", "think", "new"] = field(default="default", metadata={
         "help": "Prompt template (local.core.prompts.TEMPLATES)."})
     reward_funcs: list[str] | None = field(default=None, metadata={

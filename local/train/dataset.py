@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from local.core.records import (
 from local.data.avqa import avqa_record, open_avqa
 from local.data.mmau import read_mmau
 from local.data.mmsu import read_mmsu
+from local.train.selection import check_found
 
 logger = logging.getLogger(__name__)
 FORMATS = ("avqa", "mmau", "mmsu")
@@ -92,9 +94,12 @@ def _has_audio(ds: datasets.Dataset) -> np.ndarray:
 
 
 def _avqa_dataset(path: str | Path, split: str, template: str, errors: str,
-                  report: ReadReport, limit: int | None) -> datasets.Dataset:
+                  report: ReadReport, limit: int | None,
+                  selection: Collection[str] | None = None) -> datasets.Dataset:
     ds, split, source = open_avqa(path, split)
     report.source = source
+    if selection is not None:  # the row ids are avqa_record's: avqa-<split>-<row>
+        check_found(selection, (f"avqa-{split}-{i}" for i in range(len(ds))))
     rows = len(ds) if limit is None else min(limit, len(ds))
     text = ds.select_columns([c for c in ("question", "answer", "file_name")
                               if c in ds.column_names])
@@ -103,6 +108,8 @@ def _avqa_dataset(path: str | Path, split: str, template: str, errors: str,
     keep = []
     for index, row in enumerate(tqdm(itertools.islice(text, rows), total=rows,
                                      desc=f"checking {source}", unit="row", mininterval=5)):
+        if selection is not None and f"avqa-{split}-{index}" not in selection:
+            continue
         try:
             avqa_record(row, index, split, audio=None)
             if not has_audio[index]:
@@ -135,8 +142,11 @@ def build_train_dataset(
     audio_dir: str | Path | None = None,
     errors: str = "skip",
     limit: int | None = None,
+    selection: Collection[str] | None = None,
 ) -> tuple[datasets.Dataset, ReadReport]:
-    """Training rows from `path` in `data_format` (avqa | mmau | mmsu), and what was skipped."""
+    """Training rows from `path` in `data_format` (avqa | mmau | mmsu), and what was skipped;
+    with `selection` (ids, `local.train.selection`) only those rows, and every id must be a row
+    of the data."""
     if data_format not in FORMATS:
         raise ValueError(f"unknown train data format {data_format!r}; choose one of {FORMATS}")
     check_errors(errors, "bad_records")
@@ -144,7 +154,7 @@ def build_train_dataset(
     _check_path(path, data_format)
     try:
         ds = _read_rows(path, data_format, template=template, split=split, audio_dir=audio_dir,
-                        errors=errors, report=report, limit=limit)
+                        errors=errors, report=report, limit=limit, selection=selection)
     except (RecordError, FileNotFoundError):
         raise  # the readers' messages name the file and what to do
     except (ValueError, OSError) as err:  # a truncated or corrupt file (JSON, Arrow, state.json)
@@ -176,15 +186,19 @@ def _check_path(path: str | Path | Any, data_format: str) -> None:
 
 def _read_rows(path: str | Path, data_format: str, *, template: str, split: str,
                audio_dir: str | Path | None, errors: str, report: ReadReport,
-               limit: int | None) -> datasets.Dataset:
+               limit: int | None, selection: Collection[str] | None) -> datasets.Dataset:
     if data_format == "avqa":
-        ds = _avqa_dataset(path, split, template, errors, report, limit)
+        ds = _avqa_dataset(path, split, template, errors, report, limit, selection)
     else:
         reader = (read_mmau(path, audio_dir, errors=errors, report=report)  # type: ignore[arg-type]
                   if data_format == "mmau" else
                   read_mmsu(path, split=split, errors=errors, report=report))  # type: ignore
+        records = list(reader)
+        if selection is not None:
+            check_found(selection, [r.id for r in records] + [i for i, _ in report.reasons])
+            records = [r for r in records if r.id in selection]
         rows = []
-        for record in reader:
+        for record in records:
             if record.audio is None or (isinstance(record.audio, str)
                                         and not Path(record.audio).is_file()):
                 missing = RecordError(f"audio file not found ({record.audio or 'no path'})")
