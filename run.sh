@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Options: name, default, help. Every one can be given as --name value.
 # ----------------------------------------------------------------------------------------------
 OPTIONS=(
-  "stage||first stage to run: prepare|train|mmau|mmsu|mmar|test|demo|report|plan"
+  "stage||first stage to run: prepare|curate|train|mmau|mmsu|mmar|test|demo|report|plan"
   "stop_stage||last stage to run (ordered stages only; default: same as --stage)"
   "dry_run|false|print the commands a stage would run, run nothing (true|false)"
   "overwrite|false|redo finished work instead of skipping it (true|false)"
@@ -44,6 +44,8 @@ OPTIONS=(
   "master_addr|127.0.0.1|address of node 0 (several nodes)"
   "master_port|auto|port on node 0 (auto: a free port on one node, 29500 across nodes)"
   "prepare_args||extra options for the prepare stage's script (python -m local.prepare --help)"
+  "curate_args||extra options for the curate stage (python -m local.curate --help), e.g. \"--rule strong_audio --k 8\""
+  "train_selection||train only on the rows a curation kept: curate (the selection.json the curate stage writes for this model, data, --config and --curate_args) or a selection.json path (default: every row)"
   "train_args||extra options for train.py, e.g. \"--learning_rate 5e-7 --max_steps 500\""
   "eval_args||extra options for every evaluator (mmau, mmsu and mmar)"
   "mmau_args||extra options for evaluate_mmau.py only"
@@ -150,7 +152,7 @@ whole_number eval_max_new_tokens 1
 [[ "$checkpoints" =~ ^[0-9,\ ]*$ ]] \
   || die "--checkpoints takes step numbers, e.g. \"100 200\"; not '$checkpoints'"
 
-ORDERED_STAGES=(prepare train mmau mmsu mmar)
+ORDERED_STAGES=(prepare curate train mmau mmsu mmar)
 STANDALONE_STAGES=(test demo report plan)
 
 stage_index() {
@@ -318,11 +320,39 @@ launcher() {  # processes per node
     echo "-m torch.distributed.run --nnodes $nnodes --node_rank $node_rank --nproc_per_node $1 --master_addr $master_addr --master_port ${master_port/auto/29500}"
   fi
 }
+# Curation: the starting model answers each training item k times with and without its audio;
+# the items that need the audio and give GRPO a gradient are kept (local.curate).
+curate_args_of() {  # the curation's own options, into `args_out` (the curate stage's and --where's)
+  stage_args curate_args
+  args_out=(--model "$(prepared "$model")" --train_data "$train_data" --config "$config"
+            --template "$template" --out "$data_dir/curate" "${args_out[@]}")
+}
+stage_curate() {
+  log "Stage curate: $(prepared "$model"), $train_data, $config -> $data_dir/curate/<model>/<settings>/{table.parquet,selection.json,report.md}"
+  local launch args_out
+  read -ra launch <<< "$(launcher "$nproc")"
+  curate_args_of
+  run_cmd "$PY" "${launch[@]}" -m local.curate "${args_out[@]}"
+}
+selection_file() {  # --train_selection as train.py takes it: a path, or the curate stage's file
+  if [[ "$train_selection" != curate ]]; then echo "$train_selection"; return; fi
+  if [[ "$dry_run" == "true" ]]; then echo "<the curate stage's selection.json>"; return; fi
+  local args_out folder; curate_args_of
+  folder=$("$PY" -m local.curate "${args_out[@]}" --where) \
+    || die "--train_selection curate: cannot name the curate stage's folder (see above)"
+  [[ -f "$folder/selection.json" ]] \
+    || die "--train_selection curate: no $folder/selection.json yet; run --stage curate first (same --model, --train_data, --config, --curate_args)"
+  echo "$folder/selection.json"
+}
 stage_train() {
   local model_path; model_path=$(prepared "$model")
-  log "Stage train: $model_path, $train_data, $config -> $exp_dir/$run_name/checkpoint-N, train.log"
+  log "Stage train: $model_path, $train_data${train_selection:+ (rows of $train_selection)}, $config -> $exp_dir/$run_name/checkpoint-N, train.log"
   local args=(--config "$config" --model_name_or_path "$model_path" --template "$template"
               --train_data "$train_data" --output_dir "$exp_dir/$run_name") launch args_out
+  if [[ -n "$train_selection" ]]; then
+    local selection; selection=$(selection_file) || exit 1
+    args+=(--train_selection "$selection")
+  fi
   [[ -z "$deepspeed" || "$deepspeed" == "none" ]] || args+=(--deepspeed "$deepspeed")
   [[ "$overwrite" != "true" ]] || args+=(--overwrite_output_dir true)
   read -ra launch <<< "$(launcher "$nproc")"
@@ -414,6 +444,14 @@ else
   [[ $first -le $last ]] || die "--stop_stage $stop_stage comes before --stage $stage"
   stages=("${ORDERED_STAGES[@]:$first:$((last - first + 1))}")
 fi
+# Curation is opt-in inside a range (items x 2k generations): it runs when named as --stage or
+# --stop_stage, or when training takes its selection (--train_selection curate).
+if [[ ${#stages[@]} -gt 1 && " ${stages[*]} " == *" curate "* && "$stage" != curate \
+      && "$stop_stage" != curate && "$train_selection" != curate ]]; then
+  _kept=(); for _s in "${stages[@]}"; do [[ $_s == curate ]] || _kept+=("$_s"); done
+  stages=("${_kept[@]}")
+  log "Stage curate: skipped (training takes every row; --train_selection curate runs it)"
+fi
 runs() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 if [[ "$split" == test ]]; then  # the full MMAU test: the mmau stage's question set only
   runs mmau || die "--split test chooses the mmau stage's question set (the full MMAU test), and this call runs ${stages[*]}; add --stage mmau, or drop --split"
@@ -421,9 +459,9 @@ if [[ "$split" == test ]]; then  # the full MMAU test: the mmau stage's question
     || die "--with_no_audio compares accuracies, and --split test is not scored here (answers withheld); drop one of them"
 fi
 if [[ ${#extra_args[@]} -gt 0 && ${#stages[@]} -gt 1 ]]; then
-  die "options after -- go to one stage's script, and this call runs ${stages[*]}: pass them with --prepare_args, --train_args, --eval_args (every evaluator), --mmau_args, --mmsu_args or --mmar_args, e.g. --train_args \"${extra_args[*]}\""
+  die "options after -- go to one stage's script, and this call runs ${stages[*]}: pass them with --prepare_args, --curate_args, --train_args, --eval_args (every evaluator), --mmau_args, --mmsu_args or --mmar_args, e.g. --train_args \"${extra_args[*]}\""
 fi
-for _name in prepare_args train_args eval_args mmau_args mmsu_args mmar_args; do
+for _name in prepare_args curate_args train_args eval_args mmau_args mmsu_args mmar_args; do
   _stage=${_name%_args}
   if [[ -n "${!_name}" ]] && ! { [[ $_stage == eval ]] && { runs mmau || runs mmsu || runs mmar; } || runs "$_stage" || { [[ $_stage == train ]] && runs plan; }; }; then
     die "--$_name is given but this call runs ${stages[*]}, not $_stage"
@@ -464,12 +502,12 @@ if [[ "$nproc" == auto ]]; then
     nproc=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   fi
   (( nproc >= 1 )) || nproc=1
-  runs train || runs mmau || runs mmsu || runs mmar || runs plan && log "Processes per node: $nproc (--nproc auto: the visible GPUs)"
+  runs curate || runs train || runs mmau || runs mmsu || runs mmar || runs plan && log "Processes per node: $nproc (--nproc auto: the visible GPUs)"
 fi
 
 # Model, template and training data: command line > --config > default, and for evaluation the
 # run's own record (local/train/run_settings.py says the rules); logged with where each came from.
-if runs prepare || runs train || runs mmau || runs mmsu || runs mmar || runs plan; then
+if runs prepare || runs curate || runs train || runs mmau || runs mmsu || runs mmar || runs plan; then
   # Before the environment is set up, so a bad value costs no install: any Python 3 will do
   # (standard library; PyYAML where it has it).
   settings_py=$python

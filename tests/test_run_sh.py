@@ -74,7 +74,7 @@ BAD_COMMAND_LINES = [
     (["--stage", "mmau", "--eval_batch_size", "-1"], "--eval_batch_size takes a whole number"),
     (["--stage", "mmau", "--eval_batch_size", "0"], "--eval_batch_size takes a whole number"),
     (["--stage", "train", "--stop_stage", "mmsu", "--", "--learning_rate", "5e-7"],
-     "pass them with --prepare_args, --train_args, --eval_args"),
+     "pass them with --prepare_args, --curate_args, --train_args, --eval_args"),
     (["--stage", "prepare", "--stop_stage", "mmsu", "--", "--mmau_audio", "X"],
      "options after -- go to one stage's script"),
     (["--stage", "train", "--", "--template", "think"], "give --template to run.sh itself"),

@@ -38,7 +38,7 @@ from local.runs.layout import RUN_RECORD  # standard library only too
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-Omni-7B"
 DEFAULT_TEMPLATE = "default"
-TRAINING_STAGES = ("prepare", "train", "plan")
+TRAINING_STAGES = ("prepare", "curate", "train", "plan")
 EVAL_STAGES = ("mmau", "mmsu", "mmar")
 
 
@@ -74,7 +74,7 @@ class RunSettings:
         if any(s in TRAINING_STAGES for s in stages):
             lines += [f"model {self.model.value} ({self.model.source})",
                       f"template {self.template.value} ({self.template.source})"]
-        if "train" in stages or "plan" in stages:
+        if "train" in stages or "plan" in stages or "curate" in stages:
             lines.append(f"train_data {self.train_data.value} ({self.train_data.source})")
         if any(s in EVAL_STAGES for s in stages):
             lines += [f"evaluation step 0 {self.eval_model.value} ({self.eval_model.source})",
