@@ -38,6 +38,8 @@ EXPANSIONS = [
     ("--stage test", ["Stage test:", "-m pytest"]),
     ("--stage prepare", ["Stage prepare:", "-m local.prepare --data_dir data --model_dir models"]),
     ("--stage train", ["Stage train:", "-m torch.distributed.run", "train.py --config"]),
+    ("--stage curate", ["Stage curate:", "-m local.curate --model"]),
+    ("--train_selection data/curate", ["--train_selection data/curate/"]),
     ("--node_rank 1 --master_addr 10.0.0.1",
      ["--nnodes 2 --node_rank 1 --nproc_per_node 8 --master_addr 10.0.0.1"]),
     ("$SLURM_NODEID", ["--nnodes 2 --node_rank 1 --nproc_per_node 8 --master_addr node0"]),
