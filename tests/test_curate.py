@@ -184,6 +184,9 @@ def test_demo_check_measures_the_two_populations() -> None:
     # The default keeps p2 (planted, by chance) and a1; a2 (mid by the reference) is dropped.
     assert got["rules"]["audio_and_spread"] == {"planted_dropped": 0.5, "audio_mid_kept": 0.5,
                                                 "kept": 2}
+    # The threshold reaches the thresholded rules: no-audio accuracy < 0.75 keeps a1, a2, a3, p2.
+    strong = measure(rows, ref, threshold=0.75)["rules"]["strong_audio"]
+    assert strong == {"planted_dropped": 0.5, "audio_mid_kept": 1.0, "kept": 4}
 
 
 # ---------------------------------------------------------------------------------------------
