@@ -23,14 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from local.core.records import Record
 from local.core.rewards import REWARDS
 from local.curate.sampling import Sampler
 from local.eval.generation import Output
-from local.eval.prediction_log import PredictionLog, check_settings, read_logs
-from local.util.dist import DistContext, shard
+from local.eval.prediction_log import read_logs, resumable_shard
+from local.util.dist import DistContext
 
 logger = logging.getLogger(__name__)
 
@@ -66,24 +64,12 @@ def score_pass(make_sampler: Callable[[], Sampler], records: Sequence[Record], w
     if missing:
         raise ValueError(f"items {missing[:3]} have no answer (a withheld test split): "
                          "nothing to score them against")
-    check_settings(work_dir, settings, write=dist.is_main)
-    dist.barrier()
-    mine = shard(records, dist.rank, dist.world_size)
-    done = read_logs(work_dir)
-    todo = [r for r in mine if r.id not in done]
-    if dist.is_main:
-        logger.info("%s: %d items, %d done by an earlier run, %d to sample on %d rank(s)",
-                    desc, len(records), sum(r.id in done for r in records), len(todo),
-                    dist.world_size)
-    sampler = make_sampler() if todo else None
-    share = f" (rank 0 of {dist.world_size})" if dist.world_size > 1 else ""
-    with PredictionLog(work_dir, dist.rank) as log, tqdm(
-            total=len(mine), initial=len(mine) - len(todo), desc=desc + share, unit="item",
-            disable=not dist.is_main) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            for record, outputs in zip(batch, sampler.sample(batch, template), strict=True):
-                log.append(log_entry(record, outputs, reward, dist.rank))
-                bar.update(1)
+    with resumable_shard(records, work_dir, dist, make_sampler, settings=settings, desc=desc,
+                         verb="sample") as run:
+        for start in range(0, len(run.todo), batch_size):
+            batch = run.todo[start:start + batch_size]
+            for record, outputs in zip(batch, run.backend.sample(batch, template), strict=True):
+                run.log.append(log_entry(record, outputs, reward, dist.rank))
+                run.bar.update(1)
     dist.barrier()
     return read_logs(work_dir) if dist.is_main else None

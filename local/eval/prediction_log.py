@@ -18,13 +18,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from tqdm.auto import tqdm
+
+from local.util.dist import DistContext, shard
 from local.util.fsio import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -116,3 +122,42 @@ def check_settings(out_dir: str | Path, settings: dict[str, Any], write: bool = 
                              "Pass --overwrite to start over, or another --out_dir.")
     if write:
         atomic_write_json(path, settings)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class ShardRun(Generic[T]):
+    """This rank's part of a resumable run: what is left, its backend, its log and bar."""
+
+    todo: list[Any]
+    backend: T | None
+    log: PredictionLog
+    bar: Any  # tqdm
+
+
+@contextlib.contextmanager
+def resumable_shard(records: Sequence[Any], work_dir: Path, dist: DistContext,
+                    make_backend: Callable[[], T], *, settings: dict[str, Any] | None,
+                    desc: str, verb: str) -> Iterator[ShardRun[T]]:
+    """The settings guard, this rank's shard (`items[rank::world_size]`) minus what any rank
+    logged before, the backend (made only if something is left, so a finished step loads no
+    model), this rank's log and rank 0's progress bar. Evaluation (`local.eval.runner.predict`)
+    and curation (`local.curate.scoring.score_pass`) share it."""
+    if settings is not None:
+        check_settings(work_dir, settings, write=dist.is_main)
+    dist.barrier()
+    mine = shard(records, dist.rank, dist.world_size)
+    done = read_logs(work_dir)
+    todo = [r for r in mine if r.id not in done]
+    if dist.is_main:
+        logger.info("%s: %d items, %d done by an earlier run, %d to %s on %d rank(s)",
+                    desc, len(records), sum(r.id in done for r in records), len(todo), verb,
+                    dist.world_size)
+    backend = make_backend() if todo else None
+    share = f" (rank 0 of {dist.world_size})" if dist.world_size > 1 else ""
+    with PredictionLog(work_dir, dist.rank) as log, tqdm(
+            total=len(mine), initial=len(mine) - len(todo), desc=desc + share, unit="item",
+            disable=not dist.is_main) as bar:  # rank 0's share: about 1/world_size of the run
+        yield ShardRun(todo, backend, log, bar)

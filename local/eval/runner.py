@@ -41,19 +41,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from local.core.models import ModelLoadError, load_model_and_processor
 from local.core.records import Record, RecordError
 from local.eval.benchmarks.base import Benchmark, QuestionSet
 from local.eval.generation import Backend, Generator
 from local.eval.options import generation_settings, parse_args, recorded_path, run_settings
-from local.eval.prediction_log import PredictionLog, check_settings, clear, read_logs
+from local.eval.prediction_log import clear, read_logs, resumable_shard
 from local.eval.question_check import CHECK_SKIPPED, checked_items
 from local.eval.results import Results, check_lines, write_results
 from local.eval.vllm_backend import build_vllm_generator
 from local.runs.checkpoints import model_problem
-from local.util.dist import DistContext, init_distributed, shard
+from local.util.dist import DistContext, init_distributed
 from local.util.dist import setup_logging as setup_rank_logging
 
 logger = logging.getLogger(__name__)
@@ -212,23 +210,11 @@ def predict(make_generator: Callable[[], Backend], records: Sequence[Record],
     `make_generator` is called (once, cache it) only if this rank has items left, so a finished
     step does not load its model again.
     """
-    if settings is not None:
-        check_settings(work_dir, settings, write=dist.is_main)
-    dist.barrier()
-    mine = shard(records, dist.rank, dist.world_size)
-    done = read_logs(work_dir)
-    todo = [r for r in mine if r.id not in done]
-    if dist.is_main:
-        logger.info("%s: %d items, %d done by an earlier run, %d to answer on %d rank(s)",
-                    desc, len(records), sum(r.id in done for r in records), len(todo),
-                    dist.world_size)
-    generator = make_generator() if todo else None
-    share = f" (rank 0 of {dist.world_size})" if dist.world_size > 1 else ""
-    with PredictionLog(work_dir, dist.rank) as log, tqdm(
-            total=len(mine), initial=len(mine) - len(todo), desc=desc + share, unit="item",
-            disable=not dist.is_main) as bar:  # rank 0's share: about 1/world_size of the run
-        for start_at in range(0, len(todo), batch_size):
-            batch = todo[start_at:start_at + batch_size]
+    with resumable_shard(records, work_dir, dist, make_generator, settings=settings,
+                         desc=desc, verb="answer") as run:
+        generator, log = run.backend, run.log
+        for start_at in range(0, len(run.todo), batch_size):
+            batch = run.todo[start_at:start_at + batch_size]
             texts = [text_fn(r) for r in batch] if text_fn is not None else None
             outputs = generator.generate(batch, template, texts)
             if [o.id for o in outputs] != [r.id for r in batch]:
@@ -238,7 +224,7 @@ def predict(make_generator: Callable[[], Backend], records: Sequence[Record],
                 log.append({"id": out.id, "response": out.response, "error": out.error,
                             "audio_truncated": out.audio_truncated,
                             "audio_incomplete": out.audio_incomplete, "rank": dist.rank})
-                bar.update(1)
+                run.bar.update(1)
     if generator is not None and generator.truncated:
         logger.warning("rank %d: %d clips were cut to %.0f s.", dist.rank, generator.truncated,
                        generator.max_audio_seconds or 0)
