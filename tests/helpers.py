@@ -91,3 +91,16 @@ def logits_differ(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     give different logits. `forward` maps processor inputs to logits."""
     with torch.no_grad():
         return not torch.allclose(forward(inputs_a), forward(inputs_b), atol=atol)
+
+
+def spy_generate(generator: Any) -> list[dict]:
+    """Record the inputs of every `generator.model.generate` call (the call itself still runs)."""
+    seen: list[dict] = []
+    original = generator.model.generate
+
+    def spy(**kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return original(**kwargs)
+
+    generator.model.generate = spy
+    return seen

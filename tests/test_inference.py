@@ -27,7 +27,7 @@ from local.eval.generation import (
     token_ids,
 )
 from local.util.dist import shard
-from tests.helpers import logits_differ, tone
+from tests.helpers import logits_differ, spy_generate, tone
 
 
 def _record(rid: str, freq: float = 440.0, audio: object = "tone") -> Record:
@@ -36,19 +36,6 @@ def _record(rid: str, freq: float = 440.0, audio: object = "tone") -> Record:
                       question="Which tone is it?", choices=["low", "high"], answer="low")
     return Record(id=rid, audio=audio, question="Which tone is it?", choices=["low", "high"],
                   answer="low")
-
-
-def _spy(generator: Generator) -> list[dict]:
-    """Record the inputs of every model.generate call (the call itself still runs)."""
-    seen: list[dict] = []
-    original = generator.model.generate
-
-    def spy(**kwargs):
-        seen.append(kwargs)
-        return original(**kwargs)
-
-    generator.model.generate = spy
-    return seen
 
 
 def _forward(model):
@@ -69,7 +56,7 @@ SETTINGS = GenerationSettings(max_new_tokens=4)
 
 def test_audio_reaches_the_model_in_eval(loaded) -> None:
     generator = Generator(loaded, SETTINGS)
-    seen = _spy(generator)
+    seen = spy_generate(generator)
     outputs = generator.generate([_record("low", 220.0), _record("high", 3000.0)])
     assert [o.error for o in outputs] == [None, None] and all(o.response is not None
                                                              for o in outputs)
@@ -86,7 +73,7 @@ def test_audio_reaches_the_model_in_eval(loaded) -> None:
 
 def test_no_audio_removes_the_audio_from_the_model_input(loaded) -> None:
     generator = Generator(loaded, SETTINGS, audio=False)
-    seen = _spy(generator)
+    seen = spy_generate(generator)
     # Different clips, and one record whose audio file does not exist: none of it matters.
     records = [_record("low", 220.0), _record("high", 3000.0), _record("gone", audio="/no.wav")]
     outputs = generator.generate(records)
@@ -127,7 +114,7 @@ def test_unreadable_audio_gives_an_error_not_a_crash(loaded, audio, message: str
 def test_long_audio_is_cut_and_counted(tiny_omni) -> None:
     loaded = load_model_and_processor(str(tiny_omni), dtype="float32")
     generator = Generator(loaded, SETTINGS, max_audio_seconds=1.0)
-    seen = _spy(generator)
+    seen = spy_generate(generator)
     outputs = generator.generate([_record("long")])  # a 1.5 s clip, limit 1 s
     assert outputs[0].audio_truncated and generator.truncated == 1
     assert int(seen[0]["feature_attention_mask"].sum()) == 100
@@ -145,7 +132,7 @@ def test_greedy_ignores_a_sampling_generation_config(tiny_omni) -> None:
         runs.append([o.response for o in generator.generate(records)])
     assert runs[0] == runs[1] == runs[2]
     # Control: the checkpoint's own config samples, so the same call without our settings varies.
-    seen = _spy(generator)
+    seen = spy_generate(generator)
     generator.generate(records[:1])
     inputs = {k: v for k, v in seen[0].items() if torch.is_tensor(v)}
     sampled = set()
@@ -167,7 +154,7 @@ def test_placeholder_tokens_are_never_generated(tiny_omni) -> None:
 
     loaded.model.get_output_embeddings().register_forward_hook(favour_placeholders)
     generator = Generator(loaded, GenerationSettings(max_new_tokens=6))
-    seen = _spy(generator)
+    seen = spy_generate(generator)
     generator.generate([_record("a")])
     inputs = {k: v for k, v in seen[0].items() if torch.is_tensor(v)}
     with torch.inference_mode():

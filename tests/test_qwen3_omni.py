@@ -33,7 +33,14 @@ from local.demo.tokenizers import build_tokenizer
 from local.eval.generation import GenerationSettings, Generator, has_audio
 from local.train.checkpoints import policy_source
 from local.train.plan_model import model_shape
-from tests.helpers import REPO, logits_differ, processor_inputs, tiny_checkpoint, tone
+from tests.helpers import (
+    REPO,
+    logits_differ,
+    processor_inputs,
+    spy_generate,
+    tiny_checkpoint,
+    tone,
+)
 from tests.sources import mmau_eval_set
 
 QWEN3 = family_named("qwen3_omni_moe")
@@ -200,14 +207,7 @@ def _record(rid: str, freq: float) -> Record:
 
 def test_evaluation_feeds_the_audio(loaded) -> None:
     generator = Generator(loaded, GenerationSettings(max_new_tokens=4))
-    seen: list[dict] = []
-    original = generator.model.generate
-
-    def spy(**kwargs):
-        seen.append(kwargs)
-        return original(**kwargs)
-
-    generator.model.generate = spy
+    seen = spy_generate(generator)
     outputs = generator.generate([_record("low", 220.0), _record("high", 3000.0)])
     assert [o.error for o in outputs] == [None, None]
     inputs = seen[0]
