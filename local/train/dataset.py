@@ -193,10 +193,11 @@ def _read_rows(path: str | Path, data_format: str, *, template: str, split: str,
         reader = (read_mmau(path, audio_dir, errors=errors, report=report)  # type: ignore[arg-type]
                   if data_format == "mmau" else
                   read_mmsu(path, split=split, errors=errors, report=report))  # type: ignore
-        records = list(reader)
+        records: Any = reader  # read lazily: a --max_train_samples run stops early
         if selection is not None:
-            check_found(selection, [r.id for r in records] + [i for i, _ in report.reasons])
-            records = [r for r in records if r.id in selection]
+            read = list(reader)
+            check_found(selection, [r.id for r in read] + [i for i, _ in report.reasons])
+            records = [r for r in read if r.id in selection]
         rows = []
         for record in records:
             if record.audio is None or (isinstance(record.audio, str)
